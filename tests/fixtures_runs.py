@@ -1,0 +1,161 @@
+"""Build realistic run folders that follow DESIGN.md's run-folder contract, for card/publish/leaderboard tests.
+
+The weights and timm config come from a real (tiny) timm model saved the way timm saves Hub repos; the metrics are
+computed from seeded synthetic predictions, so every figure in metrics.json is consistent with the others.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import zlib
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+LABELS = {
+    "chest-xray": ["NORMAL", "PNEUMONIA"],
+    "chest-xray-3": ["NORMAL", "BACTERIA", "VIRUS"],
+    "cifar10": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
+    "fer2013": ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"],
+}
+
+
+_WEIGHTS_DIR = tempfile.TemporaryDirectory(prefix="arena-test-weights-")
+
+
+@cache
+def _timm_files(num_classes: int) -> Path:
+    """config.json + model.safetensors of a tiny timm model, saved once per class count and process."""
+    import timm  # imported lazily: only tests that build run folders pay for it
+    from timm.models._hub import save_for_hf
+
+    out = Path(_WEIGHTS_DIR.name) / f"timm-{num_classes}"
+    model = timm.create_model("test_resnet", num_classes=num_classes)
+    save_for_hf(model, str(out), safe_serialization=True)
+    return out
+
+
+def _auroc(y_true: np.ndarray, score: np.ndarray) -> float:
+    """Mann-Whitney AUROC (no ties in continuous synthetic scores)."""
+    ranks = score.argsort().argsort() + 1
+    pos = y_true == 1
+    n_pos, n_neg = pos.sum(), (~pos).sum()
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _metrics(dataset: str, labels: list[str], probs: np.ndarray, y_true: np.ndarray, **overrides: Any) -> dict:
+    n = len(labels)
+    y_pred = probs.argmax(1)
+    cm = np.zeros((n, n), dtype=int)
+    np.add.at(cm, (y_true, y_pred), 1)
+    per_class = []
+    for i, label in enumerate(labels):
+        tp, predicted, support = cm[i, i], cm[:, i].sum(), cm[i].sum()
+        precision = float(tp / predicted) if predicted else 0.0
+        recall = float(tp / support) if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class.append({"label": label, "precision": precision, "recall": recall, "f1": f1, "support": int(support)})
+    top5 = np.argsort(-probs, 1)[:, :5]
+    metrics: dict[str, Any] = {
+        "dataset": dataset,
+        "eval_split": "test",
+        "num_classes": n,
+        "model": "test_resnet",
+        "pretrained_tag": "resnet50.a1_in1k",
+        "strategy": "linear-probe",
+        "top1": float((y_pred == y_true).mean()),
+        "loss": float(-np.log(probs[np.arange(len(y_true)), y_true]).mean()),
+        "macro_f1": float(np.mean([c["f1"] for c in per_class])),
+        "per_class": per_class,
+        "confusion_matrix": cm.tolist(),
+        "ece": 0.0431,
+        "params": 372882,
+        "macs": 9_830_400,
+        "train_images_per_s": 812.5,
+        "latency_ms": 3.21,
+        "epochs": 2,
+        "wall_s": 41.7,
+        "hardware": "cpu: test runner",
+        "seed": 0,
+        "versions": {"torch": "2.14.1", "timm": "1.0.31", "huggingface_hub": "2.4.0"},
+        "git_rev": "0123456789abcdef0123456789abcdef01234567",
+    }
+    if n >= 5:
+        metrics["top5"] = float((top5 == y_true[:, None]).any(1).mean())
+    if n == 2:
+        tn, fp, fn, tp = cm.ravel()
+        metrics |= {
+            "auroc": _auroc(y_true, probs[:, 1]),
+            "sensitivity": float(tp / (tp + fn)),
+            "specificity": float(tn / (tn + fp)),
+            "positive_label": labels[1],
+        }
+    return metrics | overrides
+
+
+def make_run(root: Path, run_id: str, dataset: str = "chest-xray", samples: int = 64, **overrides: Any) -> Path:
+    """Create runs/<run_id>/ with every file of the run-folder contract; `overrides` replace metrics.json keys."""
+    labels = LABELS[dataset]
+    run = Path(root) / run_id
+    run.mkdir(parents=True)
+    weights = _timm_files(len(labels))
+    shutil.copy(weights / "model.safetensors", run / "model.safetensors")
+    config = json.loads((weights / "config.json").read_text())
+    config["label_names"] = labels
+    (run / "config.json").write_text(json.dumps(config, indent=2))
+
+    rng = np.random.default_rng(zlib.crc32(run_id.encode()))
+    y_true = rng.integers(0, len(labels), samples)
+    logits = rng.normal(size=(samples, len(labels)))
+    logits[np.arange(samples), y_true] += 1.5  # a model that is better than chance
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    metrics = _metrics(dataset, labels, probs, y_true, **overrides)
+    (run / "metrics.json").write_text(json.dumps(metrics, indent=2))
+
+    k = min(5, len(labels))
+    order = np.argsort(-probs, 1)[:, :k]
+    pd.DataFrame(
+        {
+            "sample_id": [f"test/{labels[t]}/{i:05d}.png" for i, t in enumerate(y_true)],
+            "true_label": [labels[t] for t in y_true],
+            "pred_label": [labels[p] for p in probs.argmax(1)],
+            "topk_labels": [[labels[j] for j in row] for row in order],
+            "topk_probs": [probs[i, row].tolist() for i, row in enumerate(order)],
+        }
+    ).to_parquet(run / "predictions.parquet")
+    pd.DataFrame(
+        {
+            "epoch": [1, 2],
+            "train_loss": [0.91, 0.62],
+            "train_acc": [0.58, 0.71],
+            "val_loss": [0.80, 0.66],
+            "val_acc": [0.63, 0.70],
+            "val_top5": [1.0, 1.0],
+            "lr": [1e-3, 5e-4],
+            "seconds": [20.1, 19.8],
+        }
+    ).to_csv(run / "history.csv", index=False)
+    train_config = {
+        "dataset": dataset,
+        "data_dir": f"data/{dataset}",
+        "model": metrics["model"],
+        "pretrained": metrics["pretrained_tag"],
+        "strategy": metrics["strategy"],
+        "epochs": metrics["epochs"],
+        "batch_size": 32,
+        "optimizer": {"name": "adamw", "lr": 1e-3, "weight_decay": 0.05},
+        "scheduler": "cosine",
+        "img_size": 160,
+        "amp": False,
+        "seed": 0,
+    }
+    (run / "train_config.yaml").write_text(yaml.safe_dump(train_config, sort_keys=False))
+    (run / "checkpoint").mkdir()
+    (run / "checkpoint" / "last.pt").write_bytes(b"resumable state: must never be uploaded")
+    return run
