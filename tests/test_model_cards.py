@@ -1,0 +1,118 @@
+"""Model cards: Hub round trip of the eval results, offline metadata validation, body content."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from fixtures_runs import make_run
+from huggingface_hub import ModelCard, ModelCardData, metadata_load
+from huggingface_hub.repocard import REGEX_YAML_BLOCK
+from huggingface_hub.repocard_data import eval_results_to_model_index, model_index_to_eval_results
+
+from model_cards.card import CONFUSION_PNG, EVAL_METRICS, metrics_from_eval_results, write_card
+from model_cards.datasets import DATASETS, dataset_info, dataset_key
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("runs")
+    built = {
+        "binary": make_run(root, "chest-binary", dataset="chest-xray"),
+        "multiclass": make_run(root, "cifar-multi", dataset="cifar10"),
+    }
+    write_card(built["binary"])
+    write_card(built["multiclass"], hub_repo="acme/resnet-cifar10")
+    return built
+
+
+def _metrics(run: Path) -> dict:
+    return json.loads((run / "metrics.json").read_text())
+
+
+@pytest.mark.parametrize(
+    ("kind", "keys"), [("binary", {"top1", "macro_f1", "auroc"}), ("multiclass", {"top1", "top5", "macro_f1"})]
+)
+def test_eval_results_round_trip_exactly(runs: dict[str, Path], kind: str, keys: set[str]) -> None:
+    run = runs[kind]
+    metrics = _metrics(run)
+    card = ModelCard.load(run / "README.md")
+    results = card.data.eval_results
+    assert metrics_from_eval_results(results) == {key: metrics[key] for key in keys}  # exact, not approximate
+    assert {r.dataset_split for r in results} == {"test"}
+    assert {r.task_type for r in results} == {"image-classification"}
+    assert card.data.model_name == run.name
+
+
+def test_front_matter(runs: dict[str, Path]) -> None:
+    data = ModelCard.load(runs["multiclass"] / "README.md").data
+    assert data.library_name == "timm"
+    assert data.pipeline_tag == "image-classification"
+    assert data.base_model == "timm/resnet50.a1_in1k"
+    assert data.datasets == ["uoft-cs/cifar10"]
+    assert data.license == "apache-2.0"
+    assert {"image-classification", "timm", "cifar10"} <= set(data.tags)
+    assert set(data.metrics) == {"accuracy", "top_5_accuracy", "f1"}
+    binary = ModelCard.load(runs["binary"] / "README.md").data
+    assert binary.license == "cc-by-4.0" and "roc_auc" in binary.metrics
+
+
+@pytest.mark.parametrize("kind", ["binary", "multiclass"])
+def test_front_matter_passes_offline_metadata_validation(runs: dict[str, Path], kind: str) -> None:
+    text = (runs[kind] / "README.md").read_text()
+    assert REGEX_YAML_BLOCK.search(text), "the Hub's own front-matter regex must find the YAML block"
+    meta = metadata_load(runs[kind] / "README.md")
+    ModelCardData(**meta)  # strict parse: raises on an invalid model-index
+    name, results = model_index_to_eval_results(meta["model-index"])
+    assert name == runs[kind].name
+    assert eval_results_to_model_index(name, results) == meta["model-index"]
+    for entry in meta["model-index"][0]["results"]:
+        assert {"type", "name", "split"} <= set(entry["dataset"])
+        assert all({"type", "value", "name"} <= set(metric) for metric in entry["metrics"])
+    assert isinstance(yaml.safe_load(yaml.safe_dump(meta)), dict)
+
+
+def test_body(runs: dict[str, Path]) -> None:
+    multi = (runs["multiclass"] / "README.md").read_text()
+    assert 'timm.create_model("hf-hub:acme/resnet-cifar10", pretrained=True)' in multi
+    assert "gr.Interface(" in multi
+    assert f"![Confusion matrix]({CONFUSION_PNG})" in multi
+    assert (runs["multiclass"] / CONFUSION_PNG).read_bytes().startswith(b"\x89PNG")
+    for label in ["airplane", "truck"]:
+        assert re.search(rf"^\| {label} \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| \d+ \|$", multi, re.M)
+    assert "| `optimizer.lr` | 0.0010 |" in multi
+    assert "| Top-5 accuracy |" in multi
+    assert "Not a medical device" not in multi
+    binary = (runs["binary"] / "README.md").read_text()
+    assert "Not a medical device" in binary and "CC BY 4.0" in binary
+    assert "hf-hub:ORG/NAME" in binary and "local-dir:runs/chest-binary" in binary
+    assert "**PNEUMONIA** as the positive class" in binary
+
+
+def test_no_pretrained_weights_omits_base_model(tmp_path: Path) -> None:
+    run = make_run(tmp_path, "scratch", dataset="fer2013", pretrained_tag="none")
+    card = ModelCard.load(write_card(run))
+    assert card.data.base_model is None
+    assert card.data.datasets is None  # FER2013 has no canonical Hub copy
+    assert card.data.license == "other" and card.data.license_name == "fer2013-terms"
+    assert "random initialisation" in card.text and "must not be used to make decisions about people" in card.text
+    assert not list(run.glob(".*.tmp")), "atomic writes leave no temp files"
+
+
+@pytest.mark.parametrize("key", [*DATASETS, "hf:acme/leaves"])
+def test_dataset_mapping_round_trips(key: str) -> None:
+    info = dataset_info(key)
+    assert dataset_key(info.hub_type, info.config) == key
+    assert info.hub_id is None or "/" in info.hub_id
+
+
+def test_unknown_dataset_is_rejected() -> None:
+    with pytest.raises(ValueError, match="unknown dataset"):
+        dataset_info("mnist")
+
+
+def test_metric_specs_are_unique() -> None:
+    assert len({spec.type for spec in EVAL_METRICS}) == len(EVAL_METRICS)
