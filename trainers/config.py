@@ -1,0 +1,136 @@
+"""Training configuration: one dataclass; CLI flags and YAML recipes are generated from its fields.
+
+Precedence: dataclass defaults < `--config FILE.yaml` < flags given on the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# Run with no arguments = this recipe: Lite0 on the CIFAR-10 sample shipped in data/sample, CPU-sized.
+DEFAULT_RECIPE = REPO_ROOT / "trainers" / "recipes" / "default.yaml"
+
+
+def _opt(default: Any, help: str, **argparse_kwargs: Any):
+    return field(default=default, metadata={"help": help, **argparse_kwargs})
+
+
+@dataclass
+class TrainConfig:
+    # data
+    dataset: str = _opt("cifar10", "cifar10, tiny-imagenet, chest-xray, chest-xray-3, fer2013, folder, or hf:<hub-id>")
+    data_dir: str | None = _opt(None, "dataset root in its usual on-disk layout")
+    val_split: float = _opt(0.1, "fraction of train carved out (stratified) when the dataset has no validation split")
+    balanced_val: bool = _opt(False, "carve the same number of validation images from every class")
+    max_train_samples: int | None = _opt(None, "use at most N training images (class-stratified)")
+    max_eval_samples: int | None = _opt(None, "use at most N validation/test images (class-stratified)")
+    skip_corrupt: bool = _opt(False, "skip unreadable images (each is reported) instead of stopping")
+    workers: int = _opt(2, "data-loading worker processes")
+    # model
+    model: str = _opt("efficientnet_lite0", "timm model name or short name (vgg16, resnet50, resnet101, resnet152, "
+                                            "inception_v3, efficientnet_lite0)")
+    pretrained: bool = _opt(True, "start from pretrained weights (--no-pretrained: random init)")
+    weights: str | None = _opt(None, "local weights file (.safetensors or .pth; timm or torchvision state dict)")
+    img_size: int | None = _opt(None, "training/eval resolution (default: the backbone's pretrained input size)")
+    drop_rate: float = _opt(0.2, "dropout before the classifier")
+    # strategy and optimisation
+    strategy: str = _opt("full", "linear-probe (frozen backbone), full, or gradual (unfreeze top-down per epoch)",
+                         choices=["linear-probe", "full", "gradual"])
+    epochs: int = _opt(10, "training epochs")
+    batch_size: int = _opt(32, "images per step (per process under torchrun)")
+    lr: float = _opt(1e-3, "learning rate of the new head")
+    backbone_lr_scale: float = _opt(0.1, "backbone learning rate = lr x this (full/gradual)")
+    opt: str = _opt("adamw", "optimizer, any timm.optim name (adamw, sgd, lamb, ...)")
+    momentum: float = _opt(0.9, "momentum for SGD-style optimizers")
+    weight_decay: float = _opt(0.05, "weight decay (not applied to norms and biases)")
+    sched: str = _opt("cosine", "LR schedule, any timm.scheduler name (cosine, step, plateau, none)")
+    warmup_epochs: int = _opt(0, "linear warm-up epochs")
+    decay_epochs: float = _opt(30, "epochs between decays for --sched step")
+    decay_rate: float = _opt(0.1, "decay factor for --sched step/plateau")
+    label_smoothing: float = _opt(0.1, "label smoothing of the cross-entropy")
+    mixup: float = _opt(0.0, "mixup alpha (0 = off)")
+    cutmix: float = _opt(0.0, "cutmix alpha (0 = off)")
+    aug: str = _opt("light", "training augmentation: none, light (flip + random-resized crop), "
+                             "randaug (timm rand-m9-mstd0.5), trivial (timm trivialaugment)",
+                    choices=["none", "light", "randaug", "trivial"])
+    class_weights: bool = _opt(False, "weight the loss by inverse class frequency (imbalanced data)")
+    balanced_sampler: bool = _opt(False, "sample training images so classes are seen equally often")
+    clip_grad: float | None = _opt(None, "clip gradient norm to this value")
+    ema: bool = _opt(False, "keep an exponential moving average of the weights (timm ModelEmaV3) and evaluate it")
+    ema_decay: float = _opt(0.998, "EMA decay")
+    early_stop: int | None = _opt(None, "stop after N epochs without validation top-1 improvement")
+    # runtime
+    seed: int = _opt(42, "random seed")
+    deterministic: bool = _opt(False, "deterministic algorithms (exactly reproducible resume on CPU)")
+    amp: bool = _opt(True, "mixed precision on GPU (bf16)")
+    channels_last: bool = _opt(False, "channels-last memory format")
+    compile: bool = _opt(False, "torch.compile the model")
+    device: str | None = _opt(None, "cuda, cpu (default: cuda when available)")
+    checkpoint_every: int | None = _opt(None, "also checkpoint every N optimizer steps (always every epoch)")
+    lr_find: bool = _opt(False, "learning-rate range test first: lr_find.png in the run folder, a suggested --lr")
+    # output
+    output: str = _opt("runs", "directory that receives the run folder")
+    name: str | None = _opt(None, "run folder name (default <dataset>-<model>-<timestamp>)")
+    resume: str | None = _opt(None, "continue the killed or finished run in this run folder")
+    record: bool = _opt(True, "record the finished run in the leaderboard store")
+    db: str | None = _opt(None, "leaderboard store path (default: $ARENA_DB or the user cache)")
+    push_to_hub: str | None = _opt(None, "publish the finished run to this Hub repo (ORG/NAME)")
+    private: bool = _opt(False, "create the Hub repo private")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python trainers/finetune.py",
+        description="Fine-tune a timm backbone on an image dataset and write a Hub-ready run folder. "
+                    f"With no arguments it runs {DEFAULT_RECIPE.relative_to(REPO_ROOT)}: EfficientNet-Lite0 "
+                    "(offline ImageNet weights) on the CIFAR-10 sample in data/sample, a few minutes on a CPU.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--config", help="YAML file of these options (flags given here override it)")
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        kwargs = {"help": f.metadata["help"], "default": argparse.SUPPRESS}
+        if f.type == "bool":
+            kwargs["action"] = argparse.BooleanOptionalAction
+        else:
+            kwargs["type"] = _arg_type(f.type)
+            kwargs["choices"] = f.metadata.get("choices")
+        parser.add_argument(flag, **kwargs)
+    return parser
+
+
+def _arg_type(annotation: str):
+    base = annotation.replace(" | None", "")
+    return {"int": int, "float": float, "str": str}[base]
+
+
+def parse_config(argv: list[str] | None = None) -> TrainConfig:
+    argv = sys.argv[1:] if argv is None else argv
+    args = vars(build_parser().parse_args(argv or ["--config", str(DEFAULT_RECIPE)]))
+    values: dict[str, Any] = {}
+    if path := args.pop("config", None):
+        values |= load_yaml(Path(path))
+    values |= args
+    return TrainConfig(**values)
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise SystemExit(f"error: --config file not found: {path}")
+    data = yaml.safe_load(path.read_text()) or {}
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise SystemExit(f"error: {path}: unknown options {unknown}")
+    return data

@@ -1,0 +1,372 @@
+"""Dataset readers for the formats in DESIGN.md, stratified splits, and the torch Dataset.
+
+`load_dataset(name, data_dir)` returns a `DatasetSplits`: class names plus lists of `Sample`s per split.
+Samples are references (a path, or an in-memory uint8 array for pickled/csv formats); decoding happens
+in `ImageDataset` through the shared inference path.
+"""
+
+from __future__ import annotations
+
+import csv
+import pickle
+import random
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from trainers.inference import ImageError, load_image
+
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+FER_CLASSES = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
+FER_CSV_ORDER = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]  # fer2013.csv's emotion ids
+DATASETS = ("cifar10", "tiny-imagenet", "chest-xray", "chest-xray-3", "fer2013", "folder")
+VAL_NAMES = ("val", "valid", "validation")
+
+
+class DataError(ValueError):
+    """A dataset that cannot be read as asked, with the path or value at fault."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    source: str | np.ndarray  # file path, or pixels for array-backed formats
+    label: int
+    sample_id: str  # stable id for predictions.parquet: the path, or "<file>#<index>"
+
+
+@dataclass
+class DatasetSplits:
+    name: str
+    classes: list[str]
+    train: list[Sample]
+    val: list[Sample] = field(default_factory=list)
+    test: list[Sample] = field(default_factory=list)
+    descriptions: dict[str, str] | None = None  # label -> human-readable name (Tiny ImageNet's words.txt)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def eval_split(self) -> str:
+        return "test" if self.test else "val"
+
+    def counts(self, split: str) -> list[int]:
+        tally = Counter(s.label for s in getattr(self, split))
+        return [tally.get(i, 0) for i in range(len(self.classes))]
+
+
+def load_dataset(name: str, data_dir: str | Path | None) -> DatasetSplits:
+    """Read `name` (a DATASETS value or `hf:<id>`) from `data_dir`."""
+    if name.startswith("hf:"):
+        return _read_hf(name[3:])
+    if name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)} or hf:<hub-dataset-id>")
+    if data_dir is None:
+        raise DataError(f"--dataset {name} needs --data-dir PATH")
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise DataError(f"data directory not found: {root}")
+    reader = {
+        "cifar10": _read_cifar10,
+        "tiny-imagenet": _read_tiny_imagenet,
+        "chest-xray": lambda r: _read_chest_xray(r, three_class=False),
+        "chest-xray-3": lambda r: _read_chest_xray(r, three_class=True),
+        "fer2013": _read_fer2013,
+        "folder": _read_folder,
+    }[name]
+    splits = reader(root)
+    splits.name = name
+    _check_classes(splits, root)
+    return splits
+
+
+def _check_classes(splits: DatasetSplits, root: Path) -> None:
+    if not splits.train:
+        raise DataError(f"no training images found under {root}")
+    empty = [c for c, n in zip(splits.classes, splits.counts("train"), strict=True) if n == 0]
+    if empty:
+        raise DataError(f"classes with no training images under {root}: {', '.join(empty)}")
+
+
+# ---------------------------------------------------------------------------------------------- readers
+
+
+def _images_in(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+
+
+def _class_folders(split_dir: Path, classes: list[str] | None = None) -> tuple[list[str], list[Sample]]:
+    """`split_dir/<class>/**/*.jpg` -> (class names, samples). Class order: `classes` or sorted names."""
+    found = sorted(d.name for d in split_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not found:
+        raise DataError(f"expected one folder per class in {split_dir}, found none")
+    classes = classes or found
+    unknown = set(found) - set(classes)
+    if unknown:
+        raise DataError(f"{split_dir}: unexpected class folders {sorted(unknown)}; known classes: {classes}")
+    samples = [
+        Sample(str(p), index, str(p)) for index, c in enumerate(classes) if (split_dir / c).is_dir()
+        for p in _images_in(split_dir / c)
+    ]
+    return classes, samples
+
+
+def _find(root: Path, marker: str) -> Path | None:
+    """`root` itself or its child/grandchild that contains `marker` (users point at either level)."""
+    for candidate in (root, *sorted(root.iterdir()), *sorted(root.glob("*/*"))):
+        if candidate.is_dir() and (candidate / marker).exists():
+            return candidate
+    return None
+
+
+def _read_folder(root: Path, classes: list[str] | None = None) -> DatasetSplits:
+    if not (root / "train").is_dir():
+        raise DataError(
+            f"{root}: expected the layout root/train/<class>/*.jpg (plus optional val/ and test/); "
+            f"found {sorted(p.name for p in root.iterdir())[:10]}"
+        )
+    classes, train = _class_folders(root / "train", classes)
+    splits = DatasetSplits("folder", classes, train)
+    for split in ("val", "test"):
+        for dirname in VAL_NAMES if split == "val" else ("test",):
+            if (root / dirname).is_dir():
+                setattr(splits, split, _class_folders(root / dirname, classes)[1])
+                break
+    return splits
+
+
+def _read_cifar10(root: Path) -> DatasetSplits:
+    pickles = _find(root, "data_batch_1")
+    if pickles is None:
+        folder = _find(root, "train")
+        if folder is None:
+            raise DataError(f"{root}: no cifar-10-batches-py/ pickles and no train/<class>/ image folder")
+        return _read_folder(folder, CIFAR10_CLASSES)
+    meta = _unpickle(pickles / "batches.meta") if (pickles / "batches.meta").exists() else {}
+    classes = [n.decode() for n in meta.get(b"label_names", [])] or CIFAR10_CLASSES
+    train = [s for i in range(1, 6) if (pickles / f"data_batch_{i}").exists()
+             for s in _cifar_samples(pickles / f"data_batch_{i}")]
+    test = _cifar_samples(pickles / "test_batch") if (pickles / "test_batch").exists() else []
+    return DatasetSplits("cifar10", classes, train, test=test)
+
+
+def _unpickle(path: Path) -> dict:
+    try:
+        with open(path, "rb") as f:
+            return pickle.load(f, encoding="bytes")
+    except Exception as err:
+        raise DataError(f"{path}: not a CIFAR-10 pickle batch ({err})") from err
+
+
+def _cifar_samples(path: Path) -> list[Sample]:
+    batch = _unpickle(path)
+    pixels = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    return [Sample(pixels[i], int(y), f"{path.name}#{i}") for i, y in enumerate(batch[b"labels"])]
+
+
+def _read_tiny_imagenet(root: Path) -> DatasetSplits:
+    base = _find(root, "wnids.txt")
+    if base is None:
+        raise DataError(f"{root}: no tiny-imagenet-200/wnids.txt found")
+    wnids = sorted(base.joinpath("wnids.txt").read_text().split())
+    descriptions = {}
+    if (base / "words.txt").exists():
+        for line in base.joinpath("words.txt").read_text().splitlines():
+            wnid, _, words = line.partition("\t")
+            if wnid in wnids:
+                descriptions[wnid] = words.strip()
+    index = {w: i for i, w in enumerate(wnids)}
+    train = [Sample(str(p), index[w], str(p)) for w in wnids for p in _images_in(base / "train" / w)]
+    val = []
+    annotations = base / "val" / "val_annotations.txt"
+    if annotations.exists():
+        for line in annotations.read_text().splitlines():
+            file, wnid, *_ = line.split("\t")
+            val.append(Sample(str(base / "val" / "images" / file), index[wnid], str(base / "val" / "images" / file)))
+    return DatasetSplits("tiny-imagenet", wnids, train, val=val, descriptions=descriptions or None)
+
+
+def _read_chest_xray(root: Path, three_class: bool) -> DatasetSplits:
+    base = _find(root, "train")
+    if base is None or not (base / "train" / "NORMAL").is_dir():
+        raise DataError(f"{root}: expected chest_xray/train/NORMAL and chest_xray/train/PNEUMONIA")
+    classes = ["NORMAL", "BACTERIA", "VIRUS"] if three_class else ["NORMAL", "PNEUMONIA"]
+
+    def read(split: str) -> list[Sample]:
+        _, samples = _class_folders(base / split, ["NORMAL", "PNEUMONIA"])
+        return [Sample(s.source, _xray_label(s, three_class), s.sample_id) for s in samples]
+
+    # The official val/ holds 16 images: too few to select on, so it joins train and a stratified
+    # validation split is carved later (see make_val_split).
+    train = read("train") + (read("val") if (base / "val").is_dir() else [])
+    test = read("test") if (base / "test").is_dir() else []
+    return DatasetSplits("chest-xray-3" if three_class else "chest-xray", classes, train, test=test)
+
+
+def _xray_label(sample: Sample, three_class: bool) -> int:
+    if sample.label == 0 or not three_class:
+        return sample.label
+    name = Path(sample.source).name.lower()
+    if "bacteria" in name:
+        return 1
+    if "virus" in name:
+        return 2
+    raise DataError(f"{sample.source}: pneumonia image without 'bacteria' or 'virus' in its name")
+
+
+def _read_fer2013(root: Path) -> DatasetSplits:
+    csv_path = next(iter(sorted(root.rglob("fer2013.csv"))), None) if root.is_dir() else None
+    if csv_path is not None:
+        return _read_fer_csv(csv_path)
+    base = _find(root, "train")
+    if base is None:
+        raise DataError(f"{root}: no fer2013.csv and no train/<emotion>/ image folders")
+    splits = DatasetSplits("fer2013", FER_CLASSES, _class_folders(base / "train", FER_CLASSES)[1])
+    # Image-folder form: test/ mixes PublicTest_ (validation) and PrivateTest_ (test) files; the
+    # publictest/ and privatetest/ folders hold them separately.
+    for folder in ("test", "publictest", "privatetest"):
+        if (base / folder).is_dir():
+            for s in _class_folders(base / folder, FER_CLASSES)[1]:
+                private = Path(s.source).name.startswith("PrivateTest") or folder == "privatetest"
+                (splits.test if private else splits.val).append(s)
+    return splits
+
+
+def _read_fer_csv(path: Path) -> DatasetSplits:
+    splits = DatasetSplits("fer2013", FER_CLASSES, [])
+    target = {"Training": splits.train, "PublicTest": splits.val, "PrivateTest": splits.test}
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        if not {"emotion", "pixels", "Usage"} <= set(reader.fieldnames or []):
+            raise DataError(f"{path}: expected columns emotion,pixels,Usage; found {reader.fieldnames}")
+        for row_number, row in enumerate(reader, start=2):
+            pixels = np.array(row["pixels"].split(), dtype=np.uint8)
+            if pixels.size != 48 * 48:
+                raise DataError(f"{path}:{row_number}: expected 2304 pixels, found {pixels.size}")
+            label = FER_CLASSES.index(FER_CSV_ORDER[int(row["emotion"])])
+            target[row["Usage"]].append(Sample(pixels.reshape(48, 48), label, f"{path.name}#{row_number}"))
+    return splits
+
+
+def _read_hf(dataset_id: str) -> DatasetSplits:
+    """Any Hub dataset with an image column and a ClassLabel column."""
+    import datasets
+
+    try:
+        dsd = datasets.load_dataset(dataset_id)
+    except Exception as err:
+        raise DataError(
+            f"cannot load Hub dataset {dataset_id!r} ({type(err).__name__}: {str(err).splitlines()[0]}); "
+            "offline, use --dataset folder with a local copy"
+        ) from err
+    first = dsd[next(iter(dsd))]
+    image_col = next((c for c, f in first.features.items() if isinstance(f, datasets.Image)), None)
+    label_col = next((c for c, f in first.features.items() if isinstance(f, datasets.ClassLabel)), None)
+    if image_col is None or label_col is None:
+        raise DataError(f"{dataset_id}: needs an Image column and a ClassLabel column; has {dict(first.features)}")
+    classes = first.features[label_col].names
+
+    def samples(split: str) -> list[Sample]:
+        ds = dsd[split]
+        return [Sample(np.asarray(row[image_col]), int(row[label_col]), f"{split}#{i}") for i, row in enumerate(ds)]
+
+    names = set(dsd)
+    val = next((n for n in VAL_NAMES if n in names), None)
+    return DatasetSplits(f"hf:{dataset_id}", classes, samples("train"),
+                         val=samples(val) if val else [], test=samples("test") if "test" in names else [])
+
+
+# ------------------------------------------------------------------------------------------------ splits
+
+
+def make_val_split(splits: DatasetSplits, fraction: float, balanced: bool, seed: int) -> None:
+    """Carve a stratified validation split from train when the dataset has none.
+
+    `balanced`: the same number of images from every class (the rarest class sets it), as the chest
+    X-ray report did, so validation accuracy is not dominated by the majority class.
+    """
+    if splits.val:
+        return
+    if not 0 < fraction < 1:
+        raise DataError(f"--val-split must be between 0 and 1, got {fraction}")
+    by_class = _by_class(splits.train, seed)
+    per_class = {c: max(1, round(len(items) * fraction)) for c, items in by_class.items()}
+    if balanced:
+        n = min(per_class.values())
+        per_class = dict.fromkeys(per_class, n)
+    for c, items in by_class.items():
+        if len(items) - per_class[c] < 1:
+            raise DataError(f"class {splits.classes[c]!r} has {len(items)} images: too few to split off validation")
+    splits.val = [s for c, items in by_class.items() for s in items[: per_class[c]]]
+    splits.train = [s for c, items in by_class.items() for s in items[per_class[c]:]]
+    kind = "balanced" if balanced else "stratified"
+    splits.notes.append(f"validation: {len(splits.val)} images carved from train ({kind})")
+
+
+def subsample(samples: list[Sample], limit: int | None, seed: int) -> list[Sample]:
+    """At most `limit` samples, keeping class proportions (round-robin over shuffled classes)."""
+    if limit is None or len(samples) <= limit:
+        return samples
+    by_class = _by_class(samples, seed)
+    chosen: list[Sample] = []
+    queues = [list(v) for v in by_class.values()]
+    while len(chosen) < limit:
+        for q in queues:
+            if q and len(chosen) < limit:
+                chosen.append(q.pop(0))
+    return chosen
+
+
+def _by_class(samples: list[Sample], seed: int) -> dict[int, list[Sample]]:
+    rng = random.Random(seed)
+    groups: dict[int, list[Sample]] = defaultdict(list)
+    for s in samples:
+        groups[s.label].append(s)
+    for items in groups.values():
+        rng.shuffle(items)
+    return dict(sorted(groups.items()))
+
+
+def class_weights(counts: list[int]) -> torch.Tensor:
+    """Inverse-frequency weights normalised to mean 1 (sklearn's 'balanced' heuristic)."""
+    counts_t = torch.tensor(counts, dtype=torch.float32).clamp(min=1)
+    return counts_t.sum() / (len(counts) * counts_t)
+
+
+# ------------------------------------------------------------------------------------------ torch dataset
+
+
+class ImageDataset(Dataset):
+    """Decodes samples through the shared inference path; returns (image, label, index).
+
+    An unreadable image raises an error naming its path, or, with `skip_corrupt`, is reported once and
+    replaced by `None` (dropped by `collate_skip_none`).
+    """
+
+    def __init__(self, samples: list[Sample], transform: Callable, mode: str = "RGB", skip_corrupt: bool = False):
+        self.samples, self.transform, self.mode, self.skip_corrupt = samples, transform, mode, skip_corrupt
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int):
+        sample = self.samples[index]
+        try:
+            image = load_image(sample.source, self.mode)
+        except ImageError as err:
+            if not self.skip_corrupt:
+                raise ImageError(f"corrupt or unreadable image: {err} (use --skip-corrupt to skip such files)") from err
+            print(f"skipping unreadable image: {err}", flush=True)
+            return None
+        return self.transform(image), sample.label, index
+
+
+def collate_skip_none(batch: list):
+    batch = [b for b in batch if b is not None]
+    if not batch:
+        return None
+    return torch.utils.data.default_collate(batch)

@@ -1,0 +1,442 @@
+#!/usr/bin/env python
+"""Fine-tune a timm backbone on an image dataset and write a Hub-ready run folder.
+
+    python trainers/finetune.py                                   # the embedded default, offline, CPU
+    python trainers/finetune.py --dataset chest-xray --data-dir ~/data/chest_xray --model resnet50 \
+        --weights resnet50.pth --strategy linear-probe --balanced-val --class-weights
+    torchrun --nproc_per_node=4 trainers/finetune.py --config trainers/recipes/cifar10-arena.yaml
+
+The story, top to bottom: configuration -> data -> model -> run folder -> training epochs (checkpoint
+every epoch, best epoch kept) -> final evaluation -> run folder files, model card, leaderboard row.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import sys
+import time
+from contextlib import nullcontext
+from datetime import UTC, datetime
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from timm.data import Mixup, create_transform, resolve_data_config
+from timm.loss import SoftTargetCrossEntropy
+from timm.optim import create_optimizer_v2
+from timm.scheduler import create_scheduler_v2
+from timm.utils import ModelEmaV3
+from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampler
+from tqdm import tqdm
+
+from trainers import data as D
+from trainers import runfolder as R
+from trainers.config import REPO_ROOT, TrainConfig, parse_config
+from trainers.evaluate import classification_metrics, per_class_recall, predictions_frame
+from trainers.inference import image_mode
+from trainers.models import ModelError, create_backbone, param_groups, pretrained_tag, set_trainable
+from trainers.report import measure_cost, print_summary, run_environment
+
+
+class Distributed:
+    """Rank/world of this process; a single process when not launched by torchrun."""
+
+    def __init__(self) -> None:
+        self.world = int(os.environ.get("WORLD_SIZE", "1"))
+        self.rank = int(os.environ.get("RANK", "0"))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        if self.world > 1:
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def gather(self, obj):
+        """Every rank's `obj`, in rank order (a list of one when not distributed)."""
+        if self.world == 1:
+            return [obj]
+        out = [None] * self.world
+        dist.all_gather_object(out, obj)
+        return out
+
+    def broadcast(self, obj):
+        if self.world == 1:
+            return obj
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+
+def main(argv: list[str] | None = None) -> Path:
+    cfg = parse_config(argv)
+    ddp = Distributed()
+    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda":
+        device = torch.device("cuda", ddp.local_rank)
+        torch.cuda.set_device(device)
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    seed_everything(cfg.seed)
+
+    # ---- data: read and split before anything is written, so bad input leaves no trace
+    splits = prepare_data(cfg)
+    classes = splits.classes
+
+    # ---- model
+    try:
+        model, notes = create_backbone(cfg.model, len(classes), cfg.pretrained, cfg.weights, drop_rate=cfg.drop_rate)
+    except ModelError as err:
+        raise SystemExit(f"error: {err}") from None
+    data_config = resolve_data_config({"img_size": cfg.img_size} if cfg.img_size else {}, model=model)
+    mode = image_mode(data_config["input_size"][0])
+    train_tf = create_transform(**data_config, is_training=True, **augmentation(cfg))
+    eval_tf = create_transform(**data_config, is_training=False)
+    model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+
+    # ---- run folder: created now, checkpointed every epoch, completed at the end
+    run_dir = open_run_dir(cfg, ddp)
+    if ddp.main:
+        R.write_train_config(run_dir, cfg.to_dict())
+        for note in notes + splits.notes:
+            print(f"note: {note}")
+        print(f"run folder: {run_dir}")
+
+    # ---- optimisation
+    groups = param_groups(model, cfg.lr, cfg.backbone_lr_scale if cfg.strategy != "linear-probe" else 1.0,
+                          cfg.weight_decay)
+    optimizer = create_optimizer_v2(groups, opt=cfg.opt, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                    momentum=cfg.momentum)
+    steps_per_epoch = math.ceil(len(splits.train) / (cfg.batch_size * ddp.world))
+    scheduler, _ = create_scheduler_v2(
+        optimizer, sched=cfg.sched, num_epochs=cfg.epochs, warmup_epochs=cfg.warmup_epochs,
+        decay_epochs=cfg.decay_epochs, decay_rate=cfg.decay_rate, step_on_epochs=False,
+        updates_per_epoch=steps_per_epoch,
+    )
+    mixup = (Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, label_smoothing=cfg.label_smoothing,
+                   num_classes=len(classes)) if cfg.mixup or cfg.cutmix else None)
+    weights = D.class_weights(splits.counts("train")).to(device) if cfg.class_weights else None
+    train_loss = (SoftTargetCrossEntropy() if mixup else
+                  torch.nn.CrossEntropyLoss(weight=weights, label_smoothing=cfg.label_smoothing))
+    ema = ModelEmaV3(model, decay=cfg.ema_decay) if cfg.ema else None
+    amp = (torch.autocast("cuda", dtype=torch.bfloat16)
+           if cfg.amp and device.type == "cuda" else nullcontext())
+    train_model = torch.compile(model) if cfg.compile else model
+    if ddp.world > 1:
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            train_model, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=cfg.strategy == "gradual")
+
+    if cfg.lr_find and ddp.main:
+        from trainers.lr_find import lr_find
+
+        suggestion = lr_find(model, optimizer, train_loss, make_loader(cfg, splits.train, train_tf, mode, 0, ddp),
+                             device, run_dir)
+        print(f"lr_find: suggested --lr {suggestion:.2e} (plot: {run_dir / 'lr_find.png'})")
+
+    # ---- resume
+    state = {"epoch": 0, "step": 0, "history": [], "best": None, "train_seconds": 0.0, "train_images": 0}
+    if cfg.resume:
+        state = resume_from(run_dir, model, optimizer, scheduler, ema)
+        print(f"resuming {run_dir} at epoch {state['epoch'] + 1}, step {state['step']}")
+
+    val_loader = make_eval_loader(cfg, splits.val, eval_tf, mode, ddp)
+    started = time.time()
+    for epoch in range(state["epoch"], cfg.epochs):
+        set_trainable(model, cfg.strategy, epoch, cfg.epochs)
+        seed_everything(cfg.seed * 1000 + epoch)
+        skip = state["step"] if epoch == state["epoch"] else 0
+        if skip and "rng" in state:
+            restore_rng(state["rng"])
+        loader = make_loader(cfg, splits.train, train_tf, mode, epoch, ddp, skip_batches=skip)
+
+        def checkpoint_mid_epoch(step: int, seen: int, seconds: float, epoch: int = epoch) -> None:
+            save_state(run_dir, cfg, model, optimizer, scheduler, ema, state | {
+                "epoch": epoch, "step": step, "rng": capture_rng(),
+                "train_images": state["train_images"] + seen, "train_seconds": state["train_seconds"] + seconds})
+
+        stats = train_one_epoch(cfg, train_model, model, loader, optimizer, scheduler, train_loss, mixup, ema, amp,
+                                device, epoch, steps_per_epoch, skip, ddp, checkpoint_mid_epoch)
+        eval_model = ema.module if ema else model
+        logits, targets, _ = predict(eval_model, val_loader, device, amp, ddp)
+        state["train_images"] += stats["images"]
+        state["train_seconds"] += stats["seconds"]
+        if ddp.main:
+            val = classification_metrics(logits, targets, classes)
+            row = history_row(epoch, stats, val, optimizer)
+            state["history"].append(row)
+            if state["best"] is None or val["top1"] > state["best"]["top1"]:
+                state["best"] = {"epoch": epoch + 1, "top1": val["top1"],
+                                 "weights": {k: v.detach().cpu().clone() for k, v in eval_model.state_dict().items()}}
+            print(f"epoch {epoch + 1}/{cfg.epochs}: train loss {stats['loss']:.4f} acc {stats['acc']:.3f} | "
+                  f"val loss {val['loss']:.4f} top1 {val['top1']:.3f} | {stats['images_per_s']:.1f} img/s")
+        state["epoch"], state["step"] = epoch + 1, 0
+        state.pop("rng", None)
+        if ddp.main:
+            R.write_history(run_dir, state["history"])
+            save_state(run_dir, cfg, model, optimizer, scheduler, ema, state)
+        stop = ddp.broadcast(ddp.main and early_stop(cfg, state))
+        if stop:
+            print(f"early stop: no improvement for {cfg.early_stop} epochs")
+            break
+
+    # ---- final: best epoch's weights, evaluated on the test split (else validation)
+    eval_model = ema.module if ema else model
+    best = ddp.broadcast(state["best"] if ddp.main else None)
+    eval_model.load_state_dict(best["weights"])
+    eval_samples = splits.test or splits.val
+    logits, targets, indices = predict(eval_model, make_eval_loader(cfg, eval_samples, eval_tf, mode, ddp),
+                                       device, amp, ddp)
+    if ddp.main:
+        finish_run(cfg, run_dir, eval_model, splits, data_config, logits, targets, indices, state,
+                   time.time() - started, device)
+    if ddp.world > 1:
+        dist.destroy_process_group()
+    return run_dir
+
+
+# ------------------------------------------------------------------------------------------------ data
+
+
+def prepare_data(cfg: TrainConfig) -> D.DatasetSplits:
+    data_dir = cfg.data_dir
+    if data_dir and not Path(data_dir).exists() and (REPO_ROOT / data_dir).exists():
+        data_dir = str(REPO_ROOT / data_dir)  # recipes name repo-relative sample paths
+    try:
+        splits = D.load_dataset(cfg.dataset, data_dir)
+        D.make_val_split(splits, cfg.val_split, cfg.balanced_val, cfg.seed)
+    except D.DataError as err:
+        raise SystemExit(f"error: {err}") from None
+    splits.train = D.subsample(splits.train, cfg.max_train_samples, cfg.seed)
+    splits.val = D.subsample(splits.val, cfg.max_eval_samples, cfg.seed)
+    splits.test = D.subsample(splits.test, cfg.max_eval_samples, cfg.seed)
+    return splits
+
+
+def augmentation(cfg: TrainConfig) -> dict:
+    """timm create_transform arguments for --aug."""
+    if cfg.aug == "none":
+        return {"scale": (1.0, 1.0), "ratio": (1.0, 1.0), "hflip": 0.0}
+    auto = {"randaug": "rand-m9-mstd0.5", "trivial": "trivialaugment"}.get(cfg.aug)
+    return {"scale": (0.6, 1.0), "hflip": 0.5, "auto_augment": auto}
+
+
+def make_loader(cfg: TrainConfig, samples: list[D.Sample], transform, mode: str, epoch: int,
+                ddp: Distributed, skip_batches: int = 0) -> DataLoader:
+    """Training loader whose order depends only on (seed, epoch), so a resumed run sees the same batches."""
+    generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
+    dataset = D.ImageDataset(samples, transform, mode, cfg.skip_corrupt)
+    if ddp.world > 1:
+        sampler = DistributedSampler(dataset, ddp.world, ddp.rank, shuffle=True, seed=cfg.seed)
+        sampler.set_epoch(epoch)
+    elif cfg.balanced_sampler:
+        labels = [s.label for s in samples]
+        per_class = D.class_weights(np.bincount(labels).tolist())
+        sampler = WeightedRandomSampler(per_class[labels], len(samples), generator=generator)
+    else:
+        sampler = torch.randperm(len(samples), generator=generator).tolist()
+    order = list(sampler)[skip_batches * cfg.batch_size:]
+    return DataLoader(dataset, batch_size=cfg.batch_size, sampler=order, num_workers=cfg.workers,
+                      collate_fn=D.collate_skip_none, drop_last=len(order) > cfg.batch_size, generator=generator,
+                      persistent_workers=False, pin_memory=torch.cuda.is_available())
+
+
+def make_eval_loader(cfg: TrainConfig, samples: list[D.Sample], transform, mode: str, ddp: Distributed) -> DataLoader:
+    """Each rank evaluates every world-th sample; `predict` gathers them back into dataset order."""
+    dataset = D.ImageDataset(samples, transform, mode, cfg.skip_corrupt)
+    shard = list(range(ddp.rank, len(samples), ddp.world))
+    return DataLoader(dataset, batch_size=cfg.batch_size * 2, sampler=shard, num_workers=cfg.workers,
+                      collate_fn=D.collate_skip_none)
+
+
+# -------------------------------------------------------------------------------------------- training
+
+
+def train_one_epoch(cfg, train_model, model, loader, optimizer, scheduler, loss_fn, mixup, ema, amp, device,
+                    epoch, steps_per_epoch, first_step, ddp, checkpoint_mid_epoch) -> dict:
+    train_model.train()
+    if cfg.strategy == "linear-probe":  # frozen backbone: keep its batch-norm statistics too
+        model.eval()
+        model.get_classifier().train()
+    total_loss, correct, seen, step = 0.0, 0, 0, first_step
+    start = time.perf_counter()
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not ddp.main, leave=False,
+               initial=first_step, total=steps_per_epoch, unit="batch")
+    for batch in bar:
+        if batch is None:
+            continue
+        images, labels, _ = batch
+        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+        if cfg.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        targets = labels
+        if mixup is not None and len(images) % 2 == 0:
+            images, targets = mixup(images, labels)
+        with amp:
+            logits = train_model(images)
+            loss = loss_fn(logits, targets if mixup is None or targets.ndim > 1 else
+                           torch.nn.functional.one_hot(targets, logits.shape[-1]).float())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.clip_grad:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
+        optimizer.step()
+        step += 1
+        scheduler.step_update(epoch * steps_per_epoch + step)
+        if ema is not None:
+            ema.update(model, step=epoch * steps_per_epoch + step)
+        total_loss += loss.item() * len(images)
+        correct += int((logits.argmax(-1) == labels).sum())
+        seen += len(images)
+        elapsed = time.perf_counter() - start
+        bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}",
+                        img_s=f"{seen * ddp.world / elapsed:.1f}")
+        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < steps_per_epoch and ddp.main:
+            checkpoint_mid_epoch(step, seen * ddp.world, elapsed)
+    scheduler.step(epoch + 1)
+    seconds = time.perf_counter() - start
+    totals = torch.tensor([total_loss, correct, seen], dtype=torch.float64)
+    if ddp.world > 1:
+        dist.all_reduce(totals)
+    total_loss, correct, seen = totals.tolist()
+    return {"loss": total_loss / max(seen, 1), "acc": correct / max(seen, 1), "images": int(seen),
+            "seconds": seconds, "images_per_s": seen / max(seconds, 1e-9)}
+
+
+@torch.inference_mode()
+def predict(model, loader, device, amp, ddp: Distributed) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Logits, targets and dataset indices over the whole split, gathered from every rank, in index order."""
+    was_training = model.training
+    model.eval()
+    parts = []
+    for batch in loader:
+        if batch is None:
+            continue
+        images, labels, indices = batch
+        with amp:
+            logits = model(images.to(device))
+        parts.append((logits.float().cpu(), labels, indices))
+    model.train(was_training)
+    gathered = [p for rank_parts in ddp.gather(parts) for p in rank_parts]
+    if not gathered:
+        raise SystemExit("error: no readable images in the evaluation split")
+    logits, targets, indices = (torch.cat(x) for x in zip(*gathered, strict=True))
+    order = indices.argsort()
+    return logits[order], targets[order], indices[order]
+
+
+def history_row(epoch: int, stats: dict, val: dict, optimizer) -> dict:
+    row = {"epoch": epoch + 1, "train_loss": stats["loss"], "train_acc": stats["acc"], "val_loss": val["loss"],
+           "val_acc": val["top1"], "val_top5": val.get("top5"), "val_macro_f1": val["macro_f1"],
+           "lr": max(g["lr"] for g in optimizer.param_groups), "seconds": stats["seconds"],
+           "train_images_per_s": stats["images_per_s"]}
+    # Every epoch's confusion matrix and per-class recall, not only the final ones.
+    row["val_per_class_recall"] = per_class_recall(val["confusion_matrix"])
+    row["val_confusion_matrix"] = val["confusion_matrix"]
+    return row
+
+
+def early_stop(cfg: TrainConfig, state: dict) -> bool:
+    return bool(cfg.early_stop) and state["epoch"] - state["best"]["epoch"] >= cfg.early_stop
+
+
+# ---------------------------------------------------------------------------------- run folder, resume
+
+
+def open_run_dir(cfg: TrainConfig, ddp: Distributed) -> Path:
+    if cfg.resume:
+        run_dir = Path(cfg.resume)
+        if not (run_dir / R.CHECKPOINT / R.CHECKPOINT_FILE).is_file():
+            raise SystemExit(f"error: --resume {run_dir}: no checkpoint/{R.CHECKPOINT_FILE} in it")
+        return run_dir
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    name = cfg.name or f"{cfg.dataset.replace(':', '-').replace('/', '-')}-{cfg.model}-{stamp}"
+    run_dir = Path(cfg.output) / ddp.broadcast(name)
+    if ddp.main:
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise SystemExit(f"error: run folder {run_dir} already exists (choose another --name, or --resume it)")
+        run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def save_state(run_dir, cfg, model, optimizer, scheduler, ema, state: dict) -> None:
+    R.save_checkpoint(run_dir, state | {
+        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        "ema": ema.state_dict() if ema else None, "config": cfg.to_dict(),
+    })
+
+
+def resume_from(run_dir: Path, model, optimizer, scheduler, ema) -> dict:
+    ckpt = R.load_checkpoint(run_dir)
+    model.load_state_dict(ckpt.pop("model"))
+    optimizer.load_state_dict(ckpt.pop("optimizer"))
+    scheduler.load_state_dict(ckpt.pop("scheduler"))
+    ema_state = ckpt.pop("ema")
+    if ema is not None and ema_state is not None:
+        ema.load_state_dict(ema_state)
+    ckpt.pop("config", None)
+    return ckpt
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def capture_rng() -> dict:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def restore_rng(rng: dict) -> None:
+    random.setstate(rng["python"])
+    np.random.set_state(rng["numpy"])
+    torch.set_rng_state(rng["torch"])
+
+
+def finish_run(cfg, run_dir, model, splits, data_config, logits, targets, indices, state, wall_s, device) -> None:
+    eval_samples = splits.test or splits.val
+    metrics = classification_metrics(logits, targets, splits.classes)
+    cost = measure_cost(model, data_config["input_size"], device)
+    metrics = {
+        "schema": R.METRICS_SCHEMA, "dataset": cfg.dataset, "eval_split": splits.eval_split,
+        "model": model.pretrained_cfg.get("architecture", cfg.model), "pretrained_tag":
+            pretrained_tag(cfg.model, cfg.pretrained, cfg.weights), "strategy": cfg.strategy, **metrics,
+        **cost, "train_images_per_s": state["train_images"] / max(state["train_seconds"], 1e-9),
+        "epochs": len(state["history"]), "best_epoch": state["best"]["epoch"], "wall_s": wall_s,
+        "img_size": data_config["input_size"][-1], "train_samples": len(splits.train),
+        "seed": cfg.seed, "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        **run_environment(device),
+    }
+    R.write_model(run_dir, model, splits.classes, splits.descriptions, data_config)
+    R.write_predictions(run_dir, predictions_frame(
+        logits, targets, [eval_samples[i].sample_id for i in indices.tolist()], splits.classes))
+    R.write_json(run_dir / R.METRICS, metrics)
+    from model_cards.card import write_card
+
+    write_card(run_dir, hub_repo=cfg.push_to_hub)
+    print_summary(run_dir, metrics)
+    if cfg.record:
+        from leaderboard.store import Store, default_db_path
+
+        Store(Path(cfg.db) if cfg.db else default_db_path()).record_run(run_dir)
+    if cfg.push_to_hub:
+        from model_cards.publish import PublishError, publish_run
+
+        try:
+            print(f"published: {publish_run(run_dir, cfg.push_to_hub, private=cfg.private)}")
+        except PublishError as err:
+            raise SystemExit(f"error: {err}") from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,161 @@
+"""The one inference path: image decoding, preprocessing and prediction from a run folder.
+
+The trainer's evaluator, batch prediction and both apps import this module, so every consumer decodes,
+resizes and normalises an image the same way.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import timm
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from timm.data import create_transform, resolve_data_config
+from torch import nn
+
+# Decompression-bomb guard: 64 megapixels is far above any dataset image; PIL raises beyond 2x this.
+MAX_PIXELS = 64_000_000
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+
+ImageSource = str | Path | bytes | np.ndarray | Image.Image
+
+
+class ImageError(ValueError):
+    """An input that cannot be turned into an image, with a message fit for a user."""
+
+
+def load_image(source: ImageSource, mode: str = "RGB") -> Image.Image:
+    """Decode any image a user may hand us into `mode` ('RGB' or 'L'), upright and fully loaded.
+
+    Handles EXIF rotation, 16-bit and float images, CMYK, transparency (composited on white), palettes
+    and animations (first frame); refuses empty, truncated, non-image and oversized inputs.
+    """
+    name = str(source) if isinstance(source, str | Path) else type(source).__name__
+    try:
+        image = _open(source)
+        image.load()
+    except ImageError:
+        raise
+    except Image.DecompressionBombError as err:
+        raise ImageError(f"{name}: image too large (limit {MAX_PIXELS / 1e6:.0f} megapixels)") from err
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise ImageError(f"{name}: not a readable image ({err})") from err
+    if image.width * image.height > MAX_PIXELS:
+        raise ImageError(f"{name}: image too large ({image.width}x{image.height}, limit {MAX_PIXELS / 1e6:.0f} MP)")
+    image = ImageOps.exif_transpose(image)
+    return _to_mode(image, mode)
+
+
+def _open(source: ImageSource) -> Image.Image:
+    if isinstance(source, Image.Image):
+        return source
+    if isinstance(source, np.ndarray):
+        return Image.fromarray(source)
+    if isinstance(source, bytes):
+        if not source:
+            raise ImageError("empty upload (0 bytes)")
+        return Image.open(io.BytesIO(source))
+    path = Path(source)
+    if not path.is_file():
+        raise ImageError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise ImageError(f"{path}: empty file (0 bytes)")
+    return Image.open(path)
+
+
+def _to_mode(image: Image.Image, mode: str) -> Image.Image:
+    if getattr(image, "is_animated", False):
+        image.seek(0)
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # 16-bit/float scans (X-rays often are): stretch the actual range to 8 bits rather than clip.
+        array = np.asarray(image, dtype=np.float32)
+        low, high = float(array.min()), float(array.max())
+        array = (array - low) / (high - low or 1.0) * 255.0
+        image = Image.fromarray(array.round().astype(np.uint8), mode="L")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return image.convert(mode)
+
+
+def image_mode(in_chans: int) -> str:
+    """Grayscale sources become the channels the backbone expects."""
+    return "L" if in_chans == 1 else "RGB"
+
+
+def eval_transform(model: nn.Module):
+    """The backbone's own evaluation preprocessing (size, interpolation, crop, mean/std) from timm."""
+    return create_transform(**resolve_data_config({}, model=model), is_training=False)
+
+
+def load_run_model(run: str | Path) -> nn.Module:
+    """Load a fine-tuned model from a run folder (or `hf-hub:` id) with its labels, in eval mode.
+
+    Goes through timm's own `local-dir:`/`hf-hub:` loaders so the run folder stays a plain timm repo.
+    """
+    run = str(run)
+    name = run if run.startswith(("hf-hub:", "local-dir:")) else f"local-dir:{Path(run).resolve()}"
+    model = timm.create_model(name, pretrained=True)
+    return model.eval()
+
+
+def label_names(model: nn.Module) -> list[str]:
+    cfg = getattr(model, "pretrained_cfg", {}) or {}
+    names = cfg.get("label_names")
+    return list(names) if names else [str(i) for i in range(model.num_classes)]
+
+
+@dataclass
+class Prediction:
+    probs: np.ndarray  # one row of class probabilities per image
+    labels: list[str]
+    latency_ms: float = 0.0
+    errors: dict[int, str] = field(default_factory=dict)  # input index -> why it was not predicted
+
+    def topk(self, row: int, k: int = 5) -> list[tuple[str, float]]:
+        order = np.argsort(-self.probs[row])[:k]
+        return [(self.labels[i], float(self.probs[row, i])) for i in order]
+
+
+class Predictor:
+    """A loaded model plus its preprocessing: `Predictor.from_run(path).predict([img, ...])`."""
+
+    def __init__(self, model: nn.Module, device: str | torch.device = "cpu"):
+        self.device = torch.device(device)
+        self.model = model.eval().to(self.device)
+        self.labels = label_names(model)
+        self.transform = eval_transform(model)
+        self.mode = image_mode(model.pretrained_cfg.get("input_size", (3,))[0])
+
+    @classmethod
+    def from_run(cls, run: str | Path, device: str = "cpu") -> Predictor:
+        return cls(load_run_model(run), device)
+
+    def preprocess(self, source: ImageSource) -> torch.Tensor:
+        return self.transform(load_image(source, self.mode))
+
+    @torch.inference_mode()
+    def predict_tensor(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.model(batch.to(self.device)).float().softmax(dim=-1).cpu()
+
+    def predict(self, sources: list[ImageSource]) -> Prediction:
+        """Predict a list of images; undecodable ones get a row of NaN and an entry in `errors`."""
+        tensors, errors = {}, {}
+        for i, source in enumerate(sources):
+            try:
+                tensors[i] = self.preprocess(source)
+            except ImageError as err:
+                errors[i] = str(err)
+        probs = np.full((len(sources), len(self.labels)), np.nan, dtype=np.float32)
+        start = time.perf_counter()
+        if tensors:
+            out = self.predict_tensor(torch.stack(list(tensors.values())))
+            probs[list(tensors)] = out.numpy()
+        latency = (time.perf_counter() - start) * 1000
+        return Prediction(probs, self.labels, latency, errors)

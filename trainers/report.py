@@ -1,0 +1,87 @@
+"""What a run costs and where it ran: parameters, MACs, latency, hardware, versions; the end-of-run summary."""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.table import Table
+from torch.utils.flop_counter import FlopCounterMode
+
+from trainers.config import REPO_ROOT
+
+
+@torch.inference_mode()
+def measure_cost(model: torch.nn.Module, input_size: tuple[int, ...], device: torch.device, runs: int = 10) -> dict:
+    """Parameters, MACs (torch's FLOP counter / 2) and batch-1 latency (median of `runs`) in eval mode."""
+    was_training = model.training
+    model.eval()
+    x = torch.randn(1, *input_size, device=device)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        model(x)
+    timings = []
+    for _ in range(runs + 2):
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        model(x)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        timings.append((time.perf_counter() - start) * 1000)
+    model.train(was_training)
+    return {
+        "params": sum(p.numel() for p in model.parameters()),
+        "macs": counter.get_total_flops() // 2,
+        "latency_ms": statistics.median(timings[2:]),
+        "latency_device": device.type,
+    }
+
+
+def run_environment(device: torch.device) -> dict:
+    import timm
+
+    cpu = f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu
+    return {
+        "hardware": hardware,
+        "versions": {"python": platform.python_version(), "torch": torch.__version__, "timm": timm.__version__},
+        "git_rev": git_revision(),
+    }
+
+
+def git_revision() -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
+                             timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None
+
+
+def print_summary(run_dir: Path, metrics: dict) -> None:
+    """One screen at the end of a run: the headline figures and where the run folder is."""
+    table = Table(title=f"{metrics['model']} on {metrics['dataset']} ({metrics['eval_split']} split)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    rows = [("top-1", f"{metrics['top1']:.2%}"), ("top-5", f"{metrics['top5']:.2%}" if "top5" in metrics else None),
+            ("macro-F1", f"{metrics['macro_f1']:.3f}"),
+            ("AUROC", f"{metrics['auroc']:.3f}" if "auroc" in metrics else None),
+            ("sensitivity / specificity", f"{metrics['sensitivity']:.2%} / {metrics['specificity']:.2%}"
+             if "sensitivity" in metrics else None),
+            ("ECE", f"{metrics['ece']:.3f}"), ("params", f"{metrics['params'] / 1e6:.2f} M"),
+            ("MACs", f"{metrics['macs'] / 1e9:.2f} G"), ("train img/s", f"{metrics['train_images_per_s']:.1f}"),
+            ("latency (batch 1)", f"{metrics['latency_ms']:.1f} ms"),
+            ("epochs (best)", f"{metrics['epochs']} ({metrics['best_epoch']})"),
+            ("wall time", f"{metrics['wall_s']:.0f} s")]
+    for name, value in rows:
+        if value is not None:
+            table.add_row(name, value)
+    console = Console()
+    console.print(table)
+    console.print(f"run folder: [bold]{run_dir}[/bold]")
