@@ -83,8 +83,8 @@ def validate_metrics(metrics: Any) -> dict[str, Any]:
         raise MetricsError(f"unknown schema: expected a JSON object, got {type(metrics).__name__}")
     for key, kind in REQUIRED_KEYS.items():
         value = metrics.get(key)
-        ok = isinstance(value, int | float) and not isinstance(value, bool) if kind is float else isinstance(value, kind)
-        if not ok:
+        numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        if not (numeric if kind is float else isinstance(value, kind)):
             raise MetricsError(f"unknown schema: key {key!r} is missing or not a {kind.__name__} ({value!r})")
     return metrics
 
@@ -220,7 +220,9 @@ class Store:
     def ingest(self, paths: Iterable[Path]) -> IngestReport:
         """Record every run folder found under `paths`; unreadable or unknown metrics are reported and skipped."""
         report = IngestReport()
-        for run_dir in find_run_dirs(paths):
+        paths = [Path(p) for p in paths]
+        report.skipped.update({str(p): "no such file or directory" for p in paths if not p.exists()})
+        for run_dir in find_run_dirs(p for p in paths if p.exists()):
             try:
                 report.recorded.append(self.record_run(run_dir))
             except (MetricsError, OSError, UnicodeDecodeError) as error:

@@ -41,7 +41,9 @@ class PublishError(RuntimeError):
 
 
 def retry_command(run_dir: Path, repo_id: str, private: bool = False) -> str:
-    return shlex.join(["python", "-m", "model_cards.publish", str(run_dir), repo_id]) + (" --private" if private else "")
+    return shlex.join(["python", "-m", "model_cards.publish", str(run_dir), repo_id]) + (
+        " --private" if private else ""
+    )
 
 
 def staged_files(run_dir: Path) -> list[str]:

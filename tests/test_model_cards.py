@@ -82,7 +82,7 @@ def test_body(runs: dict[str, Path]) -> None:
     assert f"![Confusion matrix]({CONFUSION_PNG})" in multi
     assert (runs["multiclass"] / CONFUSION_PNG).read_bytes().startswith(b"\x89PNG")
     for label in ["airplane", "truck"]:
-        assert re.search(rf"^\| {label} \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| \d+ \|$", multi, re.M)
+        assert re.search(rf"^\| {label} \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| \d+ \|$", multi, re.MULTILINE)
     assert "| `optimizer.lr` | 0.0010 |" in multi
     assert "| Top-5 accuracy |" in multi
     assert "Not a medical device" not in multi

@@ -1,0 +1,176 @@
+"""Leaderboard store: upserts, migrations, ingest, Hub-card rows, CLI, export and real multi-process writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from fixtures_runs import make_run
+from huggingface_hub import ModelCard
+
+import leaderboard.store as store_module
+from leaderboard.__main__ import main
+from leaderboard.hub import row_from_card
+from leaderboard.store import MIGRATIONS, Store, StoreError, default_db_path
+from model_cards.card import write_card
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def runs_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("runs")
+    make_run(root, "chest-a", dataset="chest-xray")
+    make_run(root / "nested", "cifar-b", dataset="cifar10")
+    return root
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path / "db" / "leaderboard.db")
+
+
+def test_default_db_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("ARENA_DB", str(tmp_path / "x.db"))
+    assert default_db_path() == tmp_path / "x.db"
+    monkeypatch.delenv("ARENA_DB")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert default_db_path() == tmp_path / ".cache" / "backbone-arena" / "leaderboard.db"
+
+
+def test_wal_mode_and_schema_version(store: Store) -> None:
+    with sqlite3.connect(store.path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.schema_version() == len(MIGRATIONS)
+
+
+def test_record_run_is_an_upsert(store: Store, runs_root: Path, tmp_path: Path) -> None:
+    run = tmp_path / "chest-a"
+    make_run(tmp_path, "chest-a")
+    assert store.record_run(run, hub_repo="acme/chest-a") == "chest-a"
+    store.record_run(run)  # again, without a repo: same row, repo kept
+    metrics = json.loads((run / "metrics.json").read_text())
+    (run / "metrics.json").write_text(json.dumps(metrics | {"top1": 0.99}))
+    store.record_run(run)
+    rows = store.runs()
+    assert len(rows) == 1
+    row = rows.iloc[0]
+    assert (row.run_id, row.top1, row.hub_repo, row.task_type) == ("chest-a", 0.99, "acme/chest-a", "binary")
+    assert row.auroc == metrics["auroc"] and pd.isna(row.top5)
+    assert json.loads(row.metrics_json) == metrics | {"top1": 0.99}
+    assert row.run_path == str(run.resolve())
+
+
+def test_forward_migration_keeps_rows(store: Store, runs_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store.record_run(runs_root / "chest-a")
+    grown = [*MIGRATIONS, "ALTER TABLE runs ADD COLUMN notes TEXT; CREATE INDEX runs_model ON runs (model)"]
+    monkeypatch.setattr(store_module, "MIGRATIONS", grown)
+    reopened = Store(store.path)
+    assert reopened.schema_version() == len(grown)
+    assert list(reopened.runs().run_id) == ["chest-a"] and "notes" in reopened.runs().columns
+    monkeypatch.setattr(store_module, "MIGRATIONS", MIGRATIONS)
+    with pytest.raises(StoreError, match="newer than this code"):
+        Store(store.path)
+
+
+def test_ingest_skips_corrupt_and_unknown_runs(store: Store, runs_root: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "bad"
+    (bad / "corrupt").mkdir(parents=True)
+    (bad / "corrupt" / "metrics.json").write_text('{"dataset": "cifar10", "top1": 0.')
+    (bad / "unknown").mkdir()
+    (bad / "unknown" / "metrics.json").write_text(json.dumps({"accuracy": 0.9, "arch": "resnet50"}))
+    report = store.ingest([runs_root, bad])
+    again = store.ingest([runs_root / "chest-a"])  # a run folder itself, and idempotent
+    assert sorted(report.recorded) == ["chest-a", "cifar-b"] and again.recorded == ["chest-a"]
+    assert set(report.skipped) == {str(bad / "corrupt" / "metrics.json"), str(bad / "unknown" / "metrics.json")}
+    assert "corrupt JSON" in report.skipped[str(bad / "corrupt" / "metrics.json")]
+    assert "unknown schema" in report.skipped[str(bad / "unknown" / "metrics.json")]
+    assert len(store.runs()) == 2
+    assert list(store.runs(dataset="cifar10").run_id) == ["cifar-b"]
+    assert store.runs(dataset="cifar10", model="resnet50").empty
+
+
+def test_export(store: Store, runs_root: Path, tmp_path: Path) -> None:
+    store.ingest([runs_root])
+    csv = pd.read_csv(store.export(tmp_path / "out" / "board.csv"))
+    parquet = pd.read_parquet(store.export(tmp_path / "board.parquet"))
+    assert sorted(csv.run_id) == sorted(parquet.run_id) == ["chest-a", "cifar-b"]
+    assert parquet.top1.tolist() == store.runs().top1.tolist()
+    with pytest.raises(ValueError, match="csv or .parquet"):
+        store.export(tmp_path / "board.xlsx")
+
+
+def test_row_from_hub_card_matches_the_local_row(store: Store, tmp_path: Path) -> None:
+    run = make_run(tmp_path, "cifar-hub", dataset="cifar10")
+    card = ModelCard.load(write_card(run, hub_repo="acme/cifar-hub"))
+    metrics = json.loads((run / "metrics.json").read_text())
+    store.record_run(run)
+    store.upsert(row_from_card("acme/cifar-hub", card, metrics, created="2026-01-02T03:04:05+00:00"))
+    rows = store.runs()
+    assert len(rows) == 1, "the card's model-index name is the run id: one row, now with its Hub repo"
+    row = rows.iloc[0]
+    assert (row.hub_repo, row.dataset, row.top1, row.top5) == (
+        "acme/cifar-hub",
+        "cifar10",
+        metrics["top1"],
+        metrics["top5"],
+    )
+
+
+def test_cli_ingest_show_export(runs_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = str(tmp_path / "cli.db")
+    assert main(["ingest", str(runs_root), "--db", db]) == 0
+    assert "recorded 2 run(s), skipped 0" in capsys.readouterr().out
+    assert main(["show", "--db", db, "--dataset", "cifar10", "--sort", "top1"]) == 0
+    shown = capsys.readouterr().out
+    assert "cifar-b" in shown and "chest-a" not in shown
+    assert main(["export", "--db", db, "--parquet", str(tmp_path / "e.parquet")]) == 0
+    assert len(pd.read_parquet(tmp_path / "e.parquet")) == 2
+    assert main(["ingest", str(tmp_path / "nothing-here"), "--db", db]) == 1
+    assert "nothing-here: no such file or directory" in capsys.readouterr().out
+
+
+def test_cli_sync_offline_is_a_clear_error(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")} | {"HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "leaderboard", "sync", "--hub-author", "acme", "--db", str(tmp_path / "s.db")],
+        check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "cannot sync from the Hub: offline mode is enabled" in result.stderr
+
+
+WRITER = """
+import sys
+from leaderboard.store import Store
+store = Store(sys.argv[1])
+for run_dir in sys.argv[2:]:
+    store.record_run(run_dir)
+"""
+
+
+def test_four_processes_record_800_runs(runs_root: Path, tmp_path: Path) -> None:
+    metrics = (runs_root / "chest-a" / "metrics.json").read_bytes()
+    run_dirs = []
+    for i in range(800):
+        run_dir = tmp_path / "many" / f"run-{i:03d}"
+        run_dir.mkdir(parents=True)
+        (run_dir / "metrics.json").write_bytes(metrics)
+        run_dirs.append(str(run_dir))
+    db = str(tmp_path / "concurrent.db")
+    writers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WRITER, db, *run_dirs[i::4]], cwd=ROOT, stderr=subprocess.PIPE, text=True
+        )
+        for i in range(4)
+    ]
+    errors = [writer.communicate(timeout=120)[1] for writer in writers]
+    assert [writer.returncode for writer in writers] == [0, 0, 0, 0], errors
+    assert not any("locked" in e for e in errors)
+    assert len(Store(db).runs()) == 800
