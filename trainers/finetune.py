@@ -269,7 +269,7 @@ def train_one_epoch(cfg, train_model, model, loader, optimizer, scheduler, loss_
         model.get_classifier().train()
     total_loss, correct, seen, step = 0.0, 0, 0, first_step
     start = time.perf_counter()
-    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not ddp.main, leave=False,
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=None if ddp.main else True, leave=False,
                initial=first_step, total=steps_per_epoch, unit="batch")
     for batch in bar:
         if batch is None:
