@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 BUSY_TIMEOUT_MS = 60_000
+SUPPORTED_SCHEMAS = {1}  # metrics.json `schema` values this code reads (absent = 1, the DESIGN.md keys)
 REQUIRED_KEYS = {"dataset": str, "eval_split": str, "num_classes": int, "model": str, "top1": float}
 
 # Forward migrations: MIGRATIONS[i] takes the schema from version i to i + 1. Append, never edit.
@@ -81,6 +82,8 @@ def validate_metrics(metrics: Any) -> dict[str, Any]:
     """Check the metrics.json keys the store relies on (DESIGN.md); raise MetricsError naming what is wrong."""
     if not isinstance(metrics, dict):
         raise MetricsError(f"unknown schema: expected a JSON object, got {type(metrics).__name__}")
+    if metrics.get("schema", 1) not in SUPPORTED_SCHEMAS:
+        raise MetricsError(f"unknown schema {metrics['schema']!r}: this code reads {sorted(SUPPORTED_SCHEMAS)}")
     for key, kind in REQUIRED_KEYS.items():
         value = metrics.get(key)
         numeric = isinstance(value, int | float) and not isinstance(value, bool)

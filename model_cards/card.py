@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -60,13 +61,11 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def base_model_id(pretrained_tag: str | None) -> str | None:
-    """Hub id of the pretrained weights: timm's `arch.tag` names live under `timm/`; "none" or a bare arch has none."""
-    if not pretrained_tag or pretrained_tag == "none":
-        return None
-    tag = pretrained_tag.removeprefix("hf-hub:").removeprefix("hf_hub:")
-    if "/" in tag:
+    """Hub id of the pretrained weights: timm's `arch.tag` lives under `timm/`; "none", `file:...` have none."""
+    tag = (pretrained_tag or "").removeprefix("hf-hub:")
+    if re.fullmatch(r"[\w\-.]+/[\w\-.]+", tag):
         return tag
-    return f"timm/{tag}" if "." in tag else None
+    return f"timm/{tag}" if re.fullmatch(r"[\w\-]+\.[\w\-]+", tag) else None
 
 
 def eval_results(metrics: dict[str, Any], info: DatasetInfo) -> list[EvalResult]:

@@ -30,7 +30,7 @@ IGNORE_PATTERNS = ["checkpoint/*", ".*", "*/.*", "*.tmp", "__pycache__/*"]
 OFFLINE = "huggingface_hub is in offline mode (HF_HUB_OFFLINE is set); unset it to publish"
 REQUIRED = ("config.json", "model.safetensors", "metrics.json")
 HTTP_CAUSES = {
-    401: "the Hub rejected the token (401 Unauthorized): it is invalid or expired; create a write token and set HF_TOKEN",
+    401: "the Hub rejected the token (401 Unauthorized): invalid or expired; set HF_TOKEN to a write token",
     403: "the token may not write to {repo} (403 Forbidden): it is read-only, or the namespace belongs to someone else",
     409: "the repository name {repo} is taken or busy (409 Conflict): pick another NAME or retry later",
 }

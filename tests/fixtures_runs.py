@@ -63,6 +63,7 @@ def _metrics(dataset: str, labels: list[str], probs: np.ndarray, y_true: np.ndar
         per_class.append({"label": label, "precision": precision, "recall": recall, "f1": f1, "support": int(support)})
     top5 = np.argsort(-probs, 1)[:, :5]
     metrics: dict[str, Any] = {
+        "schema": 1,
         "dataset": dataset,
         "eval_split": "test",
         "num_classes": n,
@@ -83,6 +84,7 @@ def _metrics(dataset: str, labels: list[str], probs: np.ndarray, y_true: np.ndar
         "wall_s": 41.7,
         "hardware": "cpu: test runner",
         "seed": 0,
+        "created": "2026-03-01T12:00:00+00:00",
         "versions": {"torch": "2.14.1", "timm": "1.0.31", "huggingface_hub": "2.4.0"},
         "git_rev": "0123456789abcdef0123456789abcdef01234567",
     }

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from fixtures_runs import make_run
 from huggingface_hub import ModelCard
 
 import leaderboard.store as store_module
@@ -19,6 +18,7 @@ from leaderboard.__main__ import main
 from leaderboard.hub import row_from_card
 from leaderboard.store import MIGRATIONS, Store, StoreError, default_db_path
 from model_cards.card import write_card
+from tests.fixtures_runs import make_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,10 +85,14 @@ def test_ingest_skips_corrupt_and_unknown_runs(store: Store, runs_root: Path, tm
     (bad / "corrupt" / "metrics.json").write_text('{"dataset": "cifar10", "top1": 0.')
     (bad / "unknown").mkdir()
     (bad / "unknown" / "metrics.json").write_text(json.dumps({"accuracy": 0.9, "arch": "resnet50"}))
+    (bad / "future").mkdir()
+    future = json.loads((runs_root / "chest-a" / "metrics.json").read_text()) | {"schema": 2}
+    (bad / "future" / "metrics.json").write_text(json.dumps(future))
     report = store.ingest([runs_root, bad])
     again = store.ingest([runs_root / "chest-a"])  # a run folder itself, and idempotent
     assert sorted(report.recorded) == ["chest-a", "cifar-b"] and again.recorded == ["chest-a"]
-    assert set(report.skipped) == {str(bad / "corrupt" / "metrics.json"), str(bad / "unknown" / "metrics.json")}
+    assert set(report.skipped) == {str(bad / name / "metrics.json") for name in ("corrupt", "unknown", "future")}
+    assert "unknown schema 2" in report.skipped[str(bad / "future" / "metrics.json")]
     assert "corrupt JSON" in report.skipped[str(bad / "corrupt" / "metrics.json")]
     assert "unknown schema" in report.skipped[str(bad / "unknown" / "metrics.json")]
     assert len(store.runs()) == 2

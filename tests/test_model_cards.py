@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fixtures_runs import make_run
 from huggingface_hub import ModelCard, ModelCardData, metadata_load
 from huggingface_hub.repocard import REGEX_YAML_BLOCK
 from huggingface_hub.repocard_data import eval_results_to_model_index, model_index_to_eval_results
 
-from model_cards.card import CONFUSION_PNG, EVAL_METRICS, metrics_from_eval_results, write_card
+from model_cards.card import CONFUSION_PNG, EVAL_METRICS, base_model_id, metrics_from_eval_results, write_card
 from model_cards.datasets import DATASETS, dataset_info, dataset_key
+from tests.fixtures_runs import make_run
 
 
 @pytest.fixture(scope="module")
@@ -116,3 +116,18 @@ def test_unknown_dataset_is_rejected() -> None:
 
 def test_metric_specs_are_unique() -> None:
     assert len({spec.type for spec in EVAL_METRICS}) == len(EVAL_METRICS)
+
+
+@pytest.mark.parametrize(
+    ("tag", "expected"),
+    [
+        ("resnet50.a1_in1k", "timm/resnet50.a1_in1k"),
+        ("tf_efficientnet_lite0.in1k", "timm/tf_efficientnet_lite0.in1k"),
+        ("hf-hub:acme/resnet-x", "acme/resnet-x"),
+        ("none", None),
+        ("file:resnet50-0676ba61.pth", None),
+        ("resnet50", None),
+    ],
+)
+def test_base_model_id(tag: str, expected: str | None) -> None:
+    assert base_model_id(tag) == expected
