@@ -178,3 +178,15 @@ def test_four_processes_record_800_runs(runs_root: Path, tmp_path: Path) -> None
     assert [writer.returncode for writer in writers] == [0, 0, 0, 0], errors
     assert not any("locked" in e for e in errors)
     assert len(Store(db).runs()) == 800
+
+
+def test_records_a_real_trainer_run(store: Store, tiny_run: Path) -> None:
+    assert store.record_run(tiny_run) == tiny_run.name
+    row = store.runs().iloc[0]
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    assert (row.dataset, row.model, row.top1, row.task_type) == (
+        "cifar10",
+        metrics["model"],
+        metrics["top1"],
+        "multiclass",
+    )

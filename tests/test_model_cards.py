@@ -131,3 +131,13 @@ def test_metric_specs_are_unique() -> None:
 )
 def test_base_model_id(tag: str, expected: str | None) -> None:
     assert base_model_id(tag) == expected
+
+
+def test_real_trainer_run_card_round_trips(tiny_run: Path) -> None:
+    """The card the trainer wrote at the end of a real tiny run carries metrics.json's figures exactly."""
+    metrics = _metrics(tiny_run)
+    card = ModelCard.load(tiny_run / "README.md")
+    expected = {spec.key: metrics[spec.key] for spec in EVAL_METRICS if metrics.get(spec.key) is not None}
+    assert metrics_from_eval_results(card.data.eval_results) == expected
+    assert card.data.model_name == tiny_run.name and card.data.library_name == "timm"
+    ModelCardData(**metadata_load(tiny_run / "README.md"))
