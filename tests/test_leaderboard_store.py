@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from fixtures_runs import make_run
 from huggingface_hub import ModelCard
 
 import leaderboard.store as store_module
@@ -18,7 +19,6 @@ from leaderboard.__main__ import main
 from leaderboard.hub import row_from_card
 from leaderboard.store import MIGRATIONS, Store, StoreError, default_db_path
 from model_cards.card import write_card
-from tests.fixtures_runs import make_run
 
 ROOT = Path(__file__).resolve().parents[1]
 

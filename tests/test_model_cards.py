@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from fixtures_runs import make_run
 from huggingface_hub import ModelCard, ModelCardData, metadata_load
 from huggingface_hub.repocard import REGEX_YAML_BLOCK
 from huggingface_hub.repocard_data import eval_results_to_model_index, model_index_to_eval_results
 
 from model_cards.card import CONFUSION_PNG, EVAL_METRICS, base_model_id, metrics_from_eval_results, write_card
 from model_cards.datasets import DATASETS, dataset_info, dataset_key
-from tests.fixtures_runs import make_run
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def test_front_matter_passes_offline_metadata_validation(runs: dict[str, Path], 
 def test_body(runs: dict[str, Path]) -> None:
     multi = (runs["multiclass"] / "README.md").read_text()
     assert 'timm.create_model("hf-hub:acme/resnet-cifar10", pretrained=True)' in multi
-    assert "gr.Interface(" in multi
+    assert 'gr.Interface(predict, gr.Image(type="pil")' in multi
     assert f"![Confusion matrix]({CONFUSION_PNG})" in multi
     assert (runs["multiclass"] / CONFUSION_PNG).read_bytes().startswith(b"\x89PNG")
     for label in ["airplane", "truck"]:

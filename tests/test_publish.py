@@ -17,10 +17,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from fixtures_runs import make_run
 from huggingface_hub import constants
 
 from model_cards.publish import PublishError, publish_run, retry_command, staged_files
-from tests.fixtures_runs import make_run
 
 REPO = "acme/chest-resnet"
 ROOT = Path(__file__).resolve().parents[1]
