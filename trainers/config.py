@@ -121,13 +121,16 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
     values: dict[str, Any] = {}
     if path := args.pop("config", None):
         values |= load_yaml(Path(path))
+    if resume := args.get("resume"):
+        # A resumed run continues with the configuration it was started with; flags given now override it.
+        values |= load_yaml(Path(resume) / "train_config.yaml")
     values |= args
     return TrainConfig(**values)
 
 
 def load_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise SystemExit(f"error: --config file not found: {path}")
+        raise SystemExit(f"error: configuration file not found: {path}")
     data = yaml.safe_load(path.read_text()) or {}
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(data) - known)

@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> Path:
     # ---- run folder: created now, checkpointed every epoch, completed at the end
     run_dir = open_run_dir(cfg, ddp)
     if ddp.main:
-        R.write_train_config(run_dir, cfg.to_dict())
+        R.write_train_config(run_dir, cfg.to_dict() | {"resume": None})
         for note in notes + splits.notes:
             print(f"note: {note}")
         print(f"run folder: {run_dir}")

@@ -137,8 +137,10 @@ def load_into(model: nn.Module, state: dict[str, torch.Tensor], origin: str) -> 
 
 def _zero_head(model: nn.Module) -> None:
     """A new head starts at zero: the first steps then refine pretrained features instead of fighting a
-    random projection (loss starts at ln(num_classes))."""
-    for p in model.get_classifier().parameters():
+    random projection (loss starts at ln(num_classes)). Only its output layer: a multi-layer head
+    (dense -> dropout -> output) zeroed throughout would get no gradient."""
+    layers = [m for m in model.get_classifier().modules() if isinstance(m, nn.Linear | nn.Conv2d)]
+    for p in layers[-1].parameters():
         nn.init.zeros_(p)
 
 
@@ -160,13 +162,14 @@ def create_backbone(
     num_classes: int,
     pretrained: bool = True,
     weights: str | Path | None = None,
-    in_chans: int = 3,
+    in_chans: int | None = None,
     drop_rate: float = 0.0,
 ) -> tuple[nn.Module, list[str]]:
     """Create a timm model for `num_classes` with the best weights available offline.
 
     Order: an explicit `weights` file; the EfficientNet-Lite0 package weights; timm's Hub download.
-    Returns the model and notes on what was loaded.
+    `in_chans` None keeps the architecture's own input channels (3, or 1 for grayscale networks such as
+    mini_xception). Returns the model and notes on what was loaded.
     """
     full = resolve_model_name(name)
     kwargs = dict(num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate)

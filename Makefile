@@ -1,0 +1,27 @@
+# Backbone Arena: `make run` (the embedded default training) and `make test` (the suite).
+# Both create the virtual environment .venv on first use and refresh it when requirements change.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: run test lint app dashboard
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+run: $(VENV)/.installed
+	$(PY) trainers/finetune.py
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+
+app: $(VENV)/.installed
+	$(PY) apps/gradio_app.py
+
+dashboard: $(VENV)/.installed
+	$(VENV)/bin/streamlit run apps/dashboard.py

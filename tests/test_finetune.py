@@ -1,0 +1,290 @@
+"""The fine-tuning engine end to end: real trainings on real images, on the CPU, offline."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import timm
+import torch
+import yaml
+from conftest import REPO, SAMPLE, TINY, train_tiny
+from safetensors.torch import load_file
+
+from trainers import runfolder as R
+from trainers.data import CIFAR10_CLASSES, load_dataset
+from trainers.inference import Predictor
+from trainers.models import lite0_package_state_dict
+
+FINETUNE = str(REPO / "trainers" / "finetune.py")
+RUN_FILES = {"config.json", "model.safetensors", "README.md", "metrics.json", "history.csv", "train_config.yaml",
+             "predictions.parquet", "checkpoint"}
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600):
+    return subprocess.run([sys.executable, FINETUNE, *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+
+
+def test_default_run_with_no_arguments(tmp_path):
+    """`python trainers/finetune.py`: Lite0 with its offline ImageNet weights on the in-repo sample."""
+    start = time.time()
+    result = run_cli(cwd=tmp_path, env={"ARENA_DB": str(tmp_path / "arena.db")})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert time.time() - start < 300
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert f"run folder: {run_dir}" in result.stdout.replace("\n", " ") or str(run_dir.name) in result.stdout
+    metrics = R.read_metrics(run_dir)
+    assert metrics["dataset"] == "cifar10" and metrics["eval_split"] == "val" and metrics["num_samples"] == 200
+    assert metrics["top1"] > 0.4, metrics["top1"]  # chance is 0.10
+    assert metrics["pretrained_tag"] == "tf_efficientnet_lite0.in1k"
+    assert {p.name for p in run_dir.iterdir()} >= RUN_FILES
+
+
+def test_run_folder_contract(tiny_run):
+    assert {p.name for p in tiny_run.iterdir()} >= RUN_FILES
+    config = json.loads((tiny_run / "config.json").read_text())
+    assert config["architecture"] == "tf_efficientnet_lite0" and config["num_classes"] == 10
+    assert config["label_names"] == CIFAR10_CLASSES
+    assert config["pretrained_cfg"]["input_size"] == [3, 64, 64]
+    assert config["pretrained_cfg"]["mean"] == [0.5, 0.5, 0.5]
+    metrics = R.read_metrics(tiny_run)
+    for key in ("dataset", "eval_split", "num_classes", "model", "pretrained_tag", "strategy", "top1", "top5", "loss",
+                "macro_f1", "per_class", "confusion_matrix", "ece", "params", "macs", "train_images_per_s",
+                "latency_ms", "epochs", "wall_s", "seed", "versions", "git_rev"):
+        assert key in metrics, key
+    matrix = np.asarray(metrics["confusion_matrix"])
+    assert matrix.shape == (10, 10) and matrix.sum() == metrics["num_samples"] == 20
+    assert np.isclose(np.trace(matrix) / matrix.sum(), metrics["top1"])
+    assert [c["label"] for c in metrics["per_class"]] == CIFAR10_CLASSES
+    assert 0 <= metrics["top1"] <= metrics["top5"] <= 1 and metrics["params"] > 3e6 and metrics["macs"] > 1e7
+    history = R.read_history(tiny_run)
+    assert list(history.epoch) == [1] and {"train_loss", "val_acc", "val_top5", "lr", "seconds"} <= set(history)
+    assert len(json.loads(history.val_confusion_matrix[0])) == 10  # every epoch keeps its confusion matrix
+    predictions = pd.read_parquet(tiny_run / "predictions.parquet")
+    assert len(predictions) == 20 and predictions.correct.mean() == pytest.approx(metrics["top1"])
+    assert Path(predictions.sample_id[0]).is_file()
+    assert yaml.safe_load((tiny_run / "train_config.yaml").read_text())["model"] == "efficientnet_lite0"
+
+
+def test_local_dir_round_trip_reproduces_accuracy(tiny_run):
+    """timm.create_model("local-dir:<run>") loads the fine-tuned model with its labels and recorded accuracy."""
+    model = timm.create_model(f"local-dir:{tiny_run}", pretrained=True)
+    assert model.pretrained_cfg["label_names"] == CIFAR10_CLASSES
+    predictions = pd.read_parquet(tiny_run / "predictions.parquet")
+    predictor = Predictor(model)
+    result = predictor.predict(list(predictions.sample_id))
+    top1 = [predictor.labels[i] for i in result.probs.argmax(1)]
+    assert top1 == list(predictions.pred_label)
+    assert np.mean(np.array(top1) == predictions.true_label) == pytest.approx(R.read_metrics(tiny_run)["top1"])
+
+
+def test_offline_imagenet_weights_are_real():
+    """Photos shipped by installed packages get their ImageNet class with the packaged Lite0 weights."""
+    from timm.data import ImageNetInfo
+
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    model.load_state_dict(lite0_package_state_dict(), strict=True)
+    predictor = Predictor(model)
+    site = Path(np.__file__).parents[1]
+    photos = {"gradio/media_assets/images/cheetah1.jpg": "cheetah",
+              "sklearn/datasets/images/flower.jpg": "daisy",
+              "matplotlib/mpl-data/sample_data/grace_hopper.jpg": "academic gown"}
+    photos = {site / k: v for k, v in photos.items() if (site / k).is_file()}
+    assert len(photos) >= 2
+    result = predictor.predict(list(photos))
+    info = ImageNetInfo()
+    for row, expected in enumerate(photos.values()):
+        assert expected in info.index_to_description(int(result.probs[row].argmax()))
+
+
+@pytest.mark.parametrize("strategy", ["linear-probe", "gradual"])
+def test_strategies(tmp_path, strategy):
+    run_dir = train_tiny(tmp_path, "--strategy", strategy, "--epochs", "2", name=strategy)
+    trained = load_file(run_dir / "model.safetensors")
+    pretrained = lite0_package_state_dict()
+    body = [k for k in trained if not k.startswith("classifier") and "running" not in k and "num_batches" not in k]
+    unchanged = [torch.equal(trained[k], pretrained[k].to(trained[k].dtype)) for k in body]
+    assert not torch.equal(trained["classifier.weight"], torch.zeros_like(trained["classifier.weight"]))
+    if strategy == "linear-probe":
+        assert all(unchanged)  # frozen backbone, batch-norm statistics included
+    else:
+        assert not all(unchanged) and any(unchanged[:5])  # the top unfroze by the last epoch, the stem did not
+    assert R.read_metrics(run_dir)["strategy"] == strategy
+
+
+def test_training_on_other_formats(tmp_path, shared_data):
+    """Grayscale FER faces and 3-class X-rays with a balanced validation split and class weights."""
+    fer = train_tiny(tmp_path, "--dataset", "fer2013", "--data-dir", str(shared_data("fer2013-train.tar.gz")),
+                     name="fer")
+    assert R.read_metrics(fer)["num_classes"] == 7
+    assert R.read_config(fer)["label_names"] == ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
+    xray = train_tiny(tmp_path, "--dataset", "chest-xray-3", "--data-dir", str(shared_data("chest_xray-train.tar.gz")),
+                      "--balanced-val", "--class-weights", "--max-eval-samples", "30", name="xray3")
+    metrics = R.read_metrics(xray)
+    assert metrics["dataset"] == "chest-xray-3" and metrics["num_classes"] == 3 and "top5" not in metrics
+    assert [c["support"] for c in metrics["per_class"]] == [10, 10, 10]
+
+
+def test_binary_metrics(tmp_path, shared_data):
+    run_dir = train_tiny(tmp_path, "--dataset", "chest-xray", "--data-dir", str(shared_data("chest_xray-train.tar.gz")),
+                         "--balanced-sampler", name="xray2")
+    metrics = R.read_metrics(run_dir)
+    assert metrics["positive_label"] == "PNEUMONIA"
+    for key in ("auroc", "sensitivity", "specificity"):
+        assert 0 <= metrics[key] <= 1
+    (tn, fp), (fn, tp) = metrics["confusion_matrix"]
+    assert metrics["sensitivity"] == pytest.approx(tp / (tp + fn))
+
+
+def test_config_file_and_flag_precedence(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("dataset: cifar10\nepochs: 5\nlr: 0.01\n")
+    from trainers.config import parse_config
+
+    cfg = parse_config(["--config", str(recipe), "--epochs", "2"])
+    assert (cfg.epochs, cfg.lr, cfg.dataset) == (2, 0.01, "cifar10")
+    recipe.write_text("epoch: 5\n")
+    with pytest.raises(SystemExit, match="unknown options \\['epoch'\\]"):
+        parse_config(["--config", str(recipe)])
+
+
+def test_help_documents_every_flag():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    for flag in ("--dataset", "--data-dir", "--model", "--no-pretrained", "--weights", "--strategy", "--epochs",
+                 "--batch-size", "--lr", "--opt", "--sched", "--warmup-epochs", "--weight-decay", "--label-smoothing",
+                 "--mixup", "--cutmix", "--aug", "--img-size", "--val-split", "--balanced-val", "--class-weights",
+                 "--seed", "--amp", "--channels-last", "--compile", "--ema", "--early-stop", "--workers", "--resume",
+                 "--max-train-samples", "--max-eval-samples", "--output", "--name", "--config", "--lr-find",
+                 "--push-to-hub", "--private"):
+        assert flag in result.stdout, flag
+
+
+# ------------------------------------------------------------------------------------------- error paths
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--model", "resnet5O"], "unknown model 'resnet5O'"),
+    (["--data-dir", "/nonexistent/data"], "data directory not found: /nonexistent/data"),
+    (["--dataset", "chest-xray"], "expected chest_xray/train/NORMAL"),
+    (["--model", "resnet50"], "could not fetch pretrained weights for 'resnet50.a1_in1k'.*--weights PATH.*"
+                              "--no-pretrained.*efficientnet_lite0"),
+    (["--weights", "/nonexistent.pth"], "--weights file not found: /nonexistent.pth"),
+])
+def test_bad_input_fails_clearly_and_writes_nothing(tmp_path, args, message):
+    result = run_cli("--dataset", "cifar10", "--data-dir", str(SAMPLE), "--output", str(tmp_path / "out"), *TINY,
+                     *args, env={"HF_HUB_OFFLINE": "1"})
+    assert result.returncode != 0
+    assert re.search(message, result.stderr), result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_corrupt_image_is_named_or_skipped_when_asked(tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(SAMPLE, data)
+    bad = data / "train" / "cat" / "0000.jpg"
+    bad.write_bytes(bad.read_bytes()[:200])  # truncated JPEG
+    flags = ["--dataset", "cifar10", "--data-dir", str(data), *TINY, "--max-train-samples", "800"]
+    result = run_cli(*flags, "--output", str(tmp_path / "a"))
+    assert result.returncode != 0 and str(bad) in result.stderr
+    result = run_cli(*flags, "--output", str(tmp_path / "b"), "--skip-corrupt")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"skipping unreadable image: {bad}" in result.stdout
+
+
+def test_weights_file_with_other_head_is_adapted(tmp_path):
+    """torchvision-format weights with a 1000-class head load into a 10-class timm model, head re-initialised."""
+    import torchvision
+
+    weights = tmp_path / "resnet18_tv.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
+    result = run_cli("--dataset", "cifar10", "--data-dir", str(SAMPLE), "--output", str(tmp_path), *TINY,
+                     "--model", "resnet18", "--weights", str(weights), "--name", "tv")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "classifier has 1000 classes, model needs 10; loaded the body and a new head" in result.stdout
+    assert R.read_metrics(tmp_path / "tv")["pretrained_tag"] == "file:resnet18_tv.pth"
+
+
+def test_torchvision_vgg_weights_go_through_timm_filter(tmp_path):
+    import torchvision
+
+    from trainers.models import create_backbone
+
+    path = tmp_path / "vgg11.safetensors"
+    from safetensors.torch import save_file
+
+    save_file(torchvision.models.vgg11(weights=None).state_dict(), str(path))
+    model, notes = create_backbone("vgg11", 10, weights=path)
+    assert any("new head" in n for n in notes)
+    assert model(torch.randn(1, 3, 64, 64)).shape == (1, 10)
+
+
+def test_lr_find_saves_plot_and_suggests(tmp_path):
+    run_dir = train_tiny(tmp_path, "--lr-find", "--max-train-samples", "160", name="lrfind")
+    assert (run_dir / "lr_find.png").stat().st_size > 1000
+    lrs = pd.read_csv(run_dir / "lr_find.csv")
+    assert len(lrs) > 3 and lrs.lr.is_monotonic_increasing
+
+
+# ---------------------------------------------------------------------------------------- resume, DDP
+
+
+def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
+    flags = ["--dataset", "cifar10", "--data-dir", str(SAMPLE), *TINY, "--epochs", "3", "--deterministic",
+             "--max-train-samples", "64"]
+    reference = run_cli(*flags, "--output", str(tmp_path), "--name", "straight")
+    assert reference.returncode == 0, reference.stderr[-2000:]
+
+    run_dir = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, FINETUNE, *flags, "--output", str(tmp_path), "--name", "killed"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    history = run_dir / "history.csv"
+    deadline = time.time() + 300
+    while not (history.exists() and len(pd.read_csv(history)) >= 1) and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(0.5)  # the epoch-1 checkpoint follows history.csv
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (run_dir / "metrics.json").exists()
+    assert torch.load(run_dir / "checkpoint" / "state.pt", weights_only=False)["epoch"] in (1, 2)
+
+    resumed = run_cli("--resume", str(run_dir))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming" in resumed.stdout
+    a, b = R.read_metrics(tmp_path / "straight"), R.read_metrics(run_dir)
+    assert a["confusion_matrix"] == b["confusion_matrix"]
+    assert a["loss"] == pytest.approx(b["loss"], abs=1e-5)
+    pd.testing.assert_series_equal(R.read_history(tmp_path / "straight").val_loss, R.read_history(run_dir).val_loss,
+                                   atol=1e-5)
+
+
+def test_torchrun_two_processes(tmp_path):
+    """A real two-process DDP run (gloo on CPU): metrics cover the whole evaluation set; only rank 0 writes."""
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533", FINETUNE,
+         "--dataset", "cifar10", "--data-dir", str(SAMPLE), "--output", str(tmp_path), "--name", "ddp", *TINY,
+         "--max-eval-samples", "21"],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [p.name for p in tmp_path.iterdir()] == ["ddp"]
+    metrics = R.read_metrics(tmp_path / "ddp")
+    assert metrics["num_samples"] == 21 and np.asarray(metrics["confusion_matrix"]).sum() == 21
+    assert len(pd.read_parquet(tmp_path / "ddp" / "predictions.parquet")) == 21
+    assert result.stdout.count("run folder:") <= 2  # printed by rank 0 only (start and summary)
+
+
+def test_sample_dataset_is_the_default_data():
+    splits = load_dataset("cifar10", SAMPLE)
+    assert len(splits.train) == 800
