@@ -1,0 +1,344 @@
+"""Backbone Arena leaderboard: which backbone wins on which data.
+
+    streamlit run apps/dashboard.py [-- --db PATH]
+
+The store is `--db PATH`, else $ARENA_DB, else ~/.cache/backbone-arena/leaderboard.db (leaderboard.store). Views:
+leaderboard table, accuracy-vs-cost trade-offs, one run's details, training curves, two runs compared, and the
+error gallery. Reads the store and the run folders only; never imports the training code.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:  # `streamlit run` puts apps/ on sys.path, not the repository root
+    sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import streamlit as st  # noqa: E402
+
+from apps import dashboard_data as data  # noqa: E402
+from apps import dashboard_plots as plots  # noqa: E402
+from leaderboard.store import Store, StoreError  # noqa: E402
+
+EMPTY_HELP = """**No runs in the store yet** (`{db}`).
+
+**Create the first run**: EfficientNet-Lite0 with offline ImageNet weights, fine-tuned on the CIFAR-10 sample
+that ships in `data/sample` (a few minutes on a CPU). The finished run is recorded in this store:
+
+```
+python trainers/finetune.py --db {db}
+```
+
+**Already have run folders?** Open *Add runs* in the sidebar and press *Ingest run folders*, or run
+`python -m leaderboard ingest runs/ --db {db}`. Then reload this page.
+"""
+RANK_METRICS = list(data.METRIC_LABELS)
+CSV_COLUMNS = [*data.TABLE_COLUMNS, "family", "eval_split", "num_classes", "params", "macs", "wall_s", "git_rev",
+               "hub_repo", "run_path"]  # fmt: skip
+COLUMN_CONFIG = {
+    "best": st.column_config.TextColumn("best", help="highest score of its dataset among the runs shown"),
+    "pretrained_on": st.column_config.TextColumn("pretrained on", help="what the backbone saw before fine-tuning"),
+    "pretrained_tag": st.column_config.TextColumn("pretrained tag"),
+    "top1": st.column_config.NumberColumn("top-1", format="percent"),
+    "top5": st.column_config.NumberColumn("top-5", format="percent"),
+    "macro_f1": st.column_config.NumberColumn("macro-F1", format="percent"),
+    "auroc": st.column_config.NumberColumn("AUROC", format="%.3f", help="binary tasks"),
+    "params_m": st.column_config.NumberColumn("params (M)", format="%.2f"),
+    "macs_g": st.column_config.NumberColumn("MACs (G)", format="%.3f"),
+    "train_images_per_s": st.column_config.NumberColumn("train img/s", format="%.1f"),
+    "latency_ms": st.column_config.NumberColumn("latency (ms)", format="%.1f"),
+    "date": st.column_config.DatetimeColumn("date", format="YYYY-MM-DD HH:mm"),
+    "hub_url": st.column_config.LinkColumn("Hub", display_text=r"https://huggingface\.co/(.*)"),
+    "files": st.column_config.TextColumn("files", help="⚠: the run folder has missing or corrupt files"),
+    "run_id": st.column_config.TextColumn("run id"),
+}
+CURVES = {
+    "Loss": {"train_loss": "train", "val_loss": "val"},
+    "Accuracy": {"train_acc": "train", "val_acc": "val", "val_top5": "val top-5"},
+    "Learning rate": {"lr": "lr"},
+}
+
+
+def script_args() -> list[str]:
+    """Arguments after `streamlit run apps/dashboard.py --`; under AppTest/pytest, argv is the test runner's."""
+    return sys.argv[1:] if sys.argv and Path(sys.argv[0]).resolve() == Path(__file__).resolve() else []
+
+
+# --- cached loading: keys include file signatures, so an ingest or a rewritten file invalidates them -----------
+
+
+@st.cache_data(show_spinner="Loading runs…", max_entries=4)
+def load_table(db: str, signature: tuple) -> pd.DataFrame:
+    """The store's rows with derived columns and file checks; `signature` (store_signature) keys the cache."""
+    return data.leaderboard_table(Store(db).runs())
+
+
+READERS = {data.HISTORY: data.read_history, data.PREDICTIONS: data.read_predictions}
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _read_run_file(name: str, run_path: str, signature: tuple) -> pd.DataFrame:
+    return READERS[name](run_path)
+
+
+def run_file(row: pd.Series, name: str) -> tuple[pd.DataFrame | None, str]:
+    """(frame, '') or (None, why it cannot be read): a broken file is reported, the rest of the page still shows."""
+    if not row["run_path"]:
+        return None, f"{row['run_id']}: no local run folder (Hub only), so no {name}"
+    path = Path(row["run_path"]) / name
+    try:
+        return _read_run_file(name, row["run_path"], data.file_signature(path)), ""
+    except (OSError, ValueError, KeyError) as error:
+        return None, f"{row['run_id']}: cannot read {path}: {type(error).__name__}: {error}"
+
+
+def open_store(db: Path) -> Store:
+    try:
+        return Store(db)
+    except (StoreError, sqlite3.Error, OSError) as error:
+        st.error(f"Cannot open the leaderboard store `{db}`: {error}")
+        st.stop()
+
+
+# --- sidebar --------------------------------------------------------------------------------------------------
+
+
+def ingest_panel(store: Store, expanded: bool) -> bool:
+    """Sidebar panel to record local run folders; True when the store or the file checks may have changed."""
+    with st.sidebar.expander("Add runs", expanded=expanded):
+        folders = st.text_input("Run folders (comma-separated)", "runs/", key="ingest_path")
+        if st.button("Ingest run folders", key="ingest", type="primary"):
+            report = store.ingest(Path(p.strip()).expanduser() for p in folders.split(",") if p.strip())
+            st.success(f"Recorded {len(report.recorded)} run(s).")
+            if report.skipped:
+                st.warning("\n".join(f"- skipped `{path}`: {reason}" for path, reason in report.skipped.items()))
+            return True
+        if st.button("Re-check run folders", key="recheck", help="file checks are cached until the store changes"):
+            load_table.clear()
+            return True
+    return False
+
+
+def sidebar_filters(table: pd.DataFrame) -> pd.DataFrame:
+    sidebar = st.sidebar
+    sidebar.header("Filters")
+    datasets = sidebar.multiselect("Dataset", sorted(table["dataset"].unique()), key="f_dataset")
+    families = sidebar.multiselect("Backbone family", sorted(table["family"].unique()), key="f_family")
+    strategies = sidebar.multiselect("Strategy", sorted(table["strategy"].dropna().unique()), key="f_strategy")
+    pretraining = sidebar.radio(
+        "Pretraining", ["all", "pretrained", "from scratch"], horizontal=True, key="f_pretrained"
+    )
+    pretrained = {"all": None, "pretrained": True, "from scratch": False}[pretraining]
+    return data.filter_runs(table, datasets, families, strategies, pretrained)
+
+
+# --- views ----------------------------------------------------------------------------------------------------
+
+
+def pick_run(runs: pd.DataFrame, label: str, key: str, index: int = 0) -> pd.Series:
+    """A selectbox over the runs shown; returns the chosen row."""
+    names = {r.run_id: f"{r.run_id} · {r.model} on {r.dataset} ({r.top1:.1%})" for r in runs.itertuples(index=False)}
+    run_id = st.selectbox(label, list(names), index=min(index, len(names) - 1), format_func=names.get, key=key)
+    return runs[runs["run_id"] == run_id].iloc[0]
+
+
+def leaderboard_view(runs: pd.DataFrame) -> None:
+    st.header("Leaderboard")
+    rank = st.selectbox("Rank by", RANK_METRICS, format_func=data.METRIC_LABELS.get, key="rank_by")
+    ranked = data.mark_best(runs, rank).sort_values(rank, ascending=False, na_position="last", kind="stable")
+    flagged = ranked[ranked["flagged"]]
+    ranked = ranked.assign(files=np.where(ranked["flagged"], "⚠ " + ranked["files"], ranked["files"]))
+    counts = st.columns(4)
+    counts[0].metric("runs", len(ranked))
+    counts[1].metric("datasets", ranked["dataset"].nunique())
+    counts[2].metric("backbones", ranked["model"].nunique())
+    counts[3].metric("flagged runs", len(flagged))
+    if len(flagged):
+        st.warning(
+            f"{len(flagged)} run(s) have missing or corrupt files (⚠ in *files*); their stored metrics still show:\n"
+            + "\n".join(f"- `{r.run_id}`: {r.files}" for r in flagged.itertuples(index=False))
+        )
+    if ranked["note"].str.len().any():
+        st.info(
+            "Tiny ImageNet is drawn from ImageNet: rows whose *note* says so used ImageNet-pretrained backbones, "
+            "whose pretraining data overlaps the evaluation classes. Compare them with care."
+        )
+    st.dataframe(ranked[data.TABLE_COLUMNS], column_config=COLUMN_CONFIG, hide_index=True, key="leaderboard")
+    st.download_button(
+        "Download CSV",
+        ranked[CSV_COLUMNS].to_csv(index=False),
+        file_name="leaderboard.csv",
+        mime="text/csv",
+        key="download_csv",
+    )
+
+
+def tradeoffs_view(runs: pd.DataFrame) -> None:
+    st.header("Accuracy vs cost")
+    left, right = st.columns(2)
+    dataset = left.selectbox("Dataset", runs["dataset"].value_counts().index.tolist(), key="trade_dataset")
+    metric = right.selectbox("Score", RANK_METRICS, format_func=data.METRIC_LABELS.get, key="trade_metric")
+    subset = runs[runs["dataset"] == dataset]
+    if subset[metric].isna().all():
+        st.info(f"No run on {dataset} has {data.METRIC_LABELS[metric]} (AUROC exists for binary tasks only).")
+    else:
+        st.caption("Pareto frontier: the runs no other run beats with both a lower cost and a higher score.")
+        for cost in data.COST_LABELS:
+            st.plotly_chart(plots.tradeoff(subset, cost, metric), key=f"trade_{cost}")
+    st.plotly_chart(plots.top1_bars(data.best_per_model(runs)), key="top1_bars")
+
+
+def run_caption(row: pd.Series) -> None:
+    st.caption(
+        f"{row['model']} · pretrained on {row['pretrained_on']} (`{row['pretrained_tag']}`) · {row['strategy']} · "
+        f"{row['dataset']} / {row['eval_split']} · files: {row['files']}"
+    )
+    if row["flagged"]:
+        st.warning(f"Run folder problem: {row['files']}. The figures below come from the stored metrics.")
+    if row["note"]:
+        st.info(row["note"])
+
+
+def details_view(runs: pd.DataFrame) -> None:
+    st.header("Run details")
+    row = pick_run(runs, "Run", "detail_run")
+    run_caption(row)
+    metrics = data.run_metrics(row)
+    labels = data.class_labels(metrics)
+    mode = st.radio("Confusion matrix", ["counts", "normalised"], horizontal=True, key="cm_mode")
+    matrix = data.confusion(metrics, normalised=mode == "normalised")
+    if matrix is None:
+        st.info("This run's metrics have no confusion matrix.")
+    else:
+        st.plotly_chart(plots.confusion_heatmap(matrix, labels, mode == "normalised"), key="confusion")
+    per_class = data.per_class_frame(metrics)
+    if per_class.empty:
+        st.info("This run's metrics have no per-class scores.")
+    else:
+        st.plotly_chart(plots.per_class_bars(per_class), key="per_class")
+
+
+def curves_view(runs: pd.DataFrame) -> None:
+    st.header("Training curves")
+    run_ids = runs["run_id"].tolist()
+    chosen = st.multiselect("Runs", run_ids, default=run_ids[:3], key="curve_runs")
+    histories = {}
+    for run_id in chosen:
+        history, problem = run_file(runs[runs["run_id"] == run_id].iloc[0], data.HISTORY)
+        if problem:
+            st.warning(problem)
+        else:
+            histories[run_id] = history
+    if not histories:
+        st.info("Choose runs with a readable history.csv to overlay their curves.")
+        return
+    for title, columns in CURVES.items():
+        st.plotly_chart(plots.training_curves(histories, columns, title), key=f"curves_{title}")
+
+
+def compare_view(runs: pd.DataFrame) -> None:
+    st.header("Compare two runs")
+    if len(runs) < 2:
+        st.info("Compare needs at least two runs among those shown (check the filters).")
+        return
+    left, right = st.columns(2)
+    with left:
+        a = pick_run(runs, "Run A", "compare_a", 0)
+    with right:
+        b = pick_run(runs, "Run B", "compare_b", 1)
+    metrics_a, metrics_b = data.run_metrics(a), data.run_metrics(b)
+    deltas = data.metric_deltas(metrics_a, metrics_b)
+    headline = deltas[deltas["metric"].isin(["top1", "top5", "macro_f1", "auroc", "latency_ms", "params"])]
+    columns = st.columns(max(len(headline), 1))
+    for column, (metric, _, value, delta) in zip(columns, headline.itertuples(index=False, name=None), strict=False):
+        fraction = metric in data.METRIC_LABELS
+        column.metric(
+            data.METRIC_LABELS.get(metric, metric) + " (B)",
+            f"{value:.1%}" if fraction else f"{value:,.4g}",
+            f"{delta:+.1%}" if fraction else f"{delta:+,.4g}",
+            delta_color="inverse" if metric in data.LOWER_IS_BETTER else "normal",
+        )
+    st.dataframe(deltas, hide_index=True, key="deltas")
+    if (
+        not data.comparable(metrics_a, metrics_b)
+        or data.confusion(metrics_a) is None
+        or data.confusion(metrics_b) is None
+    ):
+        st.info("Class-level comparison needs two runs on the same dataset and classes, with confusion matrices.")
+        return
+    diff = data.confusion(metrics_b, True) - data.confusion(metrics_a, True)
+    st.plotly_chart(plots.confusion_difference(diff, data.class_labels(metrics_a)), key="confusion_diff")
+    (preds_a, problem_a), (preds_b, problem_b) = (run_file(row, data.PREDICTIONS) for row in (a, b))
+    for problem in filter(None, (problem_a, problem_b)):
+        st.caption(f"Sample-level disagreement unavailable: {problem}")
+    st.subheader("Classes where they disagree most")
+    st.dataframe(data.class_disagreement(metrics_a, metrics_b, preds_a, preds_b), hide_index=True, key="disagreement")
+
+
+def gallery_view(runs: pd.DataFrame) -> None:
+    st.header("Error gallery")
+    row = pick_run(runs, "Run", "gallery_run")
+    run_caption(row)
+    predictions, problem = run_file(row, data.PREDICTIONS)
+    if problem:
+        st.warning(problem)
+        return
+    left, right = st.columns(2)
+    labels = ["all classes", *sorted(predictions["true_label"].unique())]
+    true_label = left.selectbox("True class", labels, key="gallery_class")
+    limit = right.slider("Mistakes shown", 4, 48, 12, step=4, key="gallery_limit")
+    mistakes = data.confident_mistakes(predictions, limit, None if true_label == labels[0] else true_label)
+    if mistakes.empty:
+        st.success("No mistakes to show: every prediction of this selection is right.")
+        return
+    st.caption("The most confident mistakes first: wrong and sure, often a label error or a genuinely hard image.")
+    confidence = {"confidence": st.column_config.NumberColumn("confidence", format="percent")}
+    st.dataframe(mistakes, column_config=confidence, hide_index=True, key="mistakes")
+    root = data.data_dir(row["run_path"])
+    images = [(data.image_file(m.sample_id, root), m) for m in mistakes.itertuples(index=False)]
+    reachable = [(path, m) for path, m in images if path is not None]
+    grid = st.columns(4)
+    for index, (path, m) in enumerate(reachable):
+        grid[index % 4].image(str(path), caption=f"{m.true_label} → {m.pred_label} ({m.confidence:.0%})")
+    if len(reachable) < len(images):
+        st.caption(f"{len(images) - len(reachable)} image(s) not reachable from here (data directory: {root}).")
+
+
+VIEWS: dict[str, Callable[[pd.DataFrame], None]] = {
+    "Leaderboard": leaderboard_view,
+    "Accuracy vs cost": tradeoffs_view,
+    "Run details": details_view,
+    "Training curves": curves_view,
+    "Compare two runs": compare_view,
+    "Error gallery": gallery_view,
+}
+
+
+def main() -> None:
+    st.set_page_config(page_title="Backbone Arena", page_icon="🏟️", layout="wide")
+    db = data.db_path(script_args())
+    store = open_store(db)
+    st.sidebar.title("Backbone Arena")
+    st.sidebar.caption(f"Store: `{db}`")
+    view = st.sidebar.radio("View", list(VIEWS), key="view")
+    table = load_table(str(db), data.store_signature(db))
+    if ingest_panel(store, expanded=table.empty):
+        table = load_table(str(db), data.store_signature(db))  # the new signature: new runs show at once
+    if table.empty:
+        st.title("Backbone Arena leaderboard")
+        st.info(EMPTY_HELP.format(db=db))
+        return
+    runs = sidebar_filters(table)
+    if runs.empty:
+        st.warning("No run matches the filters in the sidebar.")
+        return
+    VIEWS[view](runs)
+
+
+main()

@@ -1,0 +1,316 @@
+"""Data behind the Streamlit leaderboard (apps/dashboard.py): store rows, run-folder files, derived tables.
+
+Pure pandas/numpy, no Streamlit, so every rule here (families, Pareto frontier, flags, comparisons) is tested
+directly. Fractions stay in 0–1 as in metrics.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from leaderboard.store import MetricsError, default_db_path, read_metrics
+
+# The run-folder files the dashboard reads or checks. trainers.runfolder owns these names but imports torch and
+# timm (many seconds on a 2-core CPU), which would break the 3 s page budget; test_dashboard pins them to it.
+METRICS, CONFIG, WEIGHTS = "metrics.json", "config.json", "model.safetensors"
+HISTORY, PREDICTIONS, TRAIN_CONFIG = "history.csv", "predictions.parquet", "train_config.yaml"
+
+METRIC_LABELS = {"top1": "top-1", "top5": "top-5", "macro_f1": "macro-F1", "auroc": "AUROC"}
+COST_LABELS = {"params_m": "parameters (M)", "macs_g": "MACs (G)", "latency_ms": "latency (ms)"}
+TABLE_COLUMNS = [
+    "best", "dataset", "model", "pretrained_on", "pretrained_tag", "strategy", "top1", "top5", "macro_f1", "auroc",
+    "params_m", "macs_g", "train_images_per_s", "latency_ms", "epochs", "date", "hub_url", "files", "note", "run_id",
+]  # fmt: skip
+FILES_OK, HUB_ONLY = "ok", "Hub only"
+OVERLAP_NOTE = "ImageNet-pretrained: pretraining overlaps the evaluation classes"
+UNKNOWN_PRETRAINING_NOTE = "pretraining data unknown: may overlap ImageNet"
+
+
+def db_path(argv: Sequence[str]) -> Path:
+    """The store: `--db PATH` (after `streamlit run apps/dashboard.py --`), else $ARENA_DB, else the default."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--db", type=Path)
+    db = parser.parse_known_args(list(argv))[0].db
+    return db.expanduser() if db else default_db_path()
+
+
+def file_signature(path: Path) -> tuple[int, int]:
+    """(mtime_ns, size), (0, 0) when absent: part of a cache key so that cached reads follow the file."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return (0, 0)
+    return (stat.st_mtime_ns, stat.st_size)
+
+
+def store_signature(db: Path) -> tuple[tuple[int, int], ...]:
+    """Changes whenever a run is recorded: the database's signature and its WAL file's.
+
+    The WAL file matters: in WAL mode new rows land there and the main file only changes at a checkpoint.
+    """
+    return file_signature(db), file_signature(db.with_name(db.name + "-wal"))
+
+
+def family(model: str) -> str:
+    """Backbone family from a timm name: resnet50 → resnet, tf_efficientnet_lite0 → efficientnet, vgg16 → vgg."""
+    name = model.lower().rsplit("/", 1)[-1].split(".")[0]
+    name = re.sub(r"^(tf|tv|gluon|timm)_", "", name)
+    match = re.match(r"([a-z]+?)(?:v\d|\d|_|$)", name)
+    return match.group(1) if match else name
+
+
+def pretrained_on(tag: str | None) -> str:
+    """What the backbone was pretrained on, readable: 'resnet50.a1_in1k' → 'ImageNet-1k'."""
+    if not tag:
+        return "unknown"
+    if tag == "none":
+        return "none (random init)"
+    if tag.startswith("file:"):
+        return f"local file {tag.removeprefix('file:')}"
+    suffix = tag.split(".", 1)[1] if "." in tag else ""
+    imagenet = [f"ImageNet-{size}k" for size in re.findall(r"in(1|12|21|22)k", suffix)]
+    if imagenet:
+        return " → ".join(imagenet)  # e.g. in21k_ft_in1k: pretrained on 21k, then fine-tuned on 1k
+    return "ImageNet" if "imagenet" in suffix.lower() else (suffix or tag)
+
+
+def pretraining_note(dataset: str, tag: str | None) -> str:
+    """Tiny ImageNet is drawn from ImageNet: ImageNet pretraining has seen its classes (and possibly its images)."""
+    if not re.search(r"tiny[-_]?imagenet", dataset.lower()):
+        return ""
+    source = pretrained_on(tag)
+    if "ImageNet" in source:
+        return OVERLAP_NOTE
+    return UNKNOWN_PRETRAINING_NOTE if source.startswith(("local file", "unknown")) else ""
+
+
+def _file_problem(run: Path, name: str) -> str:
+    """'' when the file looks readable, else what is wrong (cheap checks: this runs for every row)."""
+    path = run / name
+    if not path.is_file():
+        return f"missing {name}"
+    if path.stat().st_size == 0:
+        return f"empty {name}"
+    if name == PREDICTIONS:
+        with path.open("rb") as f:
+            head = f.read(4)
+            f.seek(-4, 2)
+            if head != b"PAR1" or f.read(4) != b"PAR1":  # a parquet file starts and ends with its magic
+                return f"corrupt {name}"
+    elif name == HISTORY:
+        with path.open(encoding="utf-8", errors="replace") as f:
+            if not f.readline().startswith("epoch,"):
+                return f"corrupt {name}"
+    elif name == CONFIG:
+        try:
+            json.loads(path.read_text(encoding="utf-8"))["label_names"]
+        except (ValueError, KeyError, TypeError):
+            return f"corrupt {name}"
+    return ""
+
+
+def run_files_status(run_path: str | None) -> str:
+    """FILES_OK, HUB_ONLY (no local folder recorded), or the run folder's problems, '; '-joined."""
+    if not run_path:
+        return HUB_ONLY
+    run = Path(run_path)
+    if not run.is_dir():
+        return f"run folder missing: {run}"
+    problems = [_file_problem(run, name) for name in (CONFIG, WEIGHTS, HISTORY, PREDICTIONS)]
+    try:
+        read_metrics(run)
+    except FileNotFoundError:
+        problems.insert(0, f"missing {METRICS}")
+    except (MetricsError, OSError, UnicodeDecodeError) as error:
+        problems.insert(0, f"corrupt {METRICS} ({error})")
+    return "; ".join(p for p in problems if p) or FILES_OK
+
+
+def leaderboard_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Store rows plus the derived columns the dashboard shows (family, pretraining, units, flags, links)."""
+    table = runs.copy()
+    table["family"] = table["model"].map(family)
+    table["pretrained"] = ~table["pretrained_tag"].fillna("none").isin(["none", ""])
+    table["pretrained_on"] = table["pretrained_tag"].map(pretrained_on)
+    table["note"] = [pretraining_note(d, t) for d, t in zip(table["dataset"], table["pretrained_tag"], strict=True)]
+    table["params_m"] = table["params"] / 1e6
+    table["macs_g"] = table["macs"] / 1e9
+    table["date"] = pd.to_datetime(table["created"], utc=True, errors="coerce", format="ISO8601")
+    table["hub_url"] = table["hub_repo"].map(lambda repo: f"https://huggingface.co/{repo}" if repo else None)
+    table["files"] = table["run_path"].map(run_files_status)
+    table["flagged"] = ~table["files"].isin([FILES_OK, HUB_ONLY])
+    return table
+
+
+def filter_runs(
+    table: pd.DataFrame,
+    datasets: Sequence[str] = (),
+    families: Sequence[str] = (),
+    strategies: Sequence[str] = (),
+    pretrained: bool | None = None,
+) -> pd.DataFrame:
+    """Rows matching every given filter (an empty selection does not filter)."""
+    keep = pd.Series(True, index=table.index)
+    for column, chosen in (("dataset", datasets), ("family", families), ("strategy", strategies)):
+        if chosen:
+            keep &= table[column].isin(chosen)
+    if pretrained is not None:
+        keep &= table["pretrained"] == pretrained
+    return table[keep]
+
+
+def mark_best(table: pd.DataFrame, metric: str = "top1") -> pd.DataFrame:
+    """Add `best` = '🏆' on the row with the highest `metric` of each dataset among the rows given."""
+    best = table.dropna(subset=[metric]).groupby("dataset")[metric].idxmax()
+    return table.assign(best=np.where(table.index.isin(best.to_numpy()), "🏆", ""))
+
+
+def pareto_front(table: pd.DataFrame, cost: str, metric: str) -> pd.DataFrame:
+    """Runs no other run beats on both axes (lower `cost`, higher `metric`), cheapest first."""
+    points = table.dropna(subset=[cost, metric]).sort_values([cost, metric], ascending=[True, False])
+    running_best = points[metric].cummax().shift(fill_value=-np.inf)
+    return points[points[metric] > running_best]
+
+
+def best_per_model(table: pd.DataFrame, metric: str = "top1") -> pd.DataFrame:
+    """The best run of each (dataset, model) pair, for grouped bars."""
+    return table.loc[table.dropna(subset=[metric]).groupby(["dataset", "model"])[metric].idxmax()]
+
+
+# --- one run's details -------------------------------------------------------------------------------------------
+
+
+def run_metrics(row: pd.Series) -> dict[str, Any]:
+    """The run's full metrics.json as recorded in the store (available even when the folder is gone)."""
+    return json.loads(row["metrics_json"])
+
+
+def class_labels(metrics: dict[str, Any]) -> list[str]:
+    per_class = metrics.get("per_class") or []
+    return [str(c["label"]) for c in per_class] or [str(i) for i in range(metrics.get("num_classes", 0))]
+
+
+def confusion(metrics: dict[str, Any], normalised: bool = False) -> np.ndarray | None:
+    """Rows = true class, columns = predicted; normalised per true class (the diagonal is then the recall)."""
+    if not metrics.get("confusion_matrix"):
+        return None
+    counts = np.asarray(metrics["confusion_matrix"], dtype=float)
+    if not normalised:
+        return counts
+    totals = counts.sum(axis=1, keepdims=True)
+    return np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+
+
+def per_class_frame(metrics: dict[str, Any]) -> pd.DataFrame:
+    return pd.DataFrame(metrics.get("per_class") or [], columns=["label", "precision", "recall", "f1", "support"])
+
+
+def read_history(run_path: str) -> pd.DataFrame:
+    return pd.read_csv(Path(run_path) / HISTORY)
+
+
+def read_predictions(run_path: str) -> pd.DataFrame:
+    """predictions.parquet with `correct` and `confidence` filled in when an older writer left them out."""
+    predictions = pd.read_parquet(Path(run_path) / PREDICTIONS)
+    if "correct" not in predictions:
+        predictions["correct"] = predictions["true_label"] == predictions["pred_label"]
+    if "confidence" not in predictions:
+        predictions["confidence"] = predictions["topk_probs"].map(lambda probs: float(probs[0]))
+    return predictions
+
+
+def data_dir(run_path: str) -> Path | None:
+    """The dataset root the run was trained on (train_config.yaml), to find images by relative sample ids."""
+    try:
+        root = yaml.safe_load((Path(run_path) / TRAIN_CONFIG).read_text(encoding="utf-8")).get("data_dir")
+    except (OSError, yaml.YAMLError, AttributeError):
+        return None
+    return Path(root) if root else None
+
+
+def confident_mistakes(predictions: pd.DataFrame, limit: int, true_label: str | None = None) -> pd.DataFrame:
+    """The wrong predictions the model was most sure of, optionally of one true class."""
+    wrong = predictions[~predictions["correct"].astype(bool)]
+    if true_label:
+        wrong = wrong[wrong["true_label"] == true_label]
+    wrong = wrong.sort_values("confidence", ascending=False).head(limit)
+    top_k = [
+        ", ".join(f"{label} {prob:.2f}" for label, prob in zip(labels, probs, strict=False))
+        for labels, probs in zip(wrong["topk_labels"], wrong["topk_probs"], strict=True)
+    ]
+    return wrong[["sample_id", "true_label", "pred_label", "confidence"]].assign(top_k=top_k)
+
+
+def image_file(sample_id: str, root: Path | None) -> Path | None:
+    """The image of a prediction when it is reachable: the sample id itself, or relative to the data dir."""
+    for candidate in (Path(sample_id), root / sample_id if root else None):
+        if candidate is not None and candidate.is_file():
+            return candidate
+    return None
+
+
+# --- comparing two runs ------------------------------------------------------------------------------------------
+
+DELTA_METRICS = ["top1", "top5", "macro_f1", "auroc", "loss", "ece", "params", "macs", "latency_ms",
+                 "train_images_per_s", "epochs", "wall_s"]  # fmt: skip
+LOWER_IS_BETTER = {"loss", "ece", "params", "macs", "latency_ms", "epochs", "wall_s"}
+
+
+def metric_deltas(a: dict[str, Any], b: dict[str, Any]) -> pd.DataFrame:
+    """Each metric both runs have: A, B and B − A."""
+    rows = [
+        {"metric": key, "A": float(a[key]), "B": float(b[key]), "delta (B − A)": float(b[key]) - float(a[key])}
+        for key in DELTA_METRICS
+        if isinstance(a.get(key), int | float) and isinstance(b.get(key), int | float)
+    ]
+    return pd.DataFrame(rows, columns=["metric", "A", "B", "delta (B − A)"])
+
+
+def comparable(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Class-level comparison needs the same dataset and the same classes in the same order."""
+    return a.get("dataset") == b.get("dataset") and class_labels(a) == class_labels(b)
+
+
+def class_disagreement(
+    a: dict[str, Any], b: dict[str, Any], preds_a: pd.DataFrame | None = None, preds_b: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Per class: recall and F1 of both runs and, with both prediction files, the test samples they disagree on.
+
+    Sorted by where the two runs differ most: sample disagreements when known, else the recall gap.
+    """
+    labels = class_labels(a)
+    recall_a, recall_b = np.diag(confusion(a, True)), np.diag(confusion(b, True))
+    f1_a, f1_b = per_class_frame(a)["f1"].to_numpy(), per_class_frame(b)["f1"].to_numpy()
+    table = pd.DataFrame(
+        {"class": labels, "recall A": recall_a, "recall B": recall_b, "Δ recall": recall_b - recall_a}
+        | ({"Δ F1": f1_b - f1_a} if len(f1_a) == len(f1_b) == len(labels) else {})
+    )
+    order = table["Δ recall"].abs()
+    if preds_a is not None and preds_b is not None:
+        joined = preds_a.merge(preds_b, on="sample_id", suffixes=(" A", " B"))
+        right_a, right_b = joined["correct A"].astype(bool), joined["correct B"].astype(bool)
+        samples = (
+            pd.DataFrame(
+                {
+                    "class": joined["true_label A"],
+                    "samples disagreeing": joined["pred_label A"] != joined["pred_label B"],
+                    "only A right": right_a & ~right_b,
+                    "only B right": right_b & ~right_a,
+                }
+            )
+            .groupby("class")
+            .sum()
+        )
+        table = table.join(samples, on="class")
+        table[samples.columns] = table[samples.columns].fillna(0).astype(int)
+        order = table["samples disagreeing"] + order  # counts first, recall gap (< 1) breaks ties
+    return table.loc[order.sort_values(ascending=False, kind="stable").index].reset_index(drop=True)
