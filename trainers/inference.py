@@ -38,6 +38,9 @@ def load_image(source: ImageSource, mode: str = "RGB") -> Image.Image:
     name = str(source) if isinstance(source, str | Path) else type(source).__name__
     try:
         image = _open(source)
+        # Refuse by the header's size before decoding: a 100-megapixel upload must not be decoded first.
+        if image.width * image.height > MAX_PIXELS:
+            raise ImageError(f"{name}: image too large ({image.width}x{image.height}, limit {MAX_PIXELS / 1e6:.0f} MP)")
         image.load()
     except ImageError:
         raise
@@ -45,8 +48,6 @@ def load_image(source: ImageSource, mode: str = "RGB") -> Image.Image:
         raise ImageError(f"{name}: image too large (limit {MAX_PIXELS / 1e6:.0f} megapixels)") from err
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise ImageError(f"{name}: not a readable image ({err})") from err
-    if image.width * image.height > MAX_PIXELS:
-        raise ImageError(f"{name}: image too large ({image.width}x{image.height}, limit {MAX_PIXELS / 1e6:.0f} MP)")
     image = ImageOps.exif_transpose(image)
     return _to_mode(image, mode)
 
