@@ -1,0 +1,359 @@
+"""The Streamlit leaderboard (apps/dashboard.py): every view driven by AppTest against a store of real tiny runs.
+
+The store holds real trainings (two CIFAR-10 strategies, a binary image folder trained from scratch), plus copies
+of a real run whose files were damaged after recording, and one whose metrics name Tiny ImageNet (no tiny real
+Tiny ImageNet training fits the time budget; the copy exercises the pretraining-overlap marking).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from apps import dashboard_data as data
+from leaderboard.store import Store
+from tests.conftest import SAMPLE, train_tiny
+
+APP = str(Path(__file__).resolve().parents[1] / "apps" / "dashboard.py")
+TIMEOUT = 60  # a 2-core CI runner shared with other jobs
+
+
+@pytest.fixture(scope="module")
+def runs_root(tmp_path_factory, tiny_run: Path) -> Path:
+    """Real run folders plus damaged copies, all recorded in a store at runs_root/arena.db."""
+    root = tmp_path_factory.mktemp("dashboard-runs")
+    pets = root / "pets-data"
+    for split in ("train", "val"):
+        for label in ("cat", "dog"):
+            shutil.copytree(SAMPLE / split / label, pets / split / label)
+    runs = root / "runs"
+    shutil.copytree(tiny_run, runs / tiny_run.name)
+    train_tiny(runs, "--strategy", "linear-probe", name="cifar10-probe")
+    train_tiny(runs, "--dataset", "folder", "--data-dir", str(pets), "--no-pretrained", name="pets-scratch")
+
+    def copy(name: str) -> Path:
+        return Path(shutil.copytree(tiny_run, runs / name, ignore=shutil.ignore_patterns("checkpoint")))
+
+    tiny = copy("tiny-imagenet-relabelled")
+    metrics = json.loads((tiny / data.METRICS).read_text())
+    (tiny / data.METRICS).write_text(json.dumps(metrics | {"dataset": "tiny-imagenet"}))
+    for name in ("broken-predictions", "missing-history", "corrupt-metrics", "deleted-folder"):
+        copy(name)
+    store = Store(root / "arena.db")
+    assert not store.ingest([runs]).skipped
+    # damage after recording: the store keeps the metrics, the files are gone or unreadable
+    (runs / "broken-predictions" / data.PREDICTIONS).write_bytes(b"PAR1 truncated")
+    (runs / "missing-history" / data.HISTORY).unlink()
+    (runs / "corrupt-metrics" / data.METRICS).write_text('{"dataset": ')
+    shutil.rmtree(runs / "deleted-folder")
+    return root
+
+
+@pytest.fixture
+def app(runs_root: Path, monkeypatch) -> AppTest:
+    monkeypatch.setenv("ARENA_DB", str(runs_root / "arena.db"))
+    return AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+
+
+def show(at: AppTest, view: str) -> AppTest:
+    at.sidebar.radio(key="view").set_value(view).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def table(at: AppTest, column: str = "best") -> pd.DataFrame:
+    """The dataframe shown with `column` (read-only dataframes carry no key to find them by)."""
+    return next(frame.value for frame in at.dataframe if column in frame.value.columns)
+
+
+def charts(at: AppTest) -> dict[str, dict]:
+    """Plotly figures shown, by their Streamlit key (the figure JSON is in the element's spec)."""
+    return {
+        element.proto.id.rsplit("-", 1)[-1]: json.loads(element.proto.spec) for element in at.get("plotly_chart")
+    }
+
+
+def matrix(trace: dict) -> np.ndarray:
+    """A heatmap's z: plotly serialises numpy arrays as base64 typed arrays ({dtype, bdata, shape})."""
+    z = trace["z"]
+    if isinstance(z, dict):
+        shape = tuple(int(n) for n in str(z["shape"]).split(","))
+        return np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"]).reshape(shape)
+    return np.asarray(z, dtype=float)
+
+
+def texts(elements) -> str:
+    return "\n".join(str(element.value) for element in elements)
+
+
+# --- empty store, ingest button, cache invalidation ---------------------------------------------------------
+
+
+def test_empty_store_explains_how_to_create_the_first_run(tmp_path, monkeypatch):
+    monkeypatch.setenv("ARENA_DB", str(tmp_path / "empty.db"))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    assert not at.exception
+    assert "python trainers/finetune.py" in texts(at.info)
+    assert not at.dataframe
+    assert at.button(key="ingest").label == "Ingest run folders"
+    assert at.text_input(key="ingest_path").value == "runs/"
+
+
+def test_ingest_button_records_local_run_folders_and_reports_skipped(runs_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("ARENA_DB", str(tmp_path / "fresh.db"))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.text_input(key="ingest_path").set_value(f"{runs_root / 'runs'}, {tmp_path / 'nowhere'}")
+    at.button(key="ingest").click().run()
+    assert not at.exception
+    recorded = len(Store(tmp_path / "fresh.db").runs())
+    assert recorded == 6  # corrupt-metrics is skipped (unreadable JSON), deleted-folder is gone
+    assert f"Recorded {recorded} run(s)." in texts(at.success)
+    assert "corrupt-metrics" in texts(at.warning) and "nowhere" in texts(at.warning)
+    assert len(table(at)) == recorded
+
+
+def test_new_runs_appear_without_restart(runs_root, tmp_path, monkeypatch):
+    """The cached table is keyed on the store file's signature: recording a run invalidates it."""
+    db = tmp_path / "growing.db"
+    Store(db).record_run(runs_root / "runs" / "cifar10-probe")
+    monkeypatch.setenv("ARENA_DB", str(db))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    assert len(table(at)) == 1
+    Store(db).record_run(runs_root / "runs" / "pets-scratch")
+    at.run()
+    assert sorted(table(at)["run_id"]) == ["cifar10-probe", "pets-scratch"]
+
+
+def test_unreadable_store_is_an_error_message_not_a_traceback(tmp_path, monkeypatch):
+    db = tmp_path / "not-a-database.db"
+    db.write_text("hello")
+    monkeypatch.setenv("ARENA_DB", str(db))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    assert not at.exception
+    assert "Cannot open the leaderboard store" in texts(at.error)
+
+
+# --- leaderboard view ------------------------------------------------------------------------------------------
+
+
+def test_leaderboard_table_columns_marks_and_flags(app, runs_root):
+    assert not app.exception
+    assert list(table(app).columns) == data.TABLE_COLUMNS
+    shown = table(app).set_index("run_id")
+    assert len(shown) == 8
+    assert list(shown["top1"]) == sorted(shown["top1"], reverse=True)  # ranked by top-1
+    stored = Store(runs_root / "arena.db").runs()
+    for dataset, rows in stored.groupby("dataset"):
+        best = shown[shown["best"] == "🏆"]
+        assert best[best["dataset"] == dataset]["top1"].item() == rows["top1"].max()
+    assert shown.loc["pets-scratch", "pretrained_on"] == "none (random init)"
+    assert 0 <= shown.loc["pets-scratch", "auroc"] <= 1 and pd.isna(shown.loc["cifar10-probe", "auroc"])
+    assert shown.loc["cifar10-probe", "pretrained_on"] == "ImageNet-1k"
+    assert shown.loc["tiny-imagenet-relabelled", "note"] == data.OVERLAP_NOTE
+    assert shown.loc["cifar10-probe", "files"] == data.FILES_OK
+    expected = {
+        "broken-predictions": "⚠ corrupt predictions.parquet",
+        "missing-history": "⚠ missing history.csv",
+        "deleted-folder": "⚠ run folder missing",
+        "corrupt-metrics": "⚠ corrupt metrics.json",
+    }
+    for run_id, flag in expected.items():
+        assert shown.loc[run_id, "files"].startswith(flag), shown.loc[run_id, "files"]
+    assert {m.label: m.value for m in app.metric}["flagged runs"] == "4"
+    assert all(run_id in texts(app.warning) for run_id in expected)
+    assert "Tiny ImageNet is drawn from ImageNet" in texts(app.info)
+
+
+def test_csv_download_has_the_filtered_rows(app):
+    app.sidebar.multiselect(key="f_dataset").set_value(["folder"]).run()
+    download = app.get("download_button")[0]
+    assert download.proto.label == "Download CSV"
+    assert len(table(app)) == 1 and table(app)["run_id"].item() == "pets-scratch"
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("f_dataset", ["folder"], {"pets-scratch"}),
+        ("f_family", ["efficientnet"], None),  # every real run is EfficientNet-Lite0
+        ("f_strategy", ["linear-probe"], {"cifar10-probe"}),
+        ("f_pretrained", "from scratch", {"pets-scratch"}),
+    ],
+)
+def test_filters(app, key, value, expected):
+    before = set(table(app)["run_id"])
+    widget = app.sidebar.radio(key=key) if key == "f_pretrained" else app.sidebar.multiselect(key=key)
+    widget.set_value(value).run()
+    assert not app.exception
+    assert set(table(app)["run_id"]) == (expected or before)
+
+
+def test_rank_by_macro_f1_marks_best_by_it(app):
+    app.selectbox(key="rank_by").set_value("macro_f1").run()
+    shown = table(app)
+    assert list(shown["macro_f1"]) == sorted(shown["macro_f1"], reverse=True)
+    cifar = shown[shown["dataset"] == "cifar10"]
+    assert cifar.loc[cifar["best"] == "🏆", "macro_f1"].item() == cifar["macro_f1"].max()
+
+
+def test_filters_that_match_nothing_say_so(app):
+    app.sidebar.multiselect(key="f_dataset").set_value(["folder"]).run()
+    app.sidebar.radio(key="f_pretrained").set_value("pretrained").run()
+    assert not app.exception
+    assert "No run matches the filters" in texts(app.warning)
+
+
+# --- plots -----------------------------------------------------------------------------------------------------
+
+
+def test_accuracy_vs_cost_with_pareto_frontier_and_grouped_bars(app):
+    show(app, "Accuracy vs cost")
+    assert app.selectbox(key="trade_dataset").value == "cifar10"  # the dataset with most runs
+    figures = charts(app)
+    assert set(figures) == {"trade_params_m", "trade_macs_g", "trade_latency_ms", "top1_bars"}
+    for key in ("trade_params_m", "trade_macs_g", "trade_latency_ms"):
+        names = [trace.get("name") for trace in figures[key]["data"]]
+        assert "Pareto frontier" in names
+    bars = figures["top1_bars"]["data"]
+    assert {trace["type"] for trace in bars} == {"bar"} and figures["top1_bars"]["layout"]["barmode"] == "group"
+    app.selectbox(key="trade_metric").set_value("auroc").run()
+    assert "AUROC exists for binary tasks only" in texts(app.info)
+
+
+def test_run_details_confusion_matrix_toggle_and_per_class_bars(app):
+    show(app, "Run details")
+    app.selectbox(key="detail_run").set_value("cifar10-probe").run()
+    heatmap = charts(app)["confusion"]["data"][0]
+    assert heatmap["x"][:3] == ["airplane", "automobile", "bird"]
+    assert matrix(heatmap).sum() == 20  # --max-eval-samples 20
+    app.radio(key="cm_mode").set_value("normalised").run()
+    heatmap = charts(app)["confusion"]["data"][0]
+    assert np.allclose(matrix(heatmap).sum(axis=1), 1)
+    scores = {trace["name"] for trace in charts(app)["per_class"]["data"]}
+    assert scores == {"precision", "recall", "f1"}
+
+
+def test_run_details_of_a_corrupt_run_show_stored_metrics_and_flag(app):
+    show(app, "Run details")
+    app.selectbox(key="detail_run").set_value("corrupt-metrics").run()
+    assert not app.exception
+    assert "corrupt metrics.json" in texts(app.warning)
+    assert {"confusion", "per_class"} <= set(charts(app))
+
+
+def test_training_curves_overlay_runs_and_report_a_missing_history(app):
+    show(app, "Training curves")
+    app.multiselect(key="curve_runs").set_value(["cifar10-tiny", "cifar10-probe", "missing-history"]).run()
+    assert not app.exception
+    assert "missing-history" in texts(app.warning)
+    figures = charts(app)
+    assert set(figures) == {"curves_Loss", "curves_Accuracy", "curves_Learning rate"}
+    names = {trace["name"] for trace in figures["curves_Loss"]["data"]}
+    assert names == {f"{run} · {split}" for run in ("cifar10-tiny", "cifar10-probe") for split in ("train", "val")}
+
+
+def test_compare_two_runs_of_one_dataset(app):
+    show(app, "Compare two runs")
+    app.selectbox(key="compare_a").set_value("cifar10-tiny").run()
+    app.selectbox(key="compare_b").set_value("cifar10-probe").run()
+    assert not app.exception
+    deltas = table(app, "delta (B − A)").set_index("metric")
+    assert deltas.loc["top1", "delta (B − A)"] == pytest.approx(deltas.loc["top1", "B"] - deltas.loc["top1", "A"])
+    assert "top-1 (B)" in {m.label for m in app.metric}
+    diff = matrix(charts(app)["confusion_diff"]["data"][0])
+    assert np.allclose(diff.sum(axis=1), 0)  # rows of two normalised matrices both sum to 1
+    classes = table(app, "samples disagreeing")
+    assert {"class", "Δ recall", "samples disagreeing", "only A right", "only B right"} <= set(classes.columns)
+    assert list(classes["samples disagreeing"]) == sorted(classes["samples disagreeing"], reverse=True)
+
+
+def test_compare_across_datasets_explains_why_no_class_view(app):
+    show(app, "Compare two runs")
+    app.selectbox(key="compare_a").set_value("cifar10-tiny").run()
+    app.selectbox(key="compare_b").set_value("pets-scratch").run()
+    assert not app.exception
+    assert "same dataset and classes" in texts(app.info)
+    assert "confusion_diff" not in charts(app)
+
+
+def test_error_gallery_shows_confident_mistakes_with_images(app):
+    show(app, "Error gallery")
+    app.selectbox(key="gallery_run").set_value("cifar10-tiny").run()
+    mistakes = table(app, "sample_id")
+    assert len(mistakes) and (mistakes["true_label"] != mistakes["pred_label"]).all()
+    assert list(mistakes["confidence"]) == sorted(mistakes["confidence"], reverse=True)
+    assert len(app.image) == len(mistakes)  # sample ids are paths to the in-repo sample images
+    app.selectbox(key="gallery_class").set_value("cat").run()
+    assert set(table(app, "sample_id")["true_label"]) <= {"cat"}
+
+
+def test_error_gallery_of_a_run_with_corrupt_predictions(app):
+    show(app, "Error gallery")
+    app.selectbox(key="gallery_run").set_value("broken-predictions").run()
+    assert not app.exception
+    assert "cannot read" in texts(app.warning)
+
+
+# --- data rules ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [("resnet50", "resnet"), ("resnet152.a1h_in1k", "resnet"), ("vgg16", "vgg"), ("inception_v3", "inception"),
+     ("tf_efficientnet_lite0", "efficientnet"), ("efficientnetv2_s", "efficientnet"), ("mobilenetv3_large_100",
+     "mobilenet"), ("vit_base_patch16_224", "vit"), ("convnext_tiny", "convnext")],
+)  # fmt: skip
+def test_family(model, expected):
+    assert data.family(model) == expected
+
+
+@pytest.mark.parametrize(
+    ("tag", "expected"),
+    [("resnet50.a1_in1k", "ImageNet-1k"), ("vgg16.tv_in1k", "ImageNet-1k"), ("none", "none (random init)"),
+     ("vit_base_patch16_224.augreg_in21k_ft_in1k", "ImageNet-21k → ImageNet-1k"), (None, "unknown"),
+     ("file:resnet50.pth", "local file resnet50.pth"), ("vit_base_patch16_clip_224.openai", "openai")],
+)  # fmt: skip
+def test_pretrained_on(tag, expected):
+    assert data.pretrained_on(tag) == expected
+
+
+def test_pretraining_note_only_marks_tiny_imagenet():
+    assert data.pretraining_note("tiny-imagenet", "resnet50.a1_in1k") == data.OVERLAP_NOTE
+    assert data.pretraining_note("hf:zh-plus/tiny-imagenet", "vgg16.tv_in1k") == data.OVERLAP_NOTE
+    assert data.pretraining_note("tiny-imagenet", "none") == ""
+    assert data.pretraining_note("tiny-imagenet", "file:x.pth") == data.UNKNOWN_PRETRAINING_NOTE
+    assert data.pretraining_note("cifar10", "resnet50.a1_in1k") == ""
+
+
+def test_pareto_front_keeps_runs_nothing_beats():
+    runs = pd.DataFrame({"cost": [1, 2, 2, 3, 4, 5], "top1": [0.5, 0.4, 0.7, 0.7, 0.9, 0.8]})
+    assert data.pareto_front(runs, "cost", "top1")["cost"].tolist() == [1, 2, 4]
+
+
+def test_db_path_from_script_args_env_or_default(tmp_path, monkeypatch):
+    monkeypatch.setenv("ARENA_DB", str(tmp_path / "env.db"))
+    assert data.db_path(["--db", str(tmp_path / "arg.db")]) == tmp_path / "arg.db"
+    assert data.db_path([]) == tmp_path / "env.db"
+    monkeypatch.delenv("ARENA_DB")
+    assert data.db_path([]).name == "leaderboard.db"
+
+
+def test_store_signature_changes_when_a_run_is_recorded(runs_root, tmp_path):
+    store = Store(tmp_path / "sig.db")
+    before = data.store_signature(store.path)
+    store.record_run(runs_root / "runs" / "cifar10-probe")
+    assert data.store_signature(store.path) != before
+
+
+def test_file_names_match_the_run_folder_module():
+    from trainers import runfolder  # torch-heavy: the dashboard mirrors these names instead of importing it
+
+    names = ("METRICS", "CONFIG", "WEIGHTS", "HISTORY", "PREDICTIONS", "TRAIN_CONFIG")
+    assert [getattr(data, name) for name in names] == [getattr(runfolder, name) for name in names]
