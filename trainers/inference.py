@@ -6,7 +6,9 @@ resizes and normalises an image the same way.
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,7 +92,7 @@ def image_mode(in_chans: int) -> str:
     return "L" if in_chans == 1 else "RGB"
 
 
-def eval_transform(model: nn.Module):
+def eval_transform(model: nn.Module | OnnxModel):
     """The backbone's own evaluation preprocessing (size, interpolation, crop, mean/std) from timm."""
     return create_transform(**resolve_data_config({}, model=model), is_training=False)
 
@@ -106,7 +108,7 @@ def load_run_model(run: str | Path) -> nn.Module:
     return model.eval()
 
 
-def label_names(model: nn.Module) -> list[str]:
+def label_names(model: nn.Module | OnnxModel) -> list[str]:
     cfg = getattr(model, "pretrained_cfg", {}) or {}
     names = cfg.get("label_names")
     return list(names) if names else [str(i) for i in range(model.num_classes)]
@@ -124,26 +126,109 @@ class Prediction:
         return [(self.labels[i], float(self.probs[row, i])) for i in order]
 
 
-class Predictor:
-    """A loaded model plus its preprocessing: `Predictor.from_run(path).predict([img, ...])`."""
+ONNX_FILE = "model.onnx"  # written into the run folder by `python -m trainers.export`
+BACKENDS = ("torch", "onnx")
 
-    def __init__(self, model: nn.Module, device: str | torch.device = "cpu"):
+
+class OnnxModel:
+    """An exported model.onnx run by onnxruntime, with what Predictor reads from a timm model:
+    `pretrained_cfg` (labels, input size, mean/std: stored in the file's metadata) and a call from a
+    preprocessed float batch to logits. So both backends share one preprocessing and one softmax."""
+
+    def __init__(self, path: str | Path, device: str | torch.device = "cpu"):
+        import onnxruntime as ort  # only the ONNX backend needs it
+
+        device = torch.device(device)
+        available = ort.get_available_providers()
+        if device.type == "cuda" and "CUDAExecutionProvider" not in available:
+            raise ValueError(f"--device cuda: this onnxruntime has no CUDA provider (it has {available}); "
+                             "install onnxruntime-gpu or use --device cpu")
+        providers = ["CUDAExecutionProvider"] * (device.type == "cuda") + ["CPUExecutionProvider"]
+        self.path = Path(path)
+        self.session = ort.InferenceSession(str(path), providers=providers)
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if "pretrained_cfg" not in meta:
+            raise ValueError(f"{path}: no pretrained_cfg in its metadata; export it with python -m trainers.export")
+        self.metadata = meta
+        self.pretrained_cfg = json.loads(meta["pretrained_cfg"])
+        self.num_classes = int(self.pretrained_cfg["num_classes"])
+        self.input = self.session.get_inputs()[0]
+        self.dtype = np.float16 if self.input.type == "tensor(float16)" else np.float32
+        batch = self.input.shape[0]
+        self.static_batch = batch if isinstance(batch, int) else None
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        x = batch.detach().cpu().numpy().astype(self.dtype, copy=False)
+        if self.static_batch is None:
+            return torch.from_numpy(self._run(x)).float()
+        # A static-batch export takes exactly `static_batch` images: run in slices, padding the last one.
+        n, size = len(x), self.static_batch
+        padded = np.concatenate([x, np.repeat(x[-1:], -n % size, axis=0)])
+        out = [self._run(padded[i:i + size]) for i in range(0, len(padded), size)]
+        return torch.from_numpy(np.concatenate(out)[:n]).float()
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input.name: x})[0]
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_onnx_run(run: str | Path, device: str | torch.device = "cpu") -> OnnxModel:
+    """model.onnx of a run folder (or `hf-hub:` repo); refuses one exported from other weights than the
+    run's model.safetensors, whose predictions would silently differ from the PyTorch backend's."""
+    run = str(run)
+    if run.startswith("hf-hub:"):
+        from huggingface_hub import hf_hub_download
+
+        return OnnxModel(hf_hub_download(run.removeprefix("hf-hub:"), ONNX_FILE), device)
+    folder = Path(run.removeprefix("local-dir:"))
+    if not (folder / ONNX_FILE).is_file():
+        raise FileNotFoundError(f"{folder / ONNX_FILE} not found: export it first with "
+                                f"python -m trainers.export {folder}")
+    model = OnnxModel(folder / ONNX_FILE, device)
+    weights = folder / "model.safetensors"
+    exported_from = model.metadata.get("weights_sha256")
+    if weights.is_file() and exported_from and exported_from != file_sha256(weights):
+        raise ValueError(f"{folder / ONNX_FILE} was exported from other weights than {weights}; "
+                         f"re-export it with python -m trainers.export {folder}")
+    return model
+
+
+class Predictor:
+    """A loaded model plus its preprocessing: `Predictor.from_run(path).predict([img, ...])`.
+
+    `model` is a timm model (backend "torch") or an OnnxModel (backend "onnx"; `self.model` is then None,
+    as there is no torch module for Grad-CAM to hook)."""
+
+    def __init__(self, model: nn.Module | OnnxModel, device: str | torch.device = "cpu"):
         self.device = torch.device(device)
-        self.model = model.eval().to(self.device)
+        if isinstance(model, OnnxModel):
+            self.backend, self.model, self._logits = "onnx", None, model
+        else:
+            self.backend, self.model = "torch", model.eval().to(self.device)
+            self._logits = lambda batch: self.model(batch.to(self.device))
         self.labels = label_names(model)
         self.transform = eval_transform(model)
         self.mode = image_mode(model.pretrained_cfg.get("input_size", (3,))[0])
 
     @classmethod
-    def from_run(cls, run: str | Path, device: str = "cpu") -> Predictor:
-        return cls(load_run_model(run), device)
+    def from_run(cls, run: str | Path, device: str = "cpu", backend: str = "torch") -> Predictor:
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
+        return cls(load_onnx_run(run, device) if backend == "onnx" else load_run_model(run), device)
 
     def preprocess(self, source: ImageSource) -> torch.Tensor:
         return self.transform(load_image(source, self.mode))
 
     @torch.inference_mode()
     def predict_tensor(self, batch: torch.Tensor) -> torch.Tensor:
-        return self.model(batch.to(self.device)).float().softmax(dim=-1).cpu()
+        return self._logits(batch).float().softmax(dim=-1).cpu()
 
     def predict(self, sources: list[ImageSource]) -> Prediction:
         """Predict a list of images; undecodable ones get a row of NaN and an entry in `errors`."""
