@@ -28,7 +28,7 @@ from PIL import Image
 
 from apps.faces import crop_face
 from apps.gradcam import GradCamError, gradcam
-from apps.sources import Catalog, configured_hub_ids, discover
+from apps.sources import Catalog, ModelEntry, configured_hub_ids, discover
 from leaderboard.store import default_db_path
 from trainers.inference import ImageError, Prediction, Predictor, load_image
 
@@ -62,12 +62,15 @@ class ModelPool:
         self._load = lru_cache(maxsize=max_loaded)(Predictor.from_run)
         self._locks: dict[str, threading.Lock] = {}
 
-    @contextmanager
-    def use(self, name: str) -> Iterator[Predictor]:
+    def entry(self, name: str) -> ModelEntry:
         try:
-            entry = self.catalog.get(name)
+            return self.catalog.get(name)
         except KeyError:
             raise gr.Error(f"unknown model {name!r}; available: {', '.join(self.names()) or 'none'}") from None
+
+    @contextmanager
+    def use(self, name: str) -> Iterator[Predictor]:
+        entry = self.entry(name)
         with self._locks.setdefault(entry.source, threading.Lock()):
             try:
                 predictor = self._load(entry.source)
@@ -86,41 +89,32 @@ class ModelPool:
         return out
 
 
-class ImageFile(gr.Image):
-    """gr.Image that hands over the uploaded file undecoded (gradio would open it with PIL first), so every upload
-    meets `load_image`'s guards and messages."""
-
-    is_template = True  # same front-end component as gr.Image
-
-    def __init__(self, **kwargs):
-        super().__init__(type="filepath", image_mode=None, **kwargs)
-
-    def preprocess(self, payload):
-        if payload is None or (payload.url or "").startswith("data:"):
-            return super().preprocess(payload)  # data: URLs are written to a file without decoding
-        return payload.path
-
-
 # ---- decoding and prediction, shared by the UI and the API
 
 
-def decode(path: str | None) -> Image.Image:
-    """The upright RGB image, or an ImageError whose message names the upload, not the server's temp path."""
-    if not path:
+def decode(upload: dict | None) -> Image.Image:
+    """The upright RGB image of an upload, or an ImageError whose message names the visitor's file.
+
+    Events run with preprocess=False, so uploads arrive as gradio FileData dicts that gradio has not decoded:
+    every image meets `load_image`'s guards and messages (gradio would open it with PIL first otherwise).
+    """
+    if not upload or not upload.get("path"):
         raise ImageError("no image given")
+    path = upload["path"]
+    name = upload.get("orig_name") or Path(path).name
     try:
         image = load_image(path, "RGB")
     except ImageError as err:
-        raise ImageError(str(err).replace(str(path), Path(path).name)) from None
+        raise ImageError(str(err).replace(str(path), name)) from None
     if min(image.size) < MIN_SIDE:
-        raise ImageError(f"{Path(path).name}: image is {image.width}x{image.height} px; at least "
+        raise ImageError(f"{name}: image is {image.width}x{image.height} px; at least "
                          f"{MIN_SIDE}x{MIN_SIDE} is needed for a meaningful prediction")
     return image
 
 
-def decode_or_fail(path: str | None) -> Image.Image:
+def decode_or_fail(upload: dict | None) -> Image.Image:
     try:
-        return decode(path)
+        return decode(upload)
     except ImageError as err:
         raise gr.Error(str(err)) from None
 
@@ -132,7 +126,10 @@ def probabilities(prediction: Prediction, row: int = 0) -> dict[str, float]:
 def chosen(pool: ModelPool, models: list[str] | None) -> list[str]:
     if not pool.catalog.models:
         raise gr.Error(HOW_TO_TRAIN)
-    return list(models) if models else pool.names()
+    names = list(models) if models else pool.names()
+    for name in names:
+        pool.entry(name)  # refuse unknown names before computing anything
+    return names
 
 
 def face_crop(image: Image.Image) -> tuple[Image.Image, str]:
@@ -145,25 +142,25 @@ def face_crop(image: Image.Image) -> tuple[Image.Image, str]:
 # ---- the API endpoints
 
 
-def api_predict(pool: ModelPool, image: str | None, models: list[str] | None) -> dict[str, dict[str, float]]:
+def api_predict(pool: ModelPool, image: dict | None, models: list[str] | None) -> dict[str, dict[str, float]]:
     """One image -> {model: {label: probability}} for the given models (default: all)."""
     names = chosen(pool, models)
     predictions = pool.predict(names, [decode_or_fail(image)])
     return {name: probabilities(p) for name, p in predictions.items()}
 
 
-def api_predict_batch(pool: ModelPool, files: list[str] | None, models: list[str] | None) -> list[dict]:
+def api_predict_batch(pool: ModelPool, files: list[dict] | None, models: list[str] | None) -> list[dict]:
     """Several images -> one entry per image, in order; an unreadable image gets an `error` instead."""
     names = chosen(pool, models)
     if not files:
         raise gr.Error("no images given")
     if len(files) > MAX_BATCH:
         raise gr.Error(f"{len(files)} images: at most {MAX_BATCH} per request")
-    results: list[dict] = [{"image": Path(f).name} for f in files]
+    results: list[dict] = [{"image": f.get("orig_name") or Path(f["path"]).name} for f in files]
     images, rows = [], []
-    for i, path in enumerate(files):
+    for i, upload in enumerate(files):
         try:
-            images.append(decode(path))
+            images.append(decode(upload))
             rows.append(i)
         except ImageError as err:
             results[i]["error"] = str(err)
@@ -177,7 +174,7 @@ def api_predict_batch(pool: ModelPool, files: list[str] | None, models: list[str
 # ---- the visitor's page
 
 
-def compare(pool: ModelPool, image: str | None, models: list[str], use_face: bool) -> list:
+def compare(pool: ModelPool, image: dict | None, models: list[str], use_face: bool) -> list:
     """Top-5 of every selected model side by side (one Label per slot), latencies, and the face crop if used."""
     names = chosen(pool, models)
     if len(names) > SLOTS:
@@ -194,7 +191,7 @@ def compare(pool: ModelPool, image: str | None, models: list[str], use_face: boo
     rows = ["| model | backbone | val top-1 | latency | prediction |", "|---|---|---|---|---|"]
     labels = []
     for name, prediction in predictions.items():
-        entry = pool.catalog.get(name)
+        entry = pool.entry(name)
         (best, p), latency = prediction.topk(0, 1)[0], prediction.latency_ms
         top1 = f"{entry.top1:.1%}" if entry.top1 is not None else "n/a"
         rows.append(f"| {name} | {entry.backbone} | {top1} | {latency:.1f} ms | {best} ({p:.1%}) |")
@@ -203,7 +200,7 @@ def compare(pool: ModelPool, image: str | None, models: list[str], use_face: boo
     return [gr.Markdown("\n".join(rows)), gr.Image(value=face, visible=face is not None), *labels]
 
 
-def explain(pool: ModelPool, image: str | None, model: str | None, target: str | None, use_face: bool):
+def explain(pool: ModelPool, image: dict | None, model: str | None, target: str | None, use_face: bool):
     """Grad-CAM overlay of `target` (a label, or the model's top prediction) for one model."""
     if not model:
         raise gr.Error("choose a model for Grad-CAM")
@@ -274,7 +271,7 @@ def build_app(catalog: Catalog) -> gr.Blocks:
             with gr.Column(scale=1):
                 dataset = gr.Dropdown(datasets, value=first, label="Dataset / task")
                 models = gr.CheckboxGroup(model_choices(catalog, first), value=selected, label="Models")
-                image = ImageFile(sources=["upload", "webcam", "clipboard"], label="Image", height=280)
+                image = gr.Image(type="filepath", sources=["upload", "webcam", "clipboard"], label="Image", height=280)
                 use_face = gr.Checkbox(value=first in FACE_DATASETS, visible=first in FACE_DATASETS,
                                        label="Crop to the face first (OpenCV Haar cascade)")
                 run = gr.Button("Predict", variant="primary")
@@ -299,7 +296,7 @@ def build_app(catalog: Catalog) -> gr.Blocks:
             api_models = gr.Dropdown(pool.names(), multiselect=True, label="Models (empty: all)")
             with gr.Row():
                 with gr.Column():
-                    api_image = ImageFile(label="One image")
+                    api_image = gr.Image(type="filepath", label="One image")
                     api_run = gr.Button("Predict (/predict)")
                     api_out = gr.JSON(label="/predict")
                 with gr.Column():
@@ -308,14 +305,16 @@ def build_app(catalog: Catalog) -> gr.Blocks:
                     batch_out = gr.JSON(label="/predict_batch")
 
         private = {"api_visibility": "private"}  # UI plumbing, not part of the API
+        raw = {"preprocess": False}  # uploads reach `decode` undecoded (see there); model names are checked by the pool
         dataset.change(partial(on_dataset, catalog), dataset, [models, use_face, cam_model, *example_columns],
                        **private)
         models.change(lambda m: gr.Dropdown(choices=m, value=m[0] if m else None), models, cam_model, **private)
         cam_model.change(partial(class_choices, pool), cam_model, cam_class, **private)
-        run.click(partial(compare, pool), [image, models, use_face], [summary, face, *slots], **private)
-        cam_run.click(partial(explain, pool), [image, cam_model, cam_class, use_face], cam_image, **private)
-        api_run.click(partial(api_predict, pool), [api_image, api_models], api_out, api_name="predict")
-        batch_run.click(partial(api_predict_batch, pool), [api_files, api_models], batch_out, api_name="predict_batch")
+        run.click(partial(compare, pool), [image, models, use_face], [summary, face, *slots], **private, **raw)
+        cam_run.click(partial(explain, pool), [image, cam_model, cam_class, use_face], cam_image, **private, **raw)
+        api_run.click(partial(api_predict, pool), [api_image, api_models], api_out, api_name="predict", **raw)
+        batch_run.click(partial(api_predict_batch, pool), [api_files, api_models], batch_out, api_name="predict_batch",
+                        **raw)
     return demo
 
 
