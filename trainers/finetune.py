@@ -425,17 +425,22 @@ def finish_run(cfg, run_dir, model, splits, data_config, logits, targets, indice
 
     write_card(run_dir, hub_repo=cfg.push_to_hub)
     print_summary(run_dir, metrics)
-    if cfg.record:
-        from leaderboard.store import Store, default_db_path
-
-        Store(Path(cfg.db) if cfg.db else default_db_path()).record_run(run_dir)
+    hub_repo = None
     if cfg.push_to_hub:
         from model_cards.publish import PublishError, publish_run
 
         try:
             print(f"published: {publish_run(run_dir, cfg.push_to_hub, private=cfg.private)}")
-        except PublishError as err:
-            raise SystemExit(f"error: {err}") from None
+            hub_repo = cfg.push_to_hub
+        except PublishError as err:  # the run folder is complete on disk; the message says how to retry
+            print(f"error: {err}", file=sys.stderr)
+    if cfg.record:
+        from leaderboard.store import Store, default_db_path
+
+        Store(Path(cfg.db) if cfg.db else default_db_path()).record_run(run_dir, hub_repo=hub_repo)
+        print(f"recorded in the leaderboard store {Path(cfg.db) if cfg.db else default_db_path()}")
+    if cfg.push_to_hub and hub_repo is None:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":
