@@ -12,6 +12,7 @@ from __future__ import annotations
 import sqlite3
 import sys
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,8 +40,6 @@ python trainers/finetune.py --db {db}
 `python -m leaderboard ingest runs/ --db {db}`. Then reload this page.
 """
 RANK_METRICS = list(data.METRIC_LABELS)
-CSV_COLUMNS = [*data.TABLE_COLUMNS, "family", "eval_split", "num_classes", "params", "macs", "wall_s", "git_rev",
-               "hub_repo", "run_path"]  # fmt: skip
 COLUMN_CONFIG = {
     "best": st.column_config.TextColumn("best", help="highest score of its dataset among the runs shown"),
     "pretrained_on": st.column_config.TextColumn("pretrained on", help="what the backbone saw before fine-tuning"),
@@ -98,9 +97,16 @@ def run_file(row: pd.Series, name: str) -> tuple[pd.DataFrame | None, str]:
         return None, f"{row['run_id']}: cannot read {path}: {type(error).__name__}: {error}"
 
 
+@st.cache_resource(show_spinner=False)
+def _store(db: str) -> Store:
+    # Once per process: opening a Store runs its migration transaction, which rewrites the WAL file and so
+    # would change store_signature (and miss the cache) on every rerun.
+    return Store(db)
+
+
 def open_store(db: Path) -> Store:
     try:
-        return Store(db)
+        return _store(str(db))
     except (StoreError, sqlite3.Error, OSError) as error:
         st.error(f"Cannot open the leaderboard store `{db}`: {error}")
         st.stop()
@@ -172,7 +178,7 @@ def leaderboard_view(runs: pd.DataFrame) -> None:
     st.dataframe(ranked[data.TABLE_COLUMNS], column_config=COLUMN_CONFIG, hide_index=True, key="leaderboard")
     st.download_button(
         "Download CSV",
-        ranked[CSV_COLUMNS].to_csv(index=False),
+        partial(data.leaderboard_csv, ranked),  # built on click, not on every rerun
         file_name="leaderboard.csv",
         mime="text/csv",
         key="download_csv",
@@ -321,7 +327,7 @@ VIEWS: dict[str, Callable[[pd.DataFrame], None]] = {
 
 
 def main() -> None:
-    st.set_page_config(page_title="Backbone Arena", page_icon="🏟️", layout="wide")
+    st.set_page_config(page_title="Backbone Arena", layout="wide")  # an emoji icon would import streamlit.emojis: 0.6 s
     db = data.db_path(script_args())
     store = open_store(db)
     st.sidebar.title("Backbone Arena")

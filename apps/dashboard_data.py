@@ -10,6 +10,7 @@ import argparse
 import json
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,8 @@ TABLE_COLUMNS = [
     "best", "dataset", "model", "pretrained_on", "pretrained_tag", "strategy", "top1", "top5", "macro_f1", "auroc",
     "params_m", "macs_g", "train_images_per_s", "latency_ms", "epochs", "date", "hub_url", "files", "note", "run_id",
 ]  # fmt: skip
+CSV_EXTRA_COLUMNS = ["family", "eval_split", "num_classes", "params", "macs", "wall_s", "git_rev", "hub_repo",
+                     "run_path"]  # fmt: skip
 FILES_OK, HUB_ONLY = "ok", "Hub only"
 OVERLAP_NOTE = "ImageNet-pretrained: pretraining overlaps the evaluation classes"
 UNKNOWN_PRETRAINING_NOTE = "pretraining data unknown: may overlap ImageNet"
@@ -55,7 +58,8 @@ def file_signature(path: Path) -> tuple[int, int]:
 def store_signature(db: Path) -> tuple[tuple[int, int], ...]:
     """Changes whenever a run is recorded: the database's signature and its WAL file's.
 
-    The WAL file matters: in WAL mode new rows land there and the main file only changes at a checkpoint.
+    The WAL file matters: in WAL mode new rows land there and the main file only changes at a checkpoint. (SQLite
+    checkpoints when the last connection closes, so the signature also moves once after a write: one extra reload.)
     """
     return file_signature(db), file_signature(db.with_name(db.name + "-wal"))
 
@@ -93,46 +97,54 @@ def pretraining_note(dataset: str, tag: str | None) -> str:
     return UNKNOWN_PRETRAINING_NOTE if source.startswith(("local file", "unknown")) else ""
 
 
-def _file_problem(run: Path, name: str) -> str:
-    """'' when the file looks readable, else what is wrong (cheap checks: this runs for every row)."""
-    path = run / name
-    if not path.is_file():
+@lru_cache(maxsize=1 << 16)
+def _file_problem(path: Path, signature: tuple[int, int]) -> str:
+    """'' when the file looks readable, else what is wrong.
+
+    Cheap checks (every row pays them), memoised on the file's (mtime, size): when the store changes, the page
+    re-reads only the files that changed.
+    """
+    name = path.name
+    if signature == (0, 0):
         return f"missing {name}"
-    if path.stat().st_size == 0:
+    if signature[1] == 0:
         return f"empty {name}"
-    if name == PREDICTIONS:
-        with path.open("rb") as f:
-            head = f.read(4)
-            f.seek(-4, 2)
-            if head != b"PAR1" or f.read(4) != b"PAR1":  # a parquet file starts and ends with its magic
-                return f"corrupt {name}"
-    elif name == HISTORY:
-        with path.open(encoding="utf-8", errors="replace") as f:
-            if not f.readline().startswith("epoch,"):
-                return f"corrupt {name}"
-    elif name == CONFIG:
-        try:
+    try:
+        if name == METRICS:
+            read_metrics(path.parent)
+        elif name == CONFIG:
             json.loads(path.read_text(encoding="utf-8"))["label_names"]
-        except (ValueError, KeyError, TypeError):
-            return f"corrupt {name}"
+        elif name == HISTORY:
+            with path.open(encoding="utf-8", errors="replace") as f:
+                if not f.readline().startswith("epoch,"):
+                    return f"corrupt {name}: no epoch column"
+        elif name == PREDICTIONS:
+            with path.open("rb") as f:
+                head = f.read(4)
+                f.seek(-4, 2)
+                if head != b"PAR1" or f.read(4) != b"PAR1":  # a parquet file starts and ends with its magic
+                    return f"corrupt {name}: not a parquet file"
+    except (MetricsError, ValueError, KeyError, TypeError, OSError) as error:
+        return f"corrupt {name} ({error})"
     return ""
 
 
 def run_files_status(run_path: str | None) -> str:
-    """FILES_OK, HUB_ONLY (no local folder recorded), or the run folder's problems, '; '-joined."""
+    """CSV_EXTRA_COLUMNS = ["family", "eval_split", "num_classes", "params", "macs", "wall_s", "git_rev", "hub_repo",
+                         "run_path"]  # fmt: skip
+    FILES_OK, HUB_ONLY (no local folder recorded), or the run folder's problems, '; '-joined."""
     if not run_path:
         return HUB_ONLY
     run = Path(run_path)
     if not run.is_dir():
         return f"run folder missing: {run}"
-    problems = [_file_problem(run, name) for name in (CONFIG, WEIGHTS, HISTORY, PREDICTIONS)]
-    try:
-        read_metrics(run)
-    except FileNotFoundError:
-        problems.insert(0, f"missing {METRICS}")
-    except (MetricsError, OSError, UnicodeDecodeError) as error:
-        problems.insert(0, f"corrupt {METRICS} ({error})")
-    return "; ".join(p for p in problems if p) or FILES_OK
+    paths = [run / name for name in (METRICS, CONFIG, WEIGHTS, HISTORY, PREDICTIONS)]
+    return "; ".join(filter(None, (_file_problem(path, file_signature(path)) for path in paths))) or FILES_OK
+
+
+def leaderboard_csv(table: pd.DataFrame) -> str:
+    """The rows shown, as CSV: the table's columns plus the raw store fields behind them (no metrics JSON)."""
+    return table[[*TABLE_COLUMNS, *CSV_EXTRA_COLUMNS]].to_csv(index=False)
 
 
 def leaderboard_table(runs: pd.DataFrame) -> pd.DataFrame:
