@@ -6,7 +6,9 @@ model whose `pretrained_cfg` drives preprocessing everywhere else.
 
 from __future__ import annotations
 
+import inspect
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -111,9 +113,7 @@ def load_into(model: nn.Module, state: dict[str, torch.Tensor], origin: str) -> 
     Returns human-readable notes on what was adapted (printed by the trainer).
     """
     notes = []
-    filter_fn = getattr(model, "pretrained_cfg", {}).get("filter_fn") or _timm_filter_fn(model)
-    if filter_fn is not None:
-        state = filter_fn(state, model)
+    state = _timm_filter(model, state)
     own = model.state_dict()
     head = set(_head_keys(model))
     mismatched = [k for k in head if k in state and state[k].shape != own[k].shape]
@@ -144,10 +144,16 @@ def _zero_head(model: nn.Module) -> None:
         nn.init.zeros_(p)
 
 
-def _timm_filter_fn(model: nn.Module):
-    """timm's own checkpoint filter for the architecture (e.g. torchvision VGG -> timm VGG)."""
-    module = __import__(type(model).__module__, fromlist=["checkpoint_filter_fn"])
-    return getattr(module, "checkpoint_filter_fn", None)
+def _timm_filter(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Apply timm's own checkpoint filter for the architecture (e.g. torchvision VGG -> timm VGG layout).
+
+    timm names it `checkpoint_filter_fn(state, model)` in most families and `_filter_fn(state)` in VGG.
+    """
+    module = sys.modules[type(model).__module__]
+    fn = getattr(module, "checkpoint_filter_fn", None) or getattr(module, "_filter_fn", None)
+    if fn is None:
+        return state
+    return fn(state, model) if len(inspect.signature(fn).parameters) >= 2 else fn(state)
 
 
 def _head_keys(model: nn.Module) -> Iterator[str]:
