@@ -57,6 +57,12 @@ COLUMN_CONFIG = {
     "files": st.column_config.TextColumn("files", help="⚠: the run folder has missing or corrupt files"),
     "run_id": st.column_config.TextColumn("run id"),
 }
+# Compare's headline cards: metric -> (label, number format, scale)
+HEADLINE = {
+    "top1": ("top-1", "{:.1%}", 1), "top5": ("top-5", "{:.1%}", 1), "macro_f1": ("macro-F1", "{:.1%}", 1),
+    "auroc": ("AUROC", "{:.3f}", 1), "params": ("params (M)", "{:,.2f}", 1e-6),
+    "latency_ms": ("latency (ms)", "{:,.1f}", 1),
+}  # fmt: skip
 CURVES = {
     "Loss": {"train_loss": "train", "val_loss": "val"},
     "Accuracy": {"train_acc": "train", "val_acc": "val", "val_top5": "val top-5"},
@@ -260,14 +266,14 @@ def compare_view(runs: pd.DataFrame) -> None:
         b = pick_run(runs, "Run B", "compare_b", 1)
     metrics_a, metrics_b = data.run_metrics(a), data.run_metrics(b)
     deltas = data.metric_deltas(metrics_a, metrics_b)
-    headline = deltas[deltas["metric"].isin(["top1", "top5", "macro_f1", "auroc", "latency_ms", "params"])]
+    headline = deltas[deltas["metric"].isin(HEADLINE)]
     columns = st.columns(max(len(headline), 1))
     for column, (metric, _, value, delta) in zip(columns, headline.itertuples(index=False, name=None), strict=False):
-        fraction = metric in data.METRIC_LABELS
+        label, number, scale = HEADLINE[metric]
         column.metric(
-            data.METRIC_LABELS.get(metric, metric) + " (B)",
-            f"{value:.1%}" if fraction else f"{value:,.4g}",
-            f"{delta:+.1%}" if fraction else f"{delta:+,.4g}",
+            f"{label} (B)",
+            number.format(value * scale),
+            ("{:+" + number.removeprefix("{:")).format(delta * scale),  # the same format, signed
             delta_color="inverse" if metric in data.LOWER_IS_BETTER else "normal",
         )
     st.dataframe(deltas, hide_index=True, key="deltas")

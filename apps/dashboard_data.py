@@ -34,6 +34,7 @@ TABLE_COLUMNS = [
 CSV_EXTRA_COLUMNS = ["family", "eval_split", "num_classes", "params", "macs", "wall_s", "git_rev", "hub_repo",
                      "run_path"]  # fmt: skip
 FILES_OK, HUB_ONLY = "ok", "Hub only"
+BEST_MARK = "★"  # in DejaVu Sans: emoji fonts are often missing on Linux browsers
 OVERLAP_NOTE = "ImageNet-pretrained: pretraining overlaps the evaluation classes"
 UNKNOWN_PRETRAINING_NOTE = "pretraining data unknown: may overlap ImageNet"
 
@@ -181,9 +182,9 @@ def filter_runs(
 
 
 def mark_best(table: pd.DataFrame, metric: str = "top1") -> pd.DataFrame:
-    """Add `best` = '🏆' on the row with the highest `metric` of each dataset among the rows given."""
+    """Add `best` = BEST_MARK on the row with the highest `metric` of each dataset among the rows given."""
     best = table.dropna(subset=[metric]).groupby("dataset")[metric].idxmax()
-    return table.assign(best=np.where(table.index.isin(best.to_numpy()), "🏆", ""))
+    return table.assign(best=np.where(table.index.isin(best.to_numpy()), BEST_MARK, ""))
 
 
 def pareto_front(table: pd.DataFrame, cost: str, metric: str) -> pd.DataFrame:

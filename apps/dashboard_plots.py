@@ -42,7 +42,9 @@ def tradeoff(table: pd.DataFrame, cost: str, metric: str) -> go.Figure:
             hovertemplate="%{text}<extra>Pareto frontier</extra>",
         )
     )
-    figure.update_yaxes(tickformat=".0%" if metric != "auroc" else ".2f")
+    figure.update_yaxes(
+        tickformat=".0%" if metric != "auroc" else ".2f", autorangeoptions={"minallowed": 0, "maxallowed": 1}
+    )
     return figure
 
 

@@ -152,7 +152,7 @@ def test_leaderboard_table_columns_marks_and_flags(app, runs_root):
     assert list(shown["top1"]) == sorted(shown["top1"], reverse=True)  # ranked by top-1
     stored = Store(runs_root / "arena.db").runs()
     for dataset, rows in stored.groupby("dataset"):
-        best = shown[shown["best"] == "🏆"]
+        best = shown[shown["best"] == data.BEST_MARK]
         assert best[best["dataset"] == dataset]["top1"].item() == rows["top1"].max()
     assert shown.loc["pets-scratch", "pretrained_on"] == "none (random init)"
     assert 0 <= shown.loc["pets-scratch", "auroc"] <= 1 and pd.isna(shown.loc["cifar10-probe", "auroc"])
@@ -202,7 +202,7 @@ def test_rank_by_macro_f1_marks_best_by_it(app):
     shown = table(app)
     assert list(shown["macro_f1"]) == sorted(shown["macro_f1"], reverse=True)
     cifar = shown[shown["dataset"] == "cifar10"]
-    assert cifar.loc[cifar["best"] == "🏆", "macro_f1"].item() == cifar["macro_f1"].max()
+    assert cifar.loc[cifar["best"] == data.BEST_MARK, "macro_f1"].item() == cifar["macro_f1"].max()
 
 
 def test_filters_that_match_nothing_say_so(app):
@@ -268,7 +268,7 @@ def test_compare_two_runs_of_one_dataset(app):
     assert not app.exception
     deltas = table(app, "delta (B − A)").set_index("metric")
     assert deltas.loc["top1", "delta (B − A)"] == pytest.approx(deltas.loc["top1", "B"] - deltas.loc["top1", "A"])
-    assert "top-1 (B)" in {m.label for m in app.metric}
+    assert {"top-1 (B)", "params (M) (B)", "latency (ms) (B)"} <= {m.label for m in app.metric}
     diff = matrix(charts(app)["confusion_diff"]["data"][0])
     assert np.allclose(diff.sum(axis=1), 0)  # rows of two normalised matrices both sum to 1
     classes = table(app, "samples disagreeing")
