@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import re
 import tempfile
 import time
 from dataclasses import dataclass
@@ -123,14 +124,17 @@ def export_onnx(model: nn.Module, example: torch.Tensor, dynamic: bool, opset: i
     """The model as ONNX and the exporter that made it: torch.export-based first (the supported one, which
     also handles shape-dependent code such as VGG's small-input pooling), else the TorchScript tracer."""
     reasons = []
-    for exporter in (_export_dynamo, _export_torchscript):
+    for name, exporter in (("dynamo", _export_dynamo), ("torchscript", _export_torchscript)):
         try:
             with tempfile.TemporaryDirectory() as tmp:
-                path = Path(tmp) / ONNX_FILE
-                exporter(model, example, path, dynamic, opset)
-                return onnx.load(path), exporter.__name__.removeprefix("_export_")
+                exporter(model, example, Path(tmp) / ONNX_FILE, dynamic, opset)
+                proto = onnx.load(Path(tmp) / ONNX_FILE)
         except Exception as err:  # any exporter failure is a reason to try the next one
-            reasons.append(f"{exporter.__name__.removeprefix('_export_')}: {type(err).__name__}: {_first_line(err)}")
+            reasons.append(f"{name}: {_reason(err)}")
+            continue
+        for reason in reasons:
+            print(f"note: {reason}; used the {name} exporter")
+        return proto, name
     raise ExportError("cannot export to ONNX:\n  " + "\n  ".join(reasons))
 
 
@@ -146,9 +150,12 @@ def _export_torchscript(model: nn.Module, example: torch.Tensor, path: Path, dyn
                       output_names=["logits"], dynamic_axes=axes)
 
 
-def _first_line(err: Exception) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else "(no message)"
+def _reason(err: BaseException) -> str:
+    """The root cause's first line: the exporters wrap it in pages of generic advice."""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err)).strip()  # the dynamo exporter colours its messages
+    return f"{type(err).__name__}: {text.splitlines()[0] if text else '(no message)'}"
 
 
 def metadata(model: nn.Module, precision: str, exporter: str, weights_sha256: str | None) -> dict[str, str]:
