@@ -39,6 +39,7 @@ FACE_DATASETS = {"fer2013"}
 SLOTS = 6  # models shown side by side at once
 MIN_SIDE = 8  # px: below this an "image" is a few flat colours, and any prediction would be noise
 MAX_BATCH = 32
+CAM_DISPLAY = 256  # px
 CONCURRENCY = 2  # requests computed at once; the rest wait in the queue
 LOADED_MODELS = 8  # predictors kept in memory
 TOP_CLASS = "top prediction"
@@ -216,7 +217,10 @@ def explain(pool: ModelPool, image: dict | None, model: str | None, target: str 
             overlay = gradcam(predictor, picture, index)
         except GradCamError as err:
             raise gr.Error(str(err)) from None
-    return gr.Image(value=overlay, label=f"Grad-CAM · {model} · {predictor.labels[index]}")
+    # Shown at least CAM_DISPLAY px wide: a 32-64 px model input would otherwise be a speck on the page.
+    scale = max(1, CAM_DISPLAY // max(overlay.shape[:2]))
+    shown = Image.fromarray(overlay).resize((overlay.shape[1] * scale, overlay.shape[0] * scale), Image.NEAREST)
+    return gr.Image(value=shown, label=f"Grad-CAM · {model} · {predictor.labels[index]}")
 
 
 def class_choices(pool: ModelPool, model: str | None) -> gr.Dropdown:
@@ -271,7 +275,8 @@ def build_app(catalog: Catalog) -> gr.Blocks:
             with gr.Column(scale=1):
                 dataset = gr.Dropdown(datasets, value=first, label="Dataset / task")
                 models = gr.CheckboxGroup(model_choices(catalog, first), value=selected, label="Models")
-                image = gr.Image(type="filepath", sources=["upload", "webcam", "clipboard"], label="Image", height=280)
+                image = gr.Image(type="filepath", sources=["upload", "webcam", "clipboard"], label="Image", height=280,
+                                     elem_id="image")
                 use_face = gr.Checkbox(value=first in FACE_DATASETS, visible=first in FACE_DATASETS,
                                        label="Crop to the face first (OpenCV Haar cascade)")
                 run = gr.Button("Predict", variant="primary")
@@ -290,7 +295,7 @@ def build_app(catalog: Catalog) -> gr.Blocks:
                         cam_model = gr.Dropdown(selected, value=selected[0] if selected else None, label="Model")
                         cam_class = gr.Dropdown([TOP_CLASS], value=TOP_CLASS, label="Class")
                     cam_run = gr.Button("Show Grad-CAM")
-                    cam_image = gr.Image(label="Grad-CAM", interactive=False, height=300)
+                    cam_image = gr.Image(label="Grad-CAM", interactive=False, height=300, elem_id="gradcam")
         with gr.Tab("API"):
             gr.Markdown(api_help())
             api_models = gr.Dropdown(pool.names(), multiselect=True, label="Models (empty: all)")
