@@ -1,0 +1,98 @@
+"""Input pipeline: decoded and augmented images/s on the real images of ../shared/data, against the model's step rate.
+
+    python benchmarks/bench_input_pipeline.py          # CPU: 4 datasets x 192 images, 128 px, batch 32, 2 workers
+    python benchmarks/bench_input_pipeline.py --device cuda --img-size 224 --batch-size 256 --images 8192 \
+        --workers 8                                     # GPU
+
+For each dataset (a subset of its archive unpacked into a temporary directory, every class present):
+  pipeline   - the trainer's own training loader (`finetune.prepare_data`, `make_loader`: `ImageDataset` decoding
+               through the shared inference path, timm transforms with the trainer's augmentation), iterated alone;
+  model step - the trainer's `train_one_epoch` on a synthetic batch already on the device (model-only rate);
+  full loop  - `train_one_epoch` over the real loader (the issue's target: >= 95% of the model step rate).
+Writes benchmarks/out/bench_input_pipeline.csv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import common
+import torch
+from bench_train_step import NUM_CLASSES, product_trainer, synthetic_batches
+from timm.data import create_transform, resolve_data_config
+from torch.utils.data import DataLoader
+
+from trainers.config import TrainConfig, parse_config
+from trainers.finetune import Distributed, augmentation, make_loader, prepare_data
+from trainers.inference import image_mode
+
+
+def dataset_config(dataset: str, data_dir: Path, args: argparse.Namespace) -> TrainConfig:
+    return parse_config(["--dataset", dataset, "--data-dir", str(data_dir), "--model", args.model,
+                         "--img-size", str(args.img_size), "--batch-size", str(args.batch_size),
+                         "--workers", str(args.workers), "--max-train-samples", str(args.images),
+                         "--device", args.device, "--no-record"])
+
+
+def training_loader(cfg: TrainConfig, model: torch.nn.Module) -> DataLoader:
+    """The loader `finetune.main` builds for epoch 0."""
+    splits = prepare_data(cfg)
+    data_config = resolve_data_config({"img_size": cfg.img_size}, model=model)
+    transform = create_transform(**data_config, is_training=True, **augmentation(cfg))
+    return make_loader(cfg, splits.train, transform, image_mode(data_config["input_size"][0]), 0, Distributed())
+
+
+def pipeline_rate(loader: DataLoader, device: torch.device) -> float:
+    """Images/s of the loader alone, each batch moved to the device as the trainer does."""
+    seen = 0
+
+    def drain() -> None:
+        nonlocal seen
+        for images, _, _ in loader:
+            seen += len(images.to(device, non_blocking=True))
+
+    seconds = common.timed(drain, device)
+    return seen / seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", default=list(common.ARCHIVES), choices=list(common.ARCHIVES))
+    parser.add_argument("--model", default="efficientnet_lite0")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--img-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--images", type=int, default=192, help="training images per dataset")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
+        roots = {d: common.unpack_subset(d, Path(tmp) / d, int(args.images * 1.25)) for d in args.datasets}
+        base = dataset_config(args.datasets[0], roots[args.datasets[0]], args)
+        steps = -(-args.images // args.batch_size)
+        model, train = product_trainer(base, device, NUM_CLASSES, steps)
+        batches = synthetic_batches(base, steps, device)
+        train(batches[:1])  # warm-up
+        for dataset, root in roots.items():
+            loader = training_loader(dataset_config(dataset, root, args), model)
+            pipeline = pipeline_rate(loader, device)
+            # measured beside each full loop: the CPU is shared, so its load drifts between datasets
+            model_rate = len(batches) * base.batch_size / common.timed(lambda: train(batches), device)
+            stats: dict = {}
+            seconds = common.timed(lambda loader=loader, stats=stats: stats.update(train(loader)), device)
+            full = stats["images"] / seconds
+            rows.append({
+                "dataset": dataset, "images": len(loader.sampler), "img_size": args.img_size,
+                "batch": args.batch_size, "workers": args.workers, "pipeline_img_s": pipeline,
+                "model_step_img_s": model_rate, "full_loop_img_s": full, "full_vs_model": full / model_rate,
+                "hardware": common.hardware(device), "load_1min": common.load_average(),
+            })
+    common.report("bench_input_pipeline", rows,
+                  f"input pipeline vs model step ({args.model}; product loader, real images)")
+
+
+if __name__ == "__main__":
+    main()

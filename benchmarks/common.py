@@ -1,0 +1,123 @@
+"""Shared pieces of the benchmarks: hardware description, tables and CSV output, timing, real data subsets.
+
+Importing it puts the repository root on sys.path, so a benchmark run as `python benchmarks/bench_x.py`
+imports the product's own modules (`trainers.*`).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import platform
+import subprocess
+import sys
+import tarfile
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+OUT = REPO / "benchmarks" / "out"
+SHARED_DATA = Path(os.environ.get("ARENA_SHARED_DATA", REPO.parent / "shared" / "data"))
+os.environ.setdefault("TQDM_DISABLE", "1")  # the trainer's progress bar is not part of what is measured
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def hardware(device: torch.device) -> str:
+    """'AMD EPYC (2 cores, 2 torch threads)' or the GPU's name: what the figures were measured on."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = platform.processor() or platform.machine()
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        model = next(line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name"))
+    except (OSError, subprocess.CalledProcessError, StopIteration):
+        pass
+    return f"{model} ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
+
+
+def load_average() -> str:
+    """The 1-minute load average: the CPU is shared, so every table says how busy it was."""
+    return f"{os.getloadavg()[0]:.1f}"
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], object], device: torch.device) -> float:
+    """Seconds one call of `fn` takes, with the device's queue drained on both sides."""
+    sync(device)
+    start = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - start
+
+
+def percentiles(seconds: list[float]) -> dict[str, float]:
+    ms = np.array(seconds) * 1000
+    return {"p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95))}
+
+
+def report(name: str, rows: list[dict], header: str) -> Path:
+    """Print `rows` as a table under `header` and write them to benchmarks/out/<name>.csv."""
+    stamp = datetime.now(UTC).isoformat(timespec="seconds")
+    rows = [{**row, "date": stamp} for row in rows]
+    columns = list(rows[0])
+    cells = [[_fmt(row.get(c)) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    print(f"\n{header}")
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
+    for r in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)))
+    OUT.mkdir(parents=True, exist_ok=True)
+    path = OUT / f"{name}.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"wrote {path.relative_to(REPO)}")
+    return path
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+    return "" if value is None else str(value)
+
+
+# Real data: (archive in ../shared/data, --dataset value, folder to pass as --data-dir inside the unpacked tree)
+ARCHIVES = {
+    "cifar10": ("cifar10-train.tar.gz", "cifar10"),
+    "tiny-imagenet": ("tiny-imagenet-200-train100.tar.gz", "tiny-imagenet-200"),
+    "chest-xray": ("chest_xray-train.tar.gz", "chest_xray"),
+    "fer2013": ("fer2013-train.tar.gz", "fer2013"),
+}
+
+
+def unpack_subset(dataset: str, dest: Path, images: int) -> Path:
+    """Unpack about `images` images of a real dataset (the same number from every class folder, at least 3 so a
+    validation split can be carved) plus its metadata files into `dest`; returns the root to pass as --data-dir."""
+    archive, root = ARCHIVES[dataset]
+    path = SHARED_DATA / archive
+    if not path.is_file():
+        raise SystemExit(f"error: real data archive {path} not found (set ARENA_SHARED_DATA)")
+    with tarfile.open(path) as tar:
+        chosen: list[tarfile.TarInfo] = []
+        by_folder: dict[str, list[tarfile.TarInfo]] = defaultdict(list)
+        for m in (m for m in tar.getmembers() if m.isfile()):
+            if m.name.lower().endswith((".jpg", ".jpeg", ".png")):
+                by_folder[str(Path(m.name).parent)].append(m)
+            else:
+                chosen.append(m)
+        per_folder = max(3, images // len(by_folder))
+        chosen += [m for folder in by_folder.values() for m in folder[:per_folder]]
+        tar.extractall(dest, members=chosen, filter="data")
+    return dest / root
