@@ -81,7 +81,7 @@ def script_args() -> list[str]:
 @st.cache_data(show_spinner="Loading runs…", max_entries=4)
 def load_table(db: str, signature: tuple) -> pd.DataFrame:
     """The store's rows with derived columns and file checks; `signature` (store_signature) keys the cache."""
-    return data.leaderboard_table(Store(db).runs())
+    return data.leaderboard_table(_store(db).runs())
 
 
 READERS = {data.HISTORY: data.read_history, data.PREDICTIONS: data.read_predictions}

@@ -132,6 +132,17 @@ def test_new_runs_appear_without_restart(runs_root, tmp_path, monkeypatch):
     assert sorted(table(at)["run_id"]) == ["cifar10-probe", "pets-scratch"]
 
 
+def test_reruns_use_the_cached_table(app, monkeypatch):
+    builds = []
+    monkeypatch.setattr(data, "leaderboard_table", lambda runs: builds.append(1) or real_build(runs))
+    for _ in range(3):
+        app.run()
+    assert len(builds) <= 1  # at most once: SQLite's checkpoint on close may move the file signature once
+
+
+real_build = data.leaderboard_table
+
+
 def test_unreadable_store_is_an_error_message_not_a_traceback(tmp_path, monkeypatch):
     db = tmp_path / "not-a-database.db"
     db.write_text("hello")
