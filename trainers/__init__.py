@@ -1,7 +1,6 @@
 """Backbone Arena's training and inference package.
 
-Importing it registers the seed reports' networks with timm (trainers/custom_models.py), so every tool
-that imports any `trainers.*` module can create them and load their run folders.
+The seed reports' networks (trainers/custom_models.py) are registered with timm by the modules that create
+or load models (models.py, inference.py); the package itself imports nothing heavy, so readers of run
+folders (trainers.runfolder) stay fast to import.
 """
-
-from trainers import custom_models  # noqa: F401  (registers the models with timm)

@@ -16,6 +16,8 @@ import timm
 import torch
 from torch import nn
 
+from trainers import custom_models  # noqa: F401  (registers the seed reports' networks with timm)
+
 # Short names for the seed backbones -> timm name with its pretrained tag (see DESIGN.md).
 SHORT_NAMES: dict[str, str] = {
     "vgg16": "vgg16.tv_in1k",

@@ -1,7 +1,7 @@
 """The run folder (DESIGN.md): atomic writers for every file, the resumable checkpoint, and a reader.
 
 A run folder is a timm Hub repository plus evaluation artefacts; this module is the only place that
-knows its file names.
+knows its file names. torch and timm are imported only by the writers, so readers (the dashboard) stay light.
 """
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ import tempfile
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
-import torch
 import yaml
-from timm.models import save_for_hf
-from torch import nn
+
+if TYPE_CHECKING:
+    from torch import nn
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
@@ -67,6 +68,8 @@ def write_model(
     run_dir: Path, model: nn.Module, labels: list[str], descriptions: dict[str, str] | None, data_config: dict
 ) -> None:
     """config.json + model.safetensors through timm's own Hub exporter, so `local-dir:`/`hf-hub:` load it."""
+    from timm.models import save_for_hf
+
     model_config = {"label_names": labels}
     if descriptions:
         model_config["label_descriptions"] = descriptions
@@ -91,6 +94,8 @@ def write_train_config(run_dir: Path, config: dict) -> None:
 
 
 def save_checkpoint(run_dir: Path, state: dict) -> None:
+    import torch
+
     with atomic_path(run_dir / CHECKPOINT / CHECKPOINT_FILE) as tmp:
         torch.save(state, tmp)
 
@@ -99,6 +104,8 @@ def load_checkpoint(run_dir: Path) -> dict:
     path = run_dir / CHECKPOINT / CHECKPOINT_FILE
     if not path.is_file():
         raise FileNotFoundError(f"--resume {run_dir}: no checkpoint at {path}")
+    import torch
+
     # weights_only=False: the state holds optimizer/scheduler dicts and RNG states; we wrote it ourselves.
     return torch.load(path, map_location="cpu", weights_only=False)
 
