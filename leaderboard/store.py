@@ -185,6 +185,8 @@ class Store:
                     f"{self.path} has schema version {version}, newer than this code's {len(MIGRATIONS)}: "
                     "update Backbone Arena to read it"
                 )
+            if version == len(MIGRATIONS):
+                return  # current: opening the store writes nothing (readers' caches key on the file)
             for migration in MIGRATIONS[version:]:
                 # statement by statement: executescript() would COMMIT and break this transaction
                 for statement in filter(str.strip, migration.split(";")):
