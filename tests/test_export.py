@@ -152,6 +152,7 @@ def test_seed_backbones_export(arch, img_size, tmp_path):
     run = make_run(tmp_path, arch, img_size, [f"class{i}" for i in range(5)])
     result = main([str(run), "--images", str(SAMPLE / "val"), "--max-images", "9"])
     assert result.ok and result.top1_agreement == 1.0 and result.batch_sizes == [1, 7]
+    assert OnnxModel(run / ONNX_FILE).metadata["exporter"] == "dynamo"  # no fallback needed
 
 
 def test_custom_grayscale_model_static_batch_and_half(shared_data, tmp_path):

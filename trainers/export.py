@@ -77,9 +77,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m trainers.export", description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset version")
-    parser.add_argument("--dynamic-batch", action=argparse.BooleanOptionalAction, default=True,
-                        help="batch axis of any size (--static-batch: exactly --batch-size)")
-    parser.add_argument("--static-batch", dest="dynamic_batch", action="store_false", help=argparse.SUPPRESS)
+    batch = parser.add_mutually_exclusive_group()
+    batch.add_argument("--dynamic-batch", action="store_true", default=True, help="any batch size (default)")
+    batch.add_argument("--static-batch", dest="dynamic_batch", action="store_false",
+                       help="exactly --batch-size images per call")
     parser.add_argument("--batch-size", type=int, default=1, help="the batch size of a --static-batch model")
     parser.add_argument("--half", action="store_true", help="float16 weights and input (smaller, GPU-friendly)")
     parser.add_argument("--images", nargs="+", help="validation images (files, directories, .txt lists); "

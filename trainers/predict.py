@@ -131,6 +131,7 @@ class Journal:
         return rows
 
     def append(self, rows: list[dict]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a") as f:
             f.write("".join(json.dumps(row) + "\n" for row in rows))
 
@@ -160,6 +161,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if not paths:
         raise SystemExit(f"error: no images found in {' '.join(args.inputs)}")
     device = args.device or ("cuda" if torch.cuda.is_available() and args.backend == "torch" else "cpu")
+    if device == "cuda" and args.backend == "torch" and not torch.cuda.is_available():
+        raise SystemExit("error: --device cuda: PyTorch sees no CUDA device")
     try:
         predictor = Predictor.from_run(args.model, device, backend=args.backend)
     except (OSError, ValueError, RuntimeError) as err:
