@@ -137,6 +137,16 @@ def test_gradual_unfreezing_schedule():
     assert trainable[0] == 2 and trainable == sorted(trainable) and trainable[-1] == len(flags)
 
 
+def test_regularisation_and_schedule_options(tmp_path):
+    """Mixup + CutMix (timm), EMA weights, SGD with a step schedule, clipping and early stopping together."""
+    run_dir = train_tiny(tmp_path, "--mixup", "0.2", "--cutmix", "1.0", "--ema", "--ema-decay", "0.9", "--opt", "sgd",
+                         "--sched", "step", "--decay-epochs", "1", "--clip-grad", "1.0", "--epochs", "3",
+                         "--early-stop", "1", "--aug", "randaug", "--max-train-samples", "32", name="options")
+    history = R.read_history(run_dir)
+    assert 2 <= len(history) <= 3 and history.lr.iloc[-1] < history.lr.iloc[0]
+    assert R.read_metrics(run_dir)["epochs"] == len(history)
+
+
 def test_training_on_other_formats(tmp_path, shared_data):
     """Grayscale FER faces and 3-class X-rays with a balanced validation split and class weights."""
     fer = train_tiny(tmp_path, "--dataset", "fer2013", "--data-dir", str(shared_data("fer2013-train.tar.gz")),
