@@ -137,7 +137,7 @@ class OnnxModel:
     `pretrained_cfg` (labels, input size, mean/std: stored in the file's metadata) and a call from a
     preprocessed float batch to logits. So both backends share one preprocessing and one softmax."""
 
-    def __init__(self, path: str | Path, device: str | torch.device = "cpu"):
+    def __init__(self, path: str | Path, device: str | torch.device = "cpu", threads: int | None = None):
         import onnxruntime as ort  # only the ONNX backend needs it
 
         device = torch.device(device)
@@ -147,7 +147,9 @@ class OnnxModel:
                              "install onnxruntime-gpu or use --device cpu")
         providers = ["CUDAExecutionProvider"] * (device.type == "cuda") + ["CPUExecutionProvider"]
         self.path = Path(path)
-        self.session = ort.InferenceSession(str(path), providers=providers)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or 0  # 0: onnxruntime's default, one per core
+        self.session = ort.InferenceSession(str(path), options, providers=providers)
         meta = self.session.get_modelmeta().custom_metadata_map
         if "pretrained_cfg" not in meta:
             raise ValueError(f"{path}: no pretrained_cfg in its metadata; export it with python -m trainers.export")
