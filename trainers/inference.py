@@ -21,6 +21,7 @@ from timm.data import create_transform, resolve_data_config
 from torch import nn
 
 from trainers import custom_models  # noqa: F401  (registers the seed reports' networks with timm)
+from trainers.runfolder import WEIGHTS
 
 # Decompression-bomb guard: 64 megapixels is far above any dataset image; PIL raises beyond 2x this.
 MAX_PIXELS = 64_000_000
@@ -196,7 +197,7 @@ def load_onnx_run(run: str | Path, device: str | torch.device = "cpu") -> OnnxMo
         raise FileNotFoundError(f"{folder / ONNX_FILE} not found: export it first with "
                                 f"python -m trainers.export {folder}")
     model = OnnxModel(folder / ONNX_FILE, device)
-    weights = folder / "model.safetensors"
+    weights = folder / WEIGHTS
     exported_from = model.metadata.get("weights_sha256")
     if weights.is_file() and exported_from and exported_from != file_sha256(weights):
         raise ValueError(f"{folder / ONNX_FILE} was exported from other weights than {weights}; "
@@ -212,11 +213,9 @@ class Predictor:
 
     def __init__(self, model: nn.Module | OnnxModel, device: str | torch.device = "cpu"):
         self.device = torch.device(device)
-        if isinstance(model, OnnxModel):
-            self.backend, self.model, self._logits = "onnx", None, model
-        else:
-            self.backend, self.model = "torch", model.eval().to(self.device)
-            self._logits = lambda batch: self.model(batch.to(self.device))
+        self._onnx = model if isinstance(model, OnnxModel) else None
+        self.backend = "onnx" if self._onnx else "torch"
+        self.model = None if self._onnx else model.eval().to(self.device)
         self.labels = label_names(model)
         self.transform = eval_transform(model)
         self.mode = image_mode(model.pretrained_cfg.get("input_size", (3,))[0])
@@ -232,7 +231,8 @@ class Predictor:
 
     @torch.inference_mode()
     def predict_tensor(self, batch: torch.Tensor) -> torch.Tensor:
-        return self._logits(batch).float().softmax(dim=-1).cpu()
+        logits = self._onnx(batch) if self._onnx else self.model(batch.to(self.device))
+        return logits.float().softmax(dim=-1).cpu()
 
     def predict(self, sources: list[ImageSource]) -> Prediction:
         """Predict a list of images; undecodable ones get a row of NaN and an entry in `errors`."""
