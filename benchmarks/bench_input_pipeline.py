@@ -1,6 +1,6 @@
 """Input pipeline: decoded and augmented images/s on the real images of ../shared/data, against the model's step rate.
 
-    python benchmarks/bench_input_pipeline.py          # CPU: 4 datasets x 192 images, 128 px, batch 32, 2 workers
+    python benchmarks/bench_input_pipeline.py          # CPU: 4 datasets x 128 images, 128 px, batch 32, 2 workers
     python benchmarks/bench_input_pipeline.py --device cuda --img-size 224 --batch-size 256 --images 8192 \
         --workers 8                                     # GPU
 
@@ -9,13 +9,16 @@ For each dataset (a subset of its archive unpacked into a temporary directory, e
                through the shared inference path, timm transforms with the trainer's augmentation), iterated alone;
   model step - the trainer's `train_one_epoch` on a synthetic batch already on the device (model-only rate);
   full loop  - `train_one_epoch` over the real loader (the issue's target: >= 95% of the model step rate).
+Model step and full loop alternate `--rounds` times; the ratio is the median of the per-round ratios.
 Writes benchmarks/out/bench_input_pipeline.csv.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import common
@@ -57,6 +60,13 @@ def pipeline_rate(loader: DataLoader, device: torch.device) -> float:
     return seen / seconds
 
 
+def train_rate(train: Callable[[Iterable], dict], loader: Iterable, device: torch.device) -> float:
+    """Images/s of one `train_one_epoch` over `loader`, timed from outside (device queue drained)."""
+    stats: dict = {}
+    seconds = common.timed(lambda: stats.update(train(loader)), device)
+    return stats["images"] / seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=list(common.ARCHIVES), choices=list(common.ARCHIVES))
@@ -64,8 +74,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--img-size", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--images", type=int, default=192, help="training images per dataset")
+    parser.add_argument("--images", type=int, default=128, help="training images per dataset")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=2, help="model-step / full-loop epochs per dataset, alternating")
     args = parser.parse_args()
     device = torch.device(args.device)
     rows = []
@@ -79,15 +90,15 @@ def main() -> None:
         for dataset, root in roots.items():
             loader = training_loader(dataset_config(dataset, root, args), model)
             pipeline = pipeline_rate(loader, device)
-            # measured beside each full loop: the CPU is shared, so its load drifts between datasets
-            model_rate = len(batches) * base.batch_size / common.timed(lambda: train(batches), device)
-            stats: dict = {}
-            seconds = common.timed(lambda loader=loader, stats=stats: stats.update(train(loader)), device)
-            full = stats["images"] / seconds
+            model_rates, full_rates = [], []
+            for _ in range(args.rounds):  # alternate, so load from other processes hits both alike
+                model_rates.append(train_rate(train, batches, device))
+                full_rates.append(train_rate(train, loader, device))
             rows.append({
                 "dataset": dataset, "images": len(loader.sampler), "img_size": args.img_size,
                 "batch": args.batch_size, "workers": args.workers, "pipeline_img_s": pipeline,
-                "model_step_img_s": model_rate, "full_loop_img_s": full, "full_vs_model": full / model_rate,
+                "model_step_img_s": statistics.median(model_rates), "full_loop_img_s": statistics.median(full_rates),
+                **common.ratio_summary(full_rates, model_rates),
                 "hardware": common.hardware(device), "load_1min": common.load_average(),
             })
     common.report("bench_input_pipeline", rows,

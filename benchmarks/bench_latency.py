@@ -48,6 +48,7 @@ def bench_model(name: str, image: Path, runs: int) -> dict:
         times["bare"].append(common.timed(bare, predictor.device))
         times["full"].append(common.timed(full, predictor.device))
     bare_stats, full_stats = common.percentiles(times["bare"]), common.percentiles(times["full"])
+    print(f"{arch}: bare p50 {bare_stats['p50_ms']:.1f} ms, full p50 {full_stats['p50_ms']:.1f} ms", flush=True)
     return {
         "model": arch, "input": "x".join(map(str, x.shape[1:])),
         "bare_p50_ms": bare_stats["p50_ms"], "bare_p95_ms": bare_stats["p95_ms"],

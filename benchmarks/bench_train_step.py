@@ -9,7 +9,7 @@ precision the trainer builds from its default configuration (`--compile` turns o
 Reference: the step timm's train.py takes, eager: autocast forward, loss, backward, optimizer step, zero_grad;
 same model, batch, optimizer and precision (bf16 autocast on GPU, fp32 on CPU), channels-last when asked.
 Both read the same synthetic batch already on the device, so only the step is measured (the input pipeline has
-its own benchmark). The two alternate, `--rounds` times each, and the medians are compared.
+its own benchmark). The two alternate, `--rounds` times each; the ratio is the median of the per-round ratios.
 MFU: measured training FLOPs (torch's FLOP counter over one forward + backward) x images/s / the GPU's peak dense
 bf16 FLOP/s; not computed on CPU.
 Writes benchmarks/out/bench_train_step.csv.
@@ -140,14 +140,14 @@ def bench_model(name: str, args: argparse.Namespace, device: torch.device) -> di
         rates["product"].append(len(batches) * cfg.batch_size / common.timed(lambda: product(batches), device))
         rates["timm"].append(len(batches) * cfg.batch_size / common.timed(lambda: reference(batches), device))
     product_rate, timm_rate = (statistics.median(rates[k]) for k in ("product", "timm"))
+    ratio = common.ratio_summary(rates["product"], rates["timm"])
     peak = peak_flops(device, cfg)
     flops = train_flops_per_image(reference_model, cfg, batches[0], device) if peak else None
     del product_model
     return {
         "model": resolve_model_name(name), "batch": cfg.batch_size, "img_size": cfg.img_size,
         "precision": "bf16" if cfg.amp and device.type == "cuda" else "fp32", "channels_last": cfg.channels_last,
-        "compile": cfg.compile, "product_img_s": product_rate, "timm_img_s": timm_rate,
-        "ratio": product_rate / timm_rate,
+        "compile": cfg.compile, "product_img_s": product_rate, "timm_img_s": timm_rate, **ratio,
         "product_mfu": flops * product_rate / peak if peak else None,
         "timm_mfu": flops * timm_rate / peak if peak else None,
         "hardware": common.hardware(device), "load_1min": common.load_average(),

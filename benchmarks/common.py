@@ -61,6 +61,13 @@ def timed(fn: Callable[[], object], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
+def ratio_summary(numerators: list[float], denominators: list[float]) -> dict[str, float | str]:
+    """Median of the per-round ratios (each round's two sides ran back to back) and their range: on a shared
+    CPU the load drifts between rounds, and the range shows how much."""
+    ratios = [a / b for a, b in zip(numerators, denominators, strict=True)]
+    return {"ratio": float(np.median(ratios)), "ratio_range": f"{min(ratios):.2f}-{max(ratios):.2f}"}
+
+
 def percentiles(seconds: list[float]) -> dict[str, float]:
     ms = np.array(seconds) * 1000
     return {"p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95))}

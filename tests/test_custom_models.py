@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import timm
 import torch
+import torchvision
 from conftest import train_tiny
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -97,10 +98,10 @@ def test_grayscale_mini_xception_through_the_trainer(tmp_path, shared_data):
 
 @pytest.fixture(scope="module")
 def plain_resnet50(tmp_path_factory) -> tuple[nn.Module, str]:
-    """A plain timm ResNet50 with a 1000-class head, saved as a weights file (timm and torchvision share keys)."""
-    model = timm.create_model("resnet50")
-    path = tmp_path_factory.mktemp("weights") / "resnet50.safetensors"
-    save_file(model.state_dict(), str(path))
+    """A torchvision ResNet50 (1000-class head) saved as a torch file: what an offline user passes to --weights."""
+    model = torchvision.models.resnet50()
+    path = tmp_path_factory.mktemp("weights") / "resnet50.pth"
+    torch.save(model.state_dict(), path)
     return model, str(path)
 
 
@@ -108,7 +109,7 @@ def test_plain_backbone_weights_load_into_the_report_head(plain_resnet50):
     """`--weights resnet50.pth` for the wrapper: body loaded exactly, 1000-class fc dropped, head kept."""
     plain, path = plain_resnet50
     model, notes = create_backbone("resnet50_gmp_bn_head", 10, weights=path)
-    assert isinstance(model, BackboneWithHead) and model.num_classes == 10
+    assert isinstance(model, BackboneWithHead) and model.num_classes == 10 and not notes
     body = model.backbone.state_dict()
     assert all(torch.equal(body[k], v) for k, v in plain.state_dict().items() if not k.startswith("fc."))
     assert model.head.fc.weight.abs().sum() > 0  # initialised, not zeroed: nothing was mismatched
