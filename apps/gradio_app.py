@@ -30,7 +30,7 @@ from apps.faces import crop_face
 from apps.gradcam import GradCamError, gradcam
 from apps.sources import Catalog, ModelEntry, configured_hub_ids, discover
 from leaderboard.store import default_db_path
-from trainers.inference import ImageError, Prediction, Predictor, load_image
+from trainers.inference import BACKENDS, ImageError, Prediction, Predictor, load_image
 
 EXAMPLES = Path(__file__).resolve().parent / "examples"
 EXAMPLE_FOLDERS = {"chest-xray-3": "chest-xray"}  # datasets that share another's example images
@@ -58,9 +58,9 @@ class ModelPool:
     request's forward pass through it must not run meanwhile. Different models still run concurrently.
     """
 
-    def __init__(self, catalog: Catalog, max_loaded: int = LOADED_MODELS):
+    def __init__(self, catalog: Catalog, max_loaded: int = LOADED_MODELS, backend: str = "torch"):
         self.catalog = catalog
-        self._load = lru_cache(maxsize=max_loaded)(Predictor.from_run)
+        self._load = lru_cache(maxsize=max_loaded)(partial(Predictor.from_run, backend=backend))
         self._locks: dict[str, threading.Lock] = {}
 
     def entry(self, name: str) -> ModelEntry:
@@ -209,6 +209,8 @@ def explain(pool: ModelPool, image: dict | None, model: str | None, target: str 
     if use_face:
         picture, _ = face_crop(picture)
     with pool.use(model) as predictor:
+        if predictor.model is None:
+            raise gr.Error("Grad-CAM needs the PyTorch model: start the app with --backend torch")
         if target and target != TOP_CLASS:
             index = predictor.labels.index(target)
         else:
@@ -264,8 +266,8 @@ def intro(catalog: Catalog) -> str:
     return "\n\n".join(lines)
 
 
-def build_app(catalog: Catalog) -> gr.Blocks:
-    pool = ModelPool(catalog)
+def build_app(catalog: Catalog, backend: str = "torch") -> gr.Blocks:
+    pool = ModelPool(catalog, backend=backend)
     datasets = catalog.datasets()
     first = datasets[0] if datasets else None
     selected = [m.name for m in catalog.for_dataset(first)[:SLOTS]]
@@ -343,6 +345,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--runs", type=Path, action="append", default=[],
                         help="also offer the run folders under DIR (repeatable; runs/ and reference/ always)")
     parser.add_argument("--db", type=Path, default=None, help="leaderboard store (default $ARENA_DB or the user cache)")
+    parser.add_argument("--backend", choices=BACKENDS, default="torch",
+                        help="onnx: each model.onnx (python -m trainers.export) on onnxruntime; no Grad-CAM")
     return parser.parse_args(argv)
 
 
@@ -350,7 +354,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     catalog = discover([*DEFAULT_RUN_ROOTS, *args.runs], args.db or default_db_path(), configured_hub_ids())
     print(f"{len(catalog.models)} model(s) for {len(catalog.datasets())} dataset(s)", flush=True)
-    demo = build_app(catalog)
+    demo = build_app(catalog, backend=args.backend)
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=64)
     demo.launch(server_name=args.host, server_port=args.port, max_file_size="50mb", show_error=True)
 

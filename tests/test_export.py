@@ -197,3 +197,20 @@ def test_export_refuses_a_model_that_does_not_reproduce(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="does not reproduce PyTorch"):
         main([str(run), "--images", str(SAMPLE / "val"), "--max-images", "8"])
     assert not (run / ONNX_FILE).exists()
+
+
+def test_gradio_app_serves_the_onnx_backend(exported):
+    """`python apps/gradio_app.py --backend onnx`: the app's model pool predicts through onnxruntime."""
+    from apps.gradio_app import ModelPool, api_predict
+    from apps.sources import discover
+
+    run, _ = exported
+    catalog = discover([run.parent], None, [])
+    (entry,) = catalog.models
+    pool = ModelPool(catalog, backend="onnx")
+    with pool.use(entry.name) as predictor:
+        assert predictor.backend == "onnx"
+    image = pd.read_parquet(run / R.PREDICTIONS)["sample_id"].iloc[0]
+    served = api_predict(pool, {"path": image}, [entry.name])[entry.name]
+    direct = Predictor.from_run(run).predict([image])
+    assert max(served, key=served.get) == direct.topk(0, 1)[0][0]

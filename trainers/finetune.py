@@ -95,7 +95,9 @@ def main(argv: list[str] | None = None) -> Path:
         model, notes = create_backbone(cfg.model, len(classes), cfg.pretrained, cfg.weights, drop_rate=cfg.drop_rate)
     except ModelError as err:
         raise SystemExit(f"error: {err}") from None
-    data_config = resolve_data_config({"img_size": cfg.img_size} if cfg.img_size else {}, model=model)
+    in_chans = model.pretrained_cfg["input_size"][0]  # timm assumes 3 when img_size is overridden
+    data_config = resolve_data_config({"img_size": cfg.img_size, "in_chans": in_chans} if cfg.img_size else {},
+                                      model=model)
     mode = image_mode(data_config["input_size"][0])
     train_tf = create_transform(**data_config, is_training=True, **augmentation(cfg))
     eval_tf = create_transform(**data_config, is_training=False)
