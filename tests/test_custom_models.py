@@ -10,7 +10,6 @@ from conftest import train_tiny
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-import trainers  # noqa: F401  (registers the networks)
 from trainers import runfolder as R
 from trainers.custom_models import BackboneWithHead, ResidualBlock, SeparableConv
 from trainers.finetune import main
@@ -86,9 +85,9 @@ def test_grayscale_mini_xception_through_the_trainer(tmp_path, shared_data):
     fer = shared_data("fer2013-train.tar.gz")
     run = main(["--dataset", "fer2013", "--data-dir", str(fer), "--model", "mini_xception", "--no-pretrained",
                 "--output", str(tmp_path), "--name", "fer", "--epochs", "1", "--batch-size", "16", "--workers", "0",
-                "--no-record", "--max-train-samples", "56", "--max-eval-samples", "28"])
+                "--no-record", "--max-train-samples", "56", "--max-eval-samples", "28", "--img-size", "40"])
     config = R.read_config(run)
-    assert config["model_args"]["in_chans"] == 1 and config["pretrained_cfg"]["input_size"] == [1, 48, 48]
+    assert config["model_args"]["in_chans"] == 1 and config["pretrained_cfg"]["input_size"] == [1, 40, 40]
     predictor = Predictor.from_run(run)
     assert predictor.mode == "L" and predictor.model.in_chans == 1
     image = next((fer / "fer2013" / "train" / "happy").iterdir())

@@ -52,7 +52,7 @@ def test_lecture_recipes_differ_only_in_strategy():
 SMOKE = [
     ("chest-xray-3-small-cnn", "chest_xray-train.tar.gz", ["--img-size", "64"]),
     ("tiny-imagenet-et", "tiny-imagenet-200-train100.tar.gz", ["--img-size", "32"]),
-    ("fer2013-mini-xception", "fer2013-train.tar.gz", []),  # native 48 px: see the recipe's header
+    ("fer2013-mini-xception", "fer2013-train.tar.gz", ["--img-size", "40"]),
     ("cifar10-resnet50-report", "cifar10-train.tar.gz", ["--img-size", "64", "--no-pretrained"]),
     ("chest-xray-arena", "chest_xray-train.tar.gz", ["--img-size", "64"]),
 ]

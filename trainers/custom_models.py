@@ -1,7 +1,8 @@
 """The seed reports' own networks, registered with timm so every tool treats them like any backbone.
 
-`import trainers` registers them; after that `timm.create_model("et_net", num_classes=200)` works, as do
-`--model xray_cnn2`, run folders (`local-dir:`) and Hub repos of these models.
+Importing this module registers them (trainers.models and trainers.inference do); after that
+`timm.create_model("et_net", num_classes=200)` works, as do `--model xray_cnn2`, run folders (`local-dir:`) and
+Hub repos of these models.
 
 - `et_net`: the Tiny ImageNet report's "E.T." network.
 - `xray_cnn1`, `xray_cnn2`, `xray_cnn3`: the chest X-ray report's small CNNs (1-3 conv layers).
