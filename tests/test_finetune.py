@@ -217,12 +217,17 @@ def test_bad_input_fails_clearly_and_writes_nothing(tmp_path, args, message):
 
 def test_corrupt_image_is_named_or_skipped_when_asked(tmp_path):
     data = tmp_path / "data"
-    shutil.copytree(SAMPLE, data)
+    for split, count in (("train", 3), ("val", 2)):
+        for class_dir in sorted((SAMPLE / split).iterdir()):
+            (data / split / class_dir.name).mkdir(parents=True)
+            for image in sorted(class_dir.iterdir())[:count]:
+                shutil.copy(image, data / split / class_dir.name)
     bad = data / "train" / "cat" / "0000.jpg"
     bad.write_bytes(bad.read_bytes()[:200])  # truncated JPEG
-    flags = ["--dataset", "cifar10", "--data-dir", str(data), *TINY, "--max-train-samples", "800"]
+    flags = ["--dataset", "cifar10", "--data-dir", str(data), *TINY, "--batch-size", "64"]  # one batch: all 30
     result = run_cli(*flags, "--output", str(tmp_path / "a"))
     assert result.returncode != 0 and str(bad) in result.stderr
+    assert "Traceback" not in result.stderr and "--skip-corrupt" in result.stderr
     result = run_cli(*flags, "--output", str(tmp_path / "b"), "--skip-corrupt")
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"skipping unreadable image: {bad}" in result.stdout

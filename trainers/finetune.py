@@ -39,7 +39,7 @@ from trainers import data as D
 from trainers import runfolder as R
 from trainers.config import REPO_ROOT, TrainConfig, parse_config
 from trainers.evaluate import classification_metrics, per_class_recall, predictions_frame
-from trainers.inference import image_mode
+from trainers.inference import ImageError, image_mode
 from trainers.models import ModelError, create_backbone, param_groups, pretrained_tag, set_trainable
 from trainers.report import measure_cost, print_summary, run_environment
 
@@ -75,7 +75,13 @@ class Distributed:
 
 
 def main(argv: list[str] | None = None) -> Path:
-    cfg = parse_config(argv)
+    try:
+        return train(parse_config(argv))
+    except ImageError as err:  # reported by path; the last checkpoint stays resumable
+        raise SystemExit(f"error: {err}") from None
+
+
+def train(cfg: TrainConfig) -> Path:
     ddp = Distributed()
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda":

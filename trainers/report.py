@@ -84,4 +84,4 @@ def print_summary(run_dir: Path, metrics: dict) -> None:
             table.add_row(name, value)
     console = Console()
     console.print(table)
-    console.print(f"run folder: [bold]{run_dir}[/bold]")
+    console.print(f"run folder: [bold]{run_dir.resolve()}[/bold]")
