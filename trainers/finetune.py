@@ -43,6 +43,8 @@ from trainers.inference import ImageError, image_mode
 from trainers.models import ModelError, create_backbone, param_groups, pretrained_tag, set_trainable
 from trainers.report import measure_cost, print_summary, run_environment
 
+PROGRESS_EVERY = 10  # steps between progress-bar updates (each one syncs with the device)
+
 
 class Distributed:
     """Rank/world of this process; a single process when not launched by torchrun."""
@@ -275,7 +277,9 @@ def train_one_epoch(cfg, train_model, model, loader, optimizer, scheduler, loss_
     if cfg.strategy == "linear-probe":  # frozen backbone: keep its batch-norm statistics too
         model.eval()
         model.get_classifier().train()
-    total_loss, correct, seen, step = 0.0, 0, 0, first_step
+    # Running loss and correct counts stay on the device: reading them every step would force a host sync.
+    sums = torch.zeros(2, dtype=torch.float64, device=device)
+    seen, step = 0, first_step
     start = time.perf_counter()
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=None if ddp.main else True, leave=False,
                initial=first_step, total=steps_per_epoch, unit="batch")
@@ -302,17 +306,18 @@ def train_one_epoch(cfg, train_model, model, loader, optimizer, scheduler, loss_
         scheduler.step_update(epoch * steps_per_epoch + step)
         if ema is not None:
             ema.update(model, step=epoch * steps_per_epoch + step)
-        total_loss += loss.item() * len(images)
-        correct += int((logits.argmax(-1) == labels).sum())
+        sums += torch.stack([loss.detach().double() * len(images), (logits.argmax(-1) == labels).sum().double()])
         seen += len(images)
         elapsed = time.perf_counter() - start
-        bar.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}",
-                        img_s=f"{seen * ddp.world / elapsed:.1f}")
+        if step % PROGRESS_EVERY == 0 or step == steps_per_epoch:
+            loss_sum, correct = sums.tolist()
+            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}",
+                            img_s=f"{seen * ddp.world / elapsed:.1f}")
         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < steps_per_epoch and ddp.main:
             checkpoint_mid_epoch(step, seen * ddp.world, elapsed)
     scheduler.step(epoch + 1)
     seconds = time.perf_counter() - start
-    totals = torch.tensor([total_loss, correct, seen], dtype=torch.float64)
+    totals = torch.cat([sums, torch.tensor([seen], dtype=torch.float64, device=device)])
     if ddp.world > 1:
         dist.all_reduce(totals)
     total_loss, correct, seen = totals.tolist()
