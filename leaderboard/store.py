@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+
+from trainers.runfolder import atomic_path
 
 BUSY_TIMEOUT_MS = 60_000
 SUPPORTED_SCHEMAS = {1}  # metrics.json `schema` values this code reads (absent = 1, the DESIGN.md keys)
@@ -251,15 +252,8 @@ class Store:
         writers = {"csv": lambda df, f: df.to_csv(f, index=False), "parquet": lambda df, f: df.to_parquet(f)}
         if fmt not in writers:
             raise ValueError(f"cannot export to {path}: use a .csv or .parquet file (or say which format)")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        try:
+        with atomic_path(path) as tmp:
             writers[fmt](self.runs(), tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
         return path
 
     def sync_from_hub(self, author: str, token: str | None = None) -> IngestReport:
