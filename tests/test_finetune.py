@@ -147,6 +147,17 @@ def test_regularisation_and_schedule_options(tmp_path):
     assert R.read_metrics(run_dir)["epochs"] == len(history)
 
 
+@pytest.mark.parametrize("sched", ["plateau", "none"])
+def test_epoch_schedules_and_channels_last(tmp_path, sched):
+    run_dir = train_tiny(tmp_path, "--sched", sched, "--channels-last", "--epochs", "2", "--max-train-samples", "32",
+                         name=sched)
+    history = R.read_history(run_dir)
+    assert len(history) == 2
+    if sched == "none":
+        assert history.lr.nunique() == 1
+    assert timm.create_model(f"local-dir:{run_dir}", pretrained=True).num_classes == 10
+
+
 def test_training_on_other_formats(tmp_path, shared_data):
     """Grayscale FER faces and 3-class X-rays with a balanced validation split and class weights."""
     fer = train_tiny(tmp_path, "--dataset", "fer2013", "--data-dir", str(shared_data("fer2013-train.tar.gz")),

@@ -127,10 +127,11 @@ def train(cfg: TrainConfig) -> Path:
     optimizer = create_optimizer_v2(groups, opt=cfg.opt, lr=cfg.lr, weight_decay=cfg.weight_decay,
                                     momentum=cfg.momentum)
     steps_per_epoch = math.ceil(len(splits.train) / (cfg.batch_size * ddp.world))
+    # Stepped per update, except timm's plateau schedule, which steps per epoch on validation top-1.
     scheduler, _ = create_scheduler_v2(
-        optimizer, sched=cfg.sched, num_epochs=cfg.epochs, warmup_epochs=cfg.warmup_epochs,
-        decay_epochs=cfg.decay_epochs, decay_rate=cfg.decay_rate, step_on_epochs=False,
-        updates_per_epoch=steps_per_epoch,
+        optimizer, sched="constant" if cfg.sched == "none" else cfg.sched, num_epochs=cfg.epochs,
+        warmup_epochs=cfg.warmup_epochs, decay_epochs=cfg.decay_epochs, decay_rate=cfg.decay_rate,
+        step_on_epochs=cfg.sched == "plateau", updates_per_epoch=steps_per_epoch,
     )
     mixup = (Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, label_smoothing=cfg.label_smoothing,
                    num_classes=len(classes)) if cfg.mixup or cfg.cutmix else None)
@@ -189,6 +190,7 @@ def train(cfg: TrainConfig) -> Path:
                                  "weights": {k: v.detach().cpu().clone() for k, v in eval_model.state_dict().items()}}
             print(f"epoch {epoch + 1}/{cfg.epochs}: train loss {stats['loss']:.4f} acc {stats['acc']:.3f} | "
                   f"val loss {val['loss']:.4f} top1 {val['top1']:.3f} | {stats['images_per_s']:.1f} img/s")
+        scheduler.step(epoch + 1, ddp.broadcast(state["history"][-1]["val_acc"] if ddp.main else None))
         state["epoch"], state["step"] = epoch + 1, 0
         state.pop("rng", None)
         if ddp.main:
@@ -315,7 +317,6 @@ def train_one_epoch(cfg, train_model, model, loader, optimizer, scheduler, loss_
                             img_s=f"{seen * ddp.world / elapsed:.1f}")
         if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < steps_per_epoch and ddp.main:
             checkpoint_mid_epoch(step, seen * ddp.world, elapsed)
-    scheduler.step(epoch + 1)
     seconds = time.perf_counter() - start
     totals = torch.cat([sums, torch.tensor([seen], dtype=torch.float64, device=device)])
     if ddp.world > 1:
@@ -430,6 +431,7 @@ def finish_run(cfg, run_dir, model, splits, data_config, logits, targets, indice
         "seed": cfg.seed, "created": datetime.now(UTC).isoformat(timespec="seconds"),
         **run_environment(device),
     }
+    model.to(memory_format=torch.contiguous_format)  # safetensors refuses channels-last tensors
     R.write_model(run_dir, model, splits.classes, splits.descriptions, data_config)
     R.write_predictions(run_dir, predictions_frame(
         logits, targets, [eval_samples[i].sample_id for i in indices.tolist()], splits.classes))
