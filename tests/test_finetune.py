@@ -328,3 +328,16 @@ def test_torchrun_two_processes(tmp_path):
 def test_sample_dataset_is_the_default_data():
     splits = load_dataset("cifar10", SAMPLE)
     assert len(splits.train) == 800
+
+
+@pytest.mark.parametrize("aug", ["none", "light", "randaug", "augmix"])
+def test_every_augmentation_choice_builds_a_timm_transform(aug):
+    from PIL import Image
+    from timm.data import create_transform
+
+    from trainers.config import TrainConfig
+    from trainers.finetune import augmentation
+
+    transform = create_transform(input_size=(3, 64, 64), is_training=True, **augmentation(TrainConfig(aug=aug)))
+    image = Image.open(next((SAMPLE / "train" / "cat").glob("*.jpg"))).convert("RGB")
+    assert transform(image).shape == (3, 64, 64)

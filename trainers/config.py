@@ -59,8 +59,8 @@ class TrainConfig:
     mixup: float = _opt(0.0, "mixup alpha (0 = off)")
     cutmix: float = _opt(0.0, "cutmix alpha (0 = off)")
     aug: str = _opt("light", "training augmentation: none, light (flip + random-resized crop), "
-                             "randaug (timm rand-m9-mstd0.5), trivial (timm trivialaugment)",
-                    choices=["none", "light", "randaug", "trivial"])
+                             "randaug (timm rand-m9-mstd0.5), augmix (timm augmix-m5-w4-d2)",
+                    choices=["none", "light", "randaug", "augmix"])
     class_weights: bool = _opt(False, "weight the loss by inverse class frequency (imbalanced data)")
     balanced_sampler: bool = _opt(False, "sample training images so classes are seen equally often")
     clip_grad: float | None = _opt(None, "clip gradient norm to this value")

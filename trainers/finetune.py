@@ -238,7 +238,7 @@ def augmentation(cfg: TrainConfig) -> dict:
     """timm create_transform arguments for --aug."""
     if cfg.aug == "none":
         return {"scale": (1.0, 1.0), "ratio": (1.0, 1.0), "hflip": 0.0}
-    auto = {"randaug": "rand-m9-mstd0.5", "trivial": "trivialaugment"}.get(cfg.aug)
+    auto = {"randaug": "rand-m9-mstd0.5", "augmix": "augmix-m5-w4-d2"}.get(cfg.aug)
     return {"scale": (0.6, 1.0), "hflip": 0.5, "auto_augment": auto}
 
 
