@@ -19,11 +19,7 @@ import pandas as pd
 import yaml
 
 from leaderboard.store import MetricsError, default_db_path, read_metrics
-
-# The run-folder files the dashboard reads or checks. trainers.runfolder owns these names but imports torch and
-# timm (many seconds on a 2-core CPU), which would break the 3 s page budget; test_dashboard pins them to it.
-METRICS, CONFIG, WEIGHTS = "metrics.json", "config.json", "model.safetensors"
-HISTORY, PREDICTIONS, TRAIN_CONFIG = "history.csv", "predictions.parquet", "train_config.yaml"
+from trainers.runfolder import CONFIG, HISTORY, METRICS, PREDICTIONS, TRAIN_CONFIG, WEIGHTS  # noqa: F401
 
 METRIC_LABELS = {"top1": "top-1", "top5": "top-5", "macro_f1": "macro-F1", "auroc": "AUROC"}
 COST_LABELS = {"params_m": "parameters (M)", "macs_g": "MACs (G)", "latency_ms": "latency (ms)"}
