@@ -21,7 +21,7 @@ from timm.data import create_transform, resolve_data_config
 from torch import nn
 
 from trainers import custom_models  # noqa: F401  (registers the seed reports' networks with timm)
-from trainers.runfolder import WEIGHTS
+from trainers.runfolder import ONNX_FILE, WEIGHTS
 
 # Decompression-bomb guard: 64 megapixels is far above any dataset image; PIL raises beyond 2x this.
 MAX_PIXELS = 64_000_000
@@ -129,7 +129,6 @@ class Prediction:
         return [(self.labels[i], float(self.probs[row, i])) for i in order]
 
 
-ONNX_FILE = "model.onnx"  # written into the run folder by `python -m trainers.export`
 BACKENDS = ("torch", "onnx")
 
 

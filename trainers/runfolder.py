@@ -27,6 +27,7 @@ METRICS = "metrics.json"
 HISTORY = "history.csv"
 TRAIN_CONFIG = "train_config.yaml"
 PREDICTIONS = "predictions.parquet"
+ONNX_FILE = "model.onnx"  # optional: written by `python -m trainers.export`
 CHECKPOINT = "checkpoint"
 CHECKPOINT_FILE = "state.pt"
 METRICS_SCHEMA = 1
