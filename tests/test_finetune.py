@@ -201,8 +201,8 @@ def test_help_documents_every_flag():
                  "--batch-size", "--lr", "--opt", "--sched", "--warmup-epochs", "--weight-decay", "--label-smoothing",
                  "--mixup", "--cutmix", "--aug", "--img-size", "--val-split", "--balanced-val", "--class-weights",
                  "--seed", "--amp", "--channels-last", "--compile", "--ema", "--early-stop", "--workers", "--resume",
-                 "--max-train-samples", "--max-eval-samples", "--output", "--name", "--config", "--lr-find",
-                 "--push-to-hub", "--private"):
+                 "--pipeline", "--max-train-samples", "--max-eval-samples", "--output", "--name", "--config",
+                 "--lr-find", "--push-to-hub", "--private"):
         assert flag in result.stdout, flag
 
 
@@ -216,6 +216,7 @@ def test_help_documents_every_flag():
     (["--model", "resnet50"], "could not fetch pretrained weights for 'resnet50.a1_in1k'.*--weights PATH.*"
                               "--no-pretrained.*efficientnet_lite0"),
     (["--weights", "/nonexistent.pth"], "--weights file not found: /nonexistent.pth"),
+    (["--pipeline", "preload", "--aug", "randaug"], "--aug randaug needs --pipeline workers"),
 ])
 def test_bad_input_fails_clearly_and_writes_nothing(tmp_path, args, message):
     result = run_cli("--dataset", "cifar10", "--data-dir", str(SAMPLE), "--output", str(tmp_path / "out"), *TINY,
@@ -226,7 +227,8 @@ def test_bad_input_fails_clearly_and_writes_nothing(tmp_path, args, message):
     assert not (tmp_path / "out").exists()
 
 
-def test_corrupt_image_is_named_or_skipped_when_asked(tmp_path):
+@pytest.mark.parametrize("pipeline", ["workers", "preload"])
+def test_corrupt_image_is_named_or_skipped_when_asked(tmp_path, pipeline):
     data = tmp_path / "data"
     for split, count in (("train", 3), ("val", 2)):
         for class_dir in sorted((SAMPLE / split).iterdir()):
@@ -235,7 +237,8 @@ def test_corrupt_image_is_named_or_skipped_when_asked(tmp_path):
                 shutil.copy(image, data / split / class_dir.name)
     bad = data / "train" / "cat" / "0000.jpg"
     bad.write_bytes(bad.read_bytes()[:200])  # truncated JPEG
-    flags = ["--dataset", "cifar10", "--data-dir", str(data), *TINY, "--batch-size", "64"]  # one batch: all 30
+    flags = ["--dataset", "cifar10", "--data-dir", str(data), *TINY, "--batch-size", "64",  # one batch: all 30
+             "--pipeline", pipeline]
     result = run_cli(*flags, "--output", str(tmp_path / "a"))
     assert result.returncode != 0 and str(bad) in result.stderr
     assert "Traceback" not in result.stderr and "--skip-corrupt" in result.stderr

@@ -34,6 +34,10 @@ class TrainConfig:
     max_eval_samples: int | None = _opt(None, "use at most N validation/test images (class-stratified)")
     skip_corrupt: bool = _opt(False, "skip unreadable images (each is reported) instead of stopping")
     workers: int = _opt(2, "data-loading worker processes")
+    pipeline: str = _opt("workers", "training input pipeline: workers (decode + timm transforms every epoch in "
+                                    "DataLoader workers) or preload (decode once into uint8 memory on the training "
+                                    "device, crop/flip/normalise there; --aug none or light)",
+                         choices=["workers", "preload"])
     # model
     model: str = _opt("efficientnet_lite0", "timm model name or short name (vgg16, resnet50, resnet101, resnet152, "
                                             "inception_v3, efficientnet_lite0)")

@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampl
 from tqdm import tqdm
 
 from trainers import data as D
+from trainers import preload as P
 from trainers import runfolder as R
 from trainers.config import REPO_ROOT, TrainConfig, parse_config
 from trainers.evaluate import classification_metrics, per_class_recall, predictions_frame
@@ -109,6 +110,8 @@ def train(cfg: TrainConfig) -> Path:
     mode = image_mode(data_config["input_size"][0])
     train_tf = create_transform(**data_config, is_training=True, **augmentation(cfg))
     eval_tf = create_transform(**data_config, is_training=False)
+    if cfg.pipeline == "preload":
+        train_tf = preload_training_images(cfg, splits, data_config, mode, device)
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -242,13 +245,30 @@ def augmentation(cfg: TrainConfig) -> dict:
     return {"scale": (0.6, 1.0), "hflip": 0.5, "auto_augment": auto}
 
 
+def preload_training_images(cfg: TrainConfig, splits: D.DatasetSplits, data_config: dict, mode: str,
+                            device: torch.device) -> P.DeviceAugment:
+    """--pipeline preload: the training split decoded once onto the device; its stand-in for the transform."""
+    if cfg.aug not in ("none", "light"):
+        raise SystemExit(f"error: --pipeline preload augments on the device with --aug none or light; "
+                         f"--aug {cfg.aug} needs --pipeline workers")
+    try:
+        store = P.preload(splits.train, data_config["input_size"][-1], mode, device, cfg.workers, cfg.skip_corrupt)
+    except D.DataError as err:
+        raise SystemExit(f"error: {err}") from None
+    splits.train = store.samples  # without the unreadable images --skip-corrupt dropped
+    return P.DeviceAugment(store, data_config["input_size"][-1], augmentation(cfg), data_config["mean"],
+                           data_config["std"])
+
+
 def make_loader(cfg: TrainConfig, samples: list[D.Sample], transform, mode: str, epoch: int,
-                ddp: Distributed, skip_batches: int = 0) -> DataLoader:
-    """Training loader whose order depends only on (seed, epoch), so a resumed run sees the same batches."""
+                ddp: Distributed, skip_batches: int = 0) -> DataLoader | P.PreloadedBatches:
+    """Training loader whose order depends only on (seed, epoch), so a resumed run sees the same batches.
+
+    `transform` is a timm transform (decode in workers), or a `DeviceAugment` (images preloaded on the device).
+    """
     generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
-    dataset = D.ImageDataset(samples, transform, mode, cfg.skip_corrupt)
     if ddp.world > 1:
-        sampler = DistributedSampler(dataset, ddp.world, ddp.rank, shuffle=True, seed=cfg.seed)
+        sampler = DistributedSampler(samples, ddp.world, ddp.rank, shuffle=True, seed=cfg.seed)
         sampler.set_epoch(epoch)
     elif cfg.balanced_sampler:
         labels = [s.label for s in samples]
@@ -257,8 +277,13 @@ def make_loader(cfg: TrainConfig, samples: list[D.Sample], transform, mode: str,
     else:
         sampler = torch.randperm(len(samples), generator=generator).tolist()
     order = list(sampler)[skip_batches * cfg.batch_size:]
+    drop_last = len(order) > cfg.batch_size
+    if isinstance(transform, P.DeviceAugment):
+        return P.PreloadedBatches(transform, order, cfg.batch_size, drop_last, seed=cfg.seed * 1000 + epoch,
+                                  first_batch=skip_batches)
+    dataset = D.ImageDataset(samples, transform, mode, cfg.skip_corrupt)
     return DataLoader(dataset, batch_size=cfg.batch_size, sampler=order, num_workers=cfg.workers,
-                      collate_fn=D.collate_skip_none, drop_last=len(order) > cfg.batch_size, generator=generator,
+                      collate_fn=D.collate_skip_none, drop_last=drop_last, generator=generator,
                       persistent_workers=False, pin_memory=torch.cuda.is_available())
 
 
