@@ -4,8 +4,9 @@
     python benchmarks/bench_train_step.py --device cuda --models resnet50 efficientnet_lite0 \
         --batch-size 256 --img-size 224 --channels-last --steps 30 --rounds 3     # GPU: bf16, plus MFU
 
-Product: `trainers.finetune.train_one_epoch`, the loop the trainer runs, with the optimiser, schedule, loss and
-precision the trainer builds from its default configuration (`--compile` turns on the trainer's torch.compile).
+Product: `trainers.finetune.train_one_epoch`, the loop the trainer runs, with the optimiser (fused kernels),
+schedule, loss and precision that `finetune.build_optimisation` builds from the trainer's default configuration
+(`--compile` turns on the trainer's torch.compile).
 Reference: the step timm's train.py takes, eager: autocast forward, loss, backward, optimizer step, zero_grad;
 same model, batch, optimizer and precision (bf16 autocast on GPU, fp32 on CPU), channels-last when asked.
 Both read the same synthetic batch already on the device, so only the step is measured (the input pipeline has
@@ -26,12 +27,11 @@ import common
 import timm
 import torch
 from timm.optim import create_optimizer_v2
-from timm.scheduler import create_scheduler_v2
 from torch.utils.flop_counter import FlopCounterMode
 
 from trainers.config import TrainConfig, parse_config
-from trainers.finetune import Distributed, train_one_epoch
-from trainers.models import create_backbone, param_groups, resolve_model_name, set_trainable
+from trainers.finetune import Distributed, build_optimisation, train_one_epoch
+from trainers.models import create_backbone, resolve_model_name, set_trainable
 
 NUM_CLASSES = 1000
 # Peak dense bf16 tensor FLOP/s by device name, first match wins (NVIDIA data sheets, without sparsity).
@@ -63,18 +63,12 @@ def product_trainer(cfg: TrainConfig, device: torch.device, num_classes: int,
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     set_trainable(model, cfg.strategy)
-    optimizer = create_optimizer_v2(param_groups(model, cfg.lr, cfg.backbone_lr_scale, cfg.weight_decay),
-                                    opt=cfg.opt, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum)
-    scheduler, _ = create_scheduler_v2(optimizer, sched=cfg.sched, num_epochs=cfg.epochs,
-                                       warmup_epochs=cfg.warmup_epochs, step_on_epochs=False,
-                                       updates_per_epoch=steps_per_epoch)
-    loss_fn = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    opt = build_optimisation(cfg, model, [1] * num_classes, steps_per_epoch, device)
     train_model = torch.compile(model) if cfg.compile else model
-    ddp, amp = Distributed(), autocast(cfg, device)
 
     def run(loader: Iterable) -> dict:
-        return train_one_epoch(cfg, train_model, model, loader, optimizer, scheduler, loss_fn, None, None, amp,
-                               device, 0, steps_per_epoch, 0, ddp, lambda *_: None)
+        return train_one_epoch(cfg, train_model, model, loader, opt, device, 0, steps_per_epoch, 0, Distributed(),
+                               lambda *_: None)
 
     return model, run
 

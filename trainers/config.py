@@ -77,6 +77,7 @@ class TrainConfig:
     amp: bool = _opt(True, "mixed precision on GPU (bf16)")
     channels_last: bool = _opt(False, "channels-last memory format")
     compile: bool = _opt(False, "torch.compile the model")
+    fused_optimizer: bool = _opt(True, "torch's fused optimizer kernels for adam, adamw and sgd")
     device: str | None = _opt(None, "cuda, cpu (default: cuda when available)")
     checkpoint_every: int | None = _opt(None, "also checkpoint every N optimizer steps (always every epoch)")
     lr_find: bool = _opt(False, "learning-rate range test first: lr_find.png in the run folder, a suggested --lr")

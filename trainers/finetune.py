@@ -17,7 +17,9 @@ import os
 import random
 import sys
 import time
-from contextlib import nullcontext
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,6 +33,7 @@ from timm.data import Mixup, create_transform, resolve_data_config
 from timm.loss import SoftTargetCrossEntropy
 from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
+from timm.scheduler.scheduler import Scheduler
 from timm.utils import ModelEmaV3
 from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampler
 from tqdm import tqdm
@@ -125,25 +128,8 @@ def train(cfg: TrainConfig) -> Path:
         print(f"run folder: {run_dir}")
 
     # ---- optimisation
-    groups = param_groups(model, cfg.lr, cfg.backbone_lr_scale if cfg.strategy != "linear-probe" else 1.0,
-                          cfg.weight_decay)
-    optimizer = create_optimizer_v2(groups, opt=cfg.opt, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                    momentum=cfg.momentum)
     steps_per_epoch = math.ceil(len(splits.train) / (cfg.batch_size * ddp.world))
-    # Stepped per update, except timm's plateau schedule, which steps per epoch on validation top-1.
-    scheduler, _ = create_scheduler_v2(
-        optimizer, sched="constant" if cfg.sched == "none" else cfg.sched, num_epochs=cfg.epochs,
-        warmup_epochs=cfg.warmup_epochs, decay_epochs=cfg.decay_epochs, decay_rate=cfg.decay_rate,
-        step_on_epochs=cfg.sched == "plateau", updates_per_epoch=steps_per_epoch,
-    )
-    mixup = (Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, label_smoothing=cfg.label_smoothing,
-                   num_classes=len(classes)) if cfg.mixup or cfg.cutmix else None)
-    weights = D.class_weights(splits.counts("train")).to(device) if cfg.class_weights else None
-    train_loss = (SoftTargetCrossEntropy() if mixup else
-                  torch.nn.CrossEntropyLoss(weight=weights, label_smoothing=cfg.label_smoothing))
-    ema = ModelEmaV3(model, decay=cfg.ema_decay) if cfg.ema else None
-    amp = (torch.autocast("cuda", dtype=torch.bfloat16)
-           if cfg.amp and device.type == "cuda" else nullcontext())
+    opt = build_optimisation(cfg, model, splits.counts("train"), steps_per_epoch, device)
     train_model = torch.compile(model) if cfg.compile else model
     if ddp.world > 1:
         train_model = torch.nn.parallel.DistributedDataParallel(
@@ -153,14 +139,14 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.lr_find and ddp.main:
         from trainers.lr_find import lr_find
 
-        suggestion = lr_find(model, optimizer, train_loss, make_loader(cfg, splits.train, train_tf, mode, 0, ddp),
+        suggestion = lr_find(model, opt.optimizer, opt.loss, make_loader(cfg, splits.train, train_tf, mode, 0, ddp),
                              device, run_dir)
         print(f"lr_find: suggested --lr {suggestion:.2e} (plot: {run_dir / 'lr_find.png'})")
 
     # ---- resume
     state = {"epoch": 0, "step": 0, "history": [], "best": None, "train_seconds": 0.0, "train_images": 0}
     if cfg.resume:
-        state = resume_from(run_dir, model, optimizer, scheduler, ema)
+        state = resume_from(run_dir, model, opt)
         print(f"resuming {run_dir} at epoch {state['epoch'] + 1}, step {state['step']}")
 
     val_loader = make_eval_loader(cfg, splits.val, eval_tf, mode, ddp)
@@ -174,43 +160,43 @@ def train(cfg: TrainConfig) -> Path:
         loader = make_loader(cfg, splits.train, train_tf, mode, epoch, ddp, skip_batches=skip)
 
         def checkpoint_mid_epoch(step: int, seen: int, seconds: float, epoch: int = epoch) -> None:
-            save_state(run_dir, cfg, model, optimizer, scheduler, ema, state | {
+            save_state(run_dir, cfg, model, opt, state | {
                 "epoch": epoch, "step": step, "rng": capture_rng(),
                 "train_images": state["train_images"] + seen, "train_seconds": state["train_seconds"] + seconds})
 
-        stats = train_one_epoch(cfg, train_model, model, loader, optimizer, scheduler, train_loss, mixup, ema, amp,
-                                device, epoch, steps_per_epoch, skip, ddp, checkpoint_mid_epoch)
-        eval_model = ema.module if ema else model
-        logits, targets, _ = predict(eval_model, val_loader, device, amp, ddp)
+        stats = train_one_epoch(cfg, train_model, model, loader, opt, device, epoch, steps_per_epoch, skip, ddp,
+                                checkpoint_mid_epoch)
+        eval_model = opt.ema.module if opt.ema else model
+        logits, targets, _ = predict(eval_model, val_loader, device, opt.amp, ddp)
         state["train_images"] += stats["images"]
         state["train_seconds"] += stats["seconds"]
         if ddp.main:
             val = classification_metrics(logits, targets, classes)
-            row = history_row(epoch, stats, val, optimizer)
+            row = history_row(epoch, stats, val, opt.optimizer)
             state["history"].append(row)
             if state["best"] is None or val["top1"] > state["best"]["top1"]:
                 state["best"] = {"epoch": epoch + 1, "top1": val["top1"],
                                  "weights": {k: v.detach().cpu().clone() for k, v in eval_model.state_dict().items()}}
             print(f"epoch {epoch + 1}/{cfg.epochs}: train loss {stats['loss']:.4f} acc {stats['acc']:.3f} | "
                   f"val loss {val['loss']:.4f} top1 {val['top1']:.3f} | {stats['images_per_s']:.1f} img/s")
-        scheduler.step(epoch + 1, ddp.broadcast(state["history"][-1]["val_acc"] if ddp.main else None))
+        opt.scheduler.step(epoch + 1, ddp.broadcast(state["history"][-1]["val_acc"] if ddp.main else None))
         state["epoch"], state["step"] = epoch + 1, 0
         state.pop("rng", None)
         if ddp.main:
             R.write_history(run_dir, state["history"])
-            save_state(run_dir, cfg, model, optimizer, scheduler, ema, state)
+            save_state(run_dir, cfg, model, opt, state)
         stop = ddp.broadcast(ddp.main and early_stop(cfg, state))
         if stop:
             print(f"early stop: no improvement for {cfg.early_stop} epochs")
             break
 
     # ---- final: best epoch's weights, evaluated on the test split (else validation)
-    eval_model = ema.module if ema else model
+    eval_model = opt.ema.module if opt.ema else model
     best = ddp.broadcast(state["best"] if ddp.main else None)
     eval_model.load_state_dict(best["weights"])
     eval_samples = splits.test or splits.val
     logits, targets, indices = predict(eval_model, make_eval_loader(cfg, eval_samples, eval_tf, mode, ddp),
-                                       device, amp, ddp)
+                                       device, opt.amp, ddp)
     if ddp.main:
         finish_run(cfg, run_dir, eval_model, splits, data_config, logits, targets, indices, state,
                    time.time() - started, device)
@@ -297,9 +283,51 @@ def make_eval_loader(cfg: TrainConfig, samples: list[D.Sample], transform, mode:
 
 # -------------------------------------------------------------------------------------------- training
 
+FUSED_OPTIMIZERS = ("adam", "adamw", "sgd", "momentum", "nesterov")  # timm names of torch optimizers with fused=
 
-def train_one_epoch(cfg, train_model, model, loader, optimizer, scheduler, loss_fn, mixup, ema, amp, device,
-                    epoch, steps_per_epoch, first_step, ddp, checkpoint_mid_epoch) -> dict:
+
+@dataclass
+class Optimisation:
+    """Everything a training step needs besides the model and the batch."""
+
+    optimizer: torch.optim.Optimizer
+    scheduler: Scheduler
+    loss: torch.nn.Module
+    mixup: Mixup | None
+    ema: ModelEmaV3 | None
+    amp: AbstractContextManager  # bf16 autocast on GPU with --amp, else a no-op
+
+
+def build_optimisation(cfg: TrainConfig, model: torch.nn.Module, class_counts: list[int], steps_per_epoch: int,
+                       device: torch.device) -> Optimisation:
+    groups = param_groups(model, cfg.lr, cfg.backbone_lr_scale if cfg.strategy != "linear-probe" else 1.0,
+                          cfg.weight_decay)
+    # One kernel for all parameters instead of a loop over them (torch's fused=True, CPU and GPU alike).
+    fused = {"fused": True} if cfg.fused_optimizer and cfg.opt.lower() in FUSED_OPTIMIZERS else {}
+    optimizer = create_optimizer_v2(groups, opt=cfg.opt, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                    momentum=cfg.momentum, **fused)
+    # Stepped per update, except timm's plateau schedule, which steps per epoch on validation top-1.
+    scheduler, _ = create_scheduler_v2(
+        optimizer, sched="constant" if cfg.sched == "none" else cfg.sched, num_epochs=cfg.epochs,
+        warmup_epochs=cfg.warmup_epochs, decay_epochs=cfg.decay_epochs, decay_rate=cfg.decay_rate,
+        step_on_epochs=cfg.sched == "plateau", updates_per_epoch=steps_per_epoch,
+    )
+    mixup = (Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, label_smoothing=cfg.label_smoothing,
+                   num_classes=len(class_counts)) if cfg.mixup or cfg.cutmix else None)
+    weights = D.class_weights(class_counts).to(device) if cfg.class_weights else None
+    loss = (SoftTargetCrossEntropy() if mixup else
+            torch.nn.CrossEntropyLoss(weight=weights, label_smoothing=cfg.label_smoothing))
+    return Optimisation(
+        optimizer, scheduler, loss, mixup, ModelEmaV3(model, decay=cfg.ema_decay) if cfg.ema else None,
+        torch.autocast("cuda", dtype=torch.bfloat16) if cfg.amp and device.type == "cuda" else nullcontext())
+
+
+def train_one_epoch(cfg: TrainConfig, train_model: torch.nn.Module, model: torch.nn.Module, loader: Iterable,
+                    opt: Optimisation, device: torch.device, epoch: int, steps_per_epoch: int, first_step: int,
+                    ddp: Distributed, checkpoint_mid_epoch: Callable[[int, int, float], None]) -> dict:
+    """One pass over `loader` (from batch `first_step` on); loss, accuracy and images/s of the epoch."""
+    optimizer, scheduler, loss_fn, mixup, ema, amp = (opt.optimizer, opt.scheduler, opt.loss, opt.mixup, opt.ema,
+                                                       opt.amp)
     train_model.train()
     if cfg.strategy == "linear-probe":  # frozen backbone: keep its batch-norm statistics too
         model.eval()
@@ -407,21 +435,21 @@ def open_run_dir(cfg: TrainConfig, ddp: Distributed) -> Path:
     return run_dir
 
 
-def save_state(run_dir, cfg, model, optimizer, scheduler, ema, state: dict) -> None:
+def save_state(run_dir: Path, cfg: TrainConfig, model: torch.nn.Module, opt: Optimisation, state: dict) -> None:
     R.save_checkpoint(run_dir, state | {
-        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-        "ema": ema.state_dict() if ema else None, "config": cfg.to_dict(),
+        "model": model.state_dict(), "optimizer": opt.optimizer.state_dict(), "scheduler": opt.scheduler.state_dict(),
+        "ema": opt.ema.state_dict() if opt.ema else None, "config": cfg.to_dict(),
     })
 
 
-def resume_from(run_dir: Path, model, optimizer, scheduler, ema) -> dict:
+def resume_from(run_dir: Path, model: torch.nn.Module, opt: Optimisation) -> dict:
     ckpt = R.load_checkpoint(run_dir)
     model.load_state_dict(ckpt.pop("model"))
-    optimizer.load_state_dict(ckpt.pop("optimizer"))
-    scheduler.load_state_dict(ckpt.pop("scheduler"))
+    opt.optimizer.load_state_dict(ckpt.pop("optimizer"))
+    opt.scheduler.load_state_dict(ckpt.pop("scheduler"))
     ema_state = ckpt.pop("ema")
-    if ema is not None and ema_state is not None:
-        ema.load_state_dict(ema_state)
+    if opt.ema is not None and ema_state is not None:
+        opt.ema.load_state_dict(ema_state)
     ckpt.pop("config", None)
     return ckpt
 
