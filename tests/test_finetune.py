@@ -216,7 +216,6 @@ def test_help_documents_every_flag():
     (["--model", "resnet50"], "could not fetch pretrained weights for 'resnet50.a1_in1k'.*--weights PATH.*"
                               "--no-pretrained.*efficientnet_lite0"),
     (["--weights", "/nonexistent.pth"], "--weights file not found: /nonexistent.pth"),
-    (["--pipeline", "preload", "--aug", "randaug"], "--aug randaug needs --pipeline workers"),
 ])
 def test_bad_input_fails_clearly_and_writes_nothing(tmp_path, args, message):
     result = run_cli("--dataset", "cifar10", "--data-dir", str(SAMPLE), "--output", str(tmp_path / "out"), *TINY,

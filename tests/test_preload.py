@@ -11,7 +11,7 @@ from conftest import SAMPLE, train_tiny
 from trainers import preload as P
 from trainers.config import parse_config
 from trainers.data import DataError, load_dataset
-from trainers.finetune import Distributed, make_loader, preload_training_images, prepare_data
+from trainers.finetune import Distributed, augmentation, make_loader, preload_training_images, prepare_data
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
 
@@ -42,6 +42,23 @@ def test_crops_are_per_image_inside_the_image_and_seeded():
     assert len(set(left_edges.round().tolist())) > 8  # each image its own crop
     rising = (out[:, 0, 0, -1] > out[:, 0, 0, 0]).sum().item()
     assert 2 <= rising <= 14  # some flipped, some not
+
+
+@pytest.mark.parametrize("aug", ["randaug", "augmix"])
+def test_policies_run_batched_and_seeded(aug):
+    cfg = parse_config(["--aug", aug])
+    store = P.preload(load_dataset("cifar10", str(SAMPLE)).train[:20], 32, "RGB", torch.device("cpu"), workers=0)
+    augment = P.DeviceAugment(store, 32, augmentation(cfg) | {"scale": (1, 1), "ratio": (1, 1), "hflip": 0.0},
+                              MEAN, STD)
+    indices = torch.arange(20)
+    images, labels = augment.batch(indices, torch.Generator().manual_seed(5))
+    again, _ = augment.batch(indices, torch.Generator().manual_seed(5))
+    other, _ = augment.batch(indices, torch.Generator().manual_seed(6))
+    torch.testing.assert_close(images, again)
+    assert images.shape == (20, 3, 32, 32) and labels.tolist() == [s.label for s in store.samples]
+    plain = unnormalise(images).round().clamp(0, 255).to(torch.uint8)
+    assert (plain != store.images).any(dim=(1, 2, 3)).float().mean() > 0.5  # most images changed by the policy
+    assert not torch.equal(images, other)
 
 
 def test_preload_keeps_small_images_at_native_size():

@@ -55,6 +55,7 @@ SMOKE = [
     ("fer2013-mini-xception", "fer2013-train.tar.gz", ["--img-size", "40"]),
     ("cifar10-resnet50-report", "cifar10-train.tar.gz", ["--img-size", "64", "--no-pretrained"]),
     ("chest-xray-arena", "chest_xray-train.tar.gz", ["--img-size", "64"]),
+    ("cifar10-arena", "cifar10-train.tar.gz", ["--img-size", "64"]),  # --pipeline preload, randaug, mixup, EMA
 ]
 
 

@@ -36,7 +36,7 @@ class TrainConfig:
     workers: int = _opt(2, "data-loading worker processes")
     pipeline: str = _opt("workers", "training input pipeline: workers (decode + timm transforms every epoch in "
                                     "DataLoader workers) or preload (decode once into uint8 memory on the training "
-                                    "device, crop/flip/normalise there; --aug none or light)",
+                                    "device, augment whole batches there)",
                          choices=["workers", "preload"])
     # model
     model: str = _opt("efficientnet_lite0", "timm model name or short name (vgg16, resnet50, resnet101, resnet152, "

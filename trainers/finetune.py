@@ -234,9 +234,6 @@ def augmentation(cfg: TrainConfig) -> dict:
 def preload_training_images(cfg: TrainConfig, splits: D.DatasetSplits, data_config: dict, mode: str,
                             device: torch.device) -> P.DeviceAugment:
     """--pipeline preload: the training split decoded once onto the device; its stand-in for the transform."""
-    if cfg.aug not in ("none", "light"):
-        raise SystemExit(f"error: --pipeline preload augments on the device with --aug none or light; "
-                         f"--aug {cfg.aug} needs --pipeline workers")
     try:
         store = P.preload(splits.train, data_config["input_size"][-1], mode, device, cfg.workers, cfg.skip_corrupt)
     except D.DataError as err:

@@ -3,9 +3,10 @@
 The default pipeline (`--pipeline workers`) decodes and augments every image again on every epoch in DataLoader
 worker processes. Small-image datasets (CIFAR-10 32 px, FER2013 48 px, Tiny ImageNet 64 px, chest X-ray at
 reduced size) fit in device memory as uint8, so this pipeline decodes each image once, through the same
-shared decode path, and then does the light augmentation (random-resized crop, horizontal flip) and the
-normalisation for a whole batch in one `grid_sample` on the device. On a GPU the host does no per-image
-work at all; on a CPU there are no worker processes competing with the model step for cores.
+shared decode path, and then augments whole batches on the device: `--aug randaug`/`augmix` with torchvision's
+batched RandAugment/AugMix, then random-resized crop, horizontal flip and normalisation in one `grid_sample`.
+On a GPU the host does no per-image work at all; on a CPU no worker processes compete with the model step for
+cores.
 
 Batches depend only on (seed, epoch, step), so a run resumed mid-epoch sees exactly the batches it would have.
 """
@@ -21,6 +22,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision import transforms
+from torchvision.transforms import v2
 from tqdm import tqdm
 
 from trainers.data import DataError, ImageDataset, Sample, collate_skip_none
@@ -28,6 +30,7 @@ from trainers.data import DataError, ImageDataset, Sample, collate_skip_none
 # Stored side = min(native side, img_size x this): a crop of the smallest area (0.6) still has full resolution.
 HEADROOM = 1.3
 MEMORY_FRACTION = 0.5  # of the free device memory (GPU) or of the machine's RAM (CPU) the images may take
+POLICY_GROUP = 8  # images that share one draw of the RandAugment/AugMix operations (one batched call per group)
 
 
 @dataclass
@@ -116,20 +119,40 @@ def crop_flip_normalise(images: torch.Tensor, size: int, scale: tuple[float, flo
     return (out - mean_t) / std_t
 
 
+def batched_policy(auto_augment: str | None) -> v2.Transform | None:
+    """torchvision's batched counterpart of the timm policy `--aug` names (timm's transforms take one PIL image)."""
+    if not auto_augment:
+        return None
+    if auto_augment.startswith("rand-m9"):  # timm: 2 ops at magnitude 9 of 10 = 27 of torchvision's 30 steps
+        return v2.RandAugment(num_ops=2, magnitude=27)
+    if auto_augment.startswith("augmix-m5-w4-d2"):
+        return v2.AugMix(severity=5, mixture_width=4, chain_depth=2)
+    raise ValueError(f"--pipeline preload has no batched form of the policy {auto_augment!r}")
+
+
 @dataclass
 class DeviceAugment:
     """The preloaded images plus what `--aug` asks of them: the stand-in for the timm training transform."""
 
     store: PreloadedImages
     size: int
-    augment: dict  # timm create_transform arguments (finetune.augmentation): scale, ratio, hflip
+    augment: dict  # timm create_transform arguments (finetune.augmentation): scale, ratio, hflip, auto_augment
     mean: tuple[float, ...]
     std: tuple[float, ...]
 
+    def __post_init__(self) -> None:
+        self.policy = batched_policy(self.augment.get("auto_augment"))
+
     def batch(self, indices: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         on_device = indices.to(self.store.images.device)
+        images = self.store.images[on_device]
+        if self.policy is not None:
+            policy_seed = int(torch.randint(2**62, (1,), generator=generator))
+            with torch.random.fork_rng(devices=[]):  # torchvision draws its operations from the global generator
+                torch.manual_seed(policy_seed)
+                images = torch.cat([self.policy(group) for group in images.split(POLICY_GROUP)])
         images = crop_flip_normalise(
-            self.store.images[on_device], self.size, scale=self.augment.get("scale", (0.08, 1.0)),
+            images, self.size, scale=self.augment.get("scale", (0.08, 1.0)),
             ratio=self.augment.get("ratio", (3 / 4, 4 / 3)), hflip=self.augment.get("hflip", 0.5), mean=self.mean,
             std=self.std, generator=generator)
         return images, self.store.labels[on_device]
