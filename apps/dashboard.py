@@ -38,7 +38,11 @@ python trainers/finetune.py --db {db}
 
 **Already have run folders?** Open *Add runs* in the sidebar and press *Ingest run folders*, or run
 `python -m leaderboard ingest runs/ --db {db}`. Then reload this page.
+
+**Just looking?** Load the reference models that ship in `reference/` (EfficientNet-Lite0 fine-tuned on each task's
+real images) with the button below.
 """
+REFERENCE = REPO / "reference"
 RANK_METRICS = list(data.METRIC_LABELS)
 COLUMN_CONFIG = {
     "best": st.column_config.TextColumn("best", help="highest score of its dataset among the runs shown"),
@@ -345,6 +349,9 @@ def main() -> None:
     if table.empty:
         st.title("Backbone Arena leaderboard")
         st.info(EMPTY_HELP.format(db=db))
+        if st.button("Load the reference models", key="load_reference", type="primary"):
+            store.ingest([REFERENCE])
+            st.rerun()  # the store's new signature: the table shows them at once
         return
     runs = sidebar_filters(table)
     if runs.empty:

@@ -22,7 +22,8 @@ from apps import dashboard_data as data
 from leaderboard.store import Store
 from tests.conftest import SAMPLE, train_tiny
 
-APP = str(Path(__file__).resolve().parents[1] / "apps" / "dashboard.py")
+REPO = Path(__file__).resolve().parents[1]
+APP = str(REPO / "apps" / "dashboard.py")
 TIMEOUT = 60  # a 2-core CI runner shared with other jobs
 
 
@@ -105,6 +106,21 @@ def test_empty_store_explains_how_to_create_the_first_run(tmp_path, monkeypatch)
     assert not at.dataframe
     assert at.button(key="ingest").label == "Ingest run folders"
     assert at.text_input(key="ingest_path").value == "runs/"
+
+
+def test_empty_store_loads_the_shipped_reference_models(tmp_path, monkeypatch):
+    """A fresh clone's dashboard shows real models after one click: the run folders in reference/."""
+    shipped = sorted(p.parent.name for p in (REPO / "reference").glob("*/metrics.json"))
+    assert len(shipped) >= 4
+    monkeypatch.setenv("ARENA_DB", str(tmp_path / "fresh.db"))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.button(key="load_reference").click().run()
+    assert not at.exception
+    assert sorted(Store(tmp_path / "fresh.db").runs().run_id) == shipped
+    assert len(table(at)) == len(shipped)
+    for view in ("Run details", "Training curves", "Error gallery"):  # their images do not ship: no crash
+        at.sidebar.radio(key="view").set_value(view).run()
+        assert not at.exception, view
 
 
 def test_ingest_button_records_local_run_folders_and_reports_skipped(runs_root, tmp_path, monkeypatch):
