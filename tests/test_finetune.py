@@ -158,6 +158,16 @@ def test_epoch_schedules_and_channels_last(tmp_path, sched):
     assert timm.create_model(f"local-dir:{run_dir}", pretrained=True).num_classes == 10
 
 
+def test_compiled_training_saves_plain_loadable_weights(tmp_path):
+    """--compile (inductor, CPU here) trains and writes the uncompiled module's weights: no `_orig_mod.` keys."""
+    run_dir = train_tiny(tmp_path, "--compile", "--model", "xray_cnn1", "--no-pretrained", "--img-size", "32",
+                         name="compiled")
+    weights = load_file(str(run_dir / R.WEIGHTS))
+    assert weights and not any(k.startswith("_orig_mod") for k in weights)
+    assert timm.create_model(f"local-dir:{run_dir}", pretrained=True).num_classes == 10
+    assert R.read_train_config(run_dir)["compile"] is True
+
+
 def test_training_on_other_formats(tmp_path, shared_data):
     """Grayscale FER faces and 3-class X-rays with a balanced validation split and class weights."""
     fer = train_tiny(tmp_path, "--dataset", "fer2013", "--data-dir", str(shared_data("fer2013-train.tar.gz")),
