@@ -347,8 +347,10 @@ class ImageDataset(Dataset):
     replaced by `None` (dropped by `collate_skip_none`).
     """
 
-    def __init__(self, samples: list[Sample], transform: Callable, mode: str = "RGB", skip_corrupt: bool = False):
+    def __init__(self, samples: list[Sample], transform: Callable, mode: str = "RGB", skip_corrupt: bool = False,
+                 min_side: int | None = None):
         self.samples, self.transform, self.mode, self.skip_corrupt = samples, transform, mode, skip_corrupt
+        self.min_side = min_side  # see load_image: for transforms that resize to a known side first
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -356,7 +358,7 @@ class ImageDataset(Dataset):
     def __getitem__(self, index: int):
         sample = self.samples[index]
         try:
-            image = load_image(sample.source, self.mode)
+            image = load_image(sample.source, self.mode, self.min_side)
         except ImageError as err:
             if not self.skip_corrupt:
                 raise ImageError(f"corrupt or unreadable image: {err} (use --skip-corrupt to skip such files)") from err

@@ -43,7 +43,7 @@ from trainers import preload as P
 from trainers import runfolder as R
 from trainers.config import REPO_ROOT, TrainConfig, parse_config
 from trainers.evaluate import classification_metrics, per_class_recall, predictions_frame
-from trainers.inference import ImageError, image_mode
+from trainers.inference import ImageError, eval_resize_side, image_mode
 from trainers.models import ModelError, create_backbone, param_groups, pretrained_tag, set_trainable
 from trainers.report import measure_cost, print_summary, run_environment
 
@@ -113,6 +113,7 @@ def train(cfg: TrainConfig) -> Path:
     mode = image_mode(data_config["input_size"][0])
     train_tf = create_transform(**data_config, is_training=True, **augmentation(cfg))
     eval_tf = create_transform(**data_config, is_training=False)
+    eval_side = eval_resize_side(data_config)
     if cfg.pipeline == "preload":
         train_tf = preload_training_images(cfg, splits, data_config, mode, device)
     model.to(device)
@@ -149,7 +150,7 @@ def train(cfg: TrainConfig) -> Path:
         state = resume_from(run_dir, model, opt)
         print(f"resuming {run_dir} at epoch {state['epoch'] + 1}, step {state['step']}")
 
-    val_loader = make_eval_loader(cfg, splits.val, eval_tf, mode, ddp)
+    val_loader = make_eval_loader(cfg, splits.val, eval_tf, mode, ddp, eval_side)
     started = time.time()
     for epoch in range(state["epoch"], cfg.epochs):
         set_trainable(model, cfg.strategy, epoch, cfg.epochs)
@@ -195,7 +196,7 @@ def train(cfg: TrainConfig) -> Path:
     best = ddp.broadcast(state["best"] if ddp.main else None)
     eval_model.load_state_dict(best["weights"])
     eval_samples = splits.test or splits.val
-    logits, targets, indices = predict(eval_model, make_eval_loader(cfg, eval_samples, eval_tf, mode, ddp),
+    logits, targets, indices = predict(eval_model, make_eval_loader(cfg, eval_samples, eval_tf, mode, ddp, eval_side),
                                        device, opt.amp, ddp)
     if ddp.main:
         finish_run(cfg, run_dir, eval_model, splits, data_config, logits, targets, indices, state,
@@ -270,9 +271,12 @@ def make_loader(cfg: TrainConfig, samples: list[D.Sample], transform, mode: str,
                       persistent_workers=False, pin_memory=torch.cuda.is_available())
 
 
-def make_eval_loader(cfg: TrainConfig, samples: list[D.Sample], transform, mode: str, ddp: Distributed) -> DataLoader:
-    """Each rank evaluates every world-th sample; `predict` gathers them back into dataset order."""
-    dataset = D.ImageDataset(samples, transform, mode, cfg.skip_corrupt)
+def make_eval_loader(cfg: TrainConfig, samples: list[D.Sample], transform, mode: str, ddp: Distributed,
+                     min_side: int) -> DataLoader:
+    """Each rank evaluates every world-th sample; `predict` gathers them back into dataset order.
+
+    Decodes as `Predictor` does (JPEGs straight at `min_side`), so the recorded metrics are the apps' figures."""
+    dataset = D.ImageDataset(samples, transform, mode, cfg.skip_corrupt, min_side)
     shard = list(range(ddp.rank, len(samples), ddp.world))
     return DataLoader(dataset, batch_size=cfg.batch_size * 2, sampler=shard, num_workers=cfg.workers,
                       collate_fn=D.collate_skip_none)

@@ -73,8 +73,8 @@ def preload(samples: list[Sample], img_size: int, mode: str, device: torch.devic
                         "(or fewer images, --max-train-samples)")
     decode = transforms.Compose([transforms.Resize(side, interpolation=transforms.InterpolationMode.BICUBIC),
                                  transforms.CenterCrop(side), transforms.PILToTensor()])
-    loader = DataLoader(ImageDataset(samples, decode, mode, skip_corrupt), batch_size=256, num_workers=workers,
-                        collate_fn=collate_skip_none)
+    loader = DataLoader(ImageDataset(samples, decode, mode, skip_corrupt, min_side=side), batch_size=256,
+                        num_workers=workers, collate_fn=collate_skip_none)
     images = torch.empty((len(samples), channels, side, side), dtype=torch.uint8, device=device)
     kept: list[int] = []
     for batch in tqdm(loader, desc=f"preloading {len(samples)} images at {side} px", unit="batch", leave=False):
