@@ -69,7 +69,7 @@ def preload(samples: list[Sample], img_size: int, mode: str, device: torch.devic
     needed = len(samples) * channels * side * side
     if needed > memory_budget(device):
         raise DataError(f"--pipeline preload: {len(samples)} images at {side}x{side} need {needed / 2**30:.1f} GiB, "
-                        f"more than half of the {device.type} memory; use --pipeline workers "
+                        f"more than {MEMORY_FRACTION:.0%} of the {device.type} memory; use --pipeline workers "
                         "(or fewer images, --max-train-samples)")
     decode = transforms.Compose([transforms.Resize(side, interpolation=transforms.InterpolationMode.BICUBIC),
                                  transforms.CenterCrop(side), transforms.PILToTensor()])
