@@ -111,11 +111,12 @@ def train(cfg: TrainConfig) -> Path:
     data_config = resolve_data_config({"img_size": cfg.img_size, "in_chans": in_chans} if cfg.img_size else {},
                                       model=model)
     mode = image_mode(data_config["input_size"][0])
-    train_tf = create_transform(**data_config, is_training=True, **augmentation(cfg))
+    if cfg.pipeline == "preload":  # decoded once onto the device; augmented there per batch
+        train_tf = preload_training_images(cfg, splits, data_config, mode, device)
+    else:
+        train_tf = create_transform(**data_config, is_training=True, **augmentation(cfg))
     eval_tf = create_transform(**data_config, is_training=False)
     eval_side = eval_resize_side(data_config)
-    if cfg.pipeline == "preload":
-        train_tf = preload_training_images(cfg, splits, data_config, mode, device)
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
