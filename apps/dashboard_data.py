@@ -18,8 +18,18 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from leaderboard.store import MetricsError, default_db_path, read_metrics
-from trainers.runfolder import CONFIG, HISTORY, METRICS, PREDICTIONS, TRAIN_CONFIG, WEIGHTS  # noqa: F401
+from leaderboard.store import default_db_path
+from runfolder import (  # noqa: F401  (re-exported for the page)
+    CONFIG,
+    HISTORY,
+    METRICS,
+    PREDICTIONS,
+    TRAIN_CONFIG,
+    WEIGHTS,
+    MetricsError,
+    read_history,
+    read_metrics,
+)
 
 METRIC_LABELS = {"top1": "top-1", "top5": "top-5", "macro_f1": "macro-F1", "auroc": "AUROC"}
 COST_LABELS = {"params_m": "parameters (M)", "macs_g": "MACs (G)", "latency_ms": "latency (ms)"}
@@ -221,10 +231,6 @@ def confusion(metrics: dict[str, Any], normalised: bool = False) -> np.ndarray |
 
 def per_class_frame(metrics: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(metrics.get("per_class") or [], columns=["label", "precision", "recall", "f1", "support"])
-
-
-def read_history(run_path: str) -> pd.DataFrame:
-    return pd.read_csv(Path(run_path) / HISTORY)
 
 
 def read_predictions(run_path: str) -> pd.DataFrame:

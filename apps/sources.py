@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from trainers.runfolder import METRICS, find_runs, read_metrics
+from runfolder import CONFIG, METRICS, find_runs, read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def store_runs(db: Path | None, notes: list[str]) -> list[ModelEntry]:
     entries = []
     for row in rows:
         metrics = json.loads(row["metrics_json"]) if row.get("metrics_json") else row
-        if row.get("run_path") and (Path(row["run_path"]) / "config.json").is_file():
+        if row.get("run_path") and (Path(row["run_path"]) / CONFIG).is_file():
             entries.append(entry_from_metrics(row["run_id"], str(Path(row["run_path"]).resolve()), metrics))
         elif row.get("hub_repo"):
             entries.append(entry_from_metrics(row["run_id"], f"hf-hub:{row['hub_repo']}", metrics))

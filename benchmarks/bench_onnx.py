@@ -23,7 +23,7 @@ import onnxruntime
 import torch
 from timm.data import resolve_data_config
 
-from trainers import runfolder as R
+import runfolder as R
 from trainers.export import export_run
 from trainers.inference import ONNX_FILE, OnnxModel, Predictor
 from trainers.models import create_backbone, is_offline_pretrained, resolve_model_name

@@ -13,6 +13,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from leaderboard import hub
 from leaderboard.hub import HubSyncError
 from leaderboard.store import COLUMNS, Store, StoreError, default_db_path
 
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             print(report)
             return 1 if report.skipped else 0
         if args.command == "sync":
-            report = store.sync_from_hub(args.hub_author)
+            report = hub.sync(store, args.hub_author)
             print(report)
             return 1 if report.skipped else 0
         if args.command == "show":

@@ -14,9 +14,10 @@ from typing import Any
 import httpx2
 from huggingface_hub import HfApi, ModelCard, constants, hf_hub_download
 
-from leaderboard.store import MetricsError, row_from_metrics, validate_metrics
+from leaderboard.store import IngestReport, Store, row_from_metrics
 from model_cards.card import metrics_from_eval_results
 from model_cards.datasets import dataset_key
+from runfolder import METRICS, MetricsError, validate_metrics
 
 
 class HubSyncError(RuntimeError):
@@ -40,7 +41,7 @@ def row_from_card(repo_id: str, card: ModelCard, metrics: dict[str, Any], create
 
 def _read_repo(api: HfApi, repo_id: str) -> tuple[ModelCard, dict[str, Any]]:
     card = ModelCard.load(repo_id, token=api.token)
-    metrics_path = hf_hub_download(repo_id, "metrics.json", token=api.token)
+    metrics_path = hf_hub_download(repo_id, METRICS, token=api.token)
     return card, json.loads(Path(metrics_path).read_text(encoding="utf-8"))
 
 
@@ -60,3 +61,12 @@ def hub_rows(author: str, skipped: dict[str, str], token: str | None = None) -> 
             yield info.id, row_from_card(info.id, card, metrics, created)
         except (MetricsError, ValueError, httpx2.HTTPError, OSError) as error:
             skipped[info.id] = str(error)
+
+
+def sync(store: Store, author: str, token: str | None = None) -> IngestReport:
+    """Read the model cards of `author`'s timm models on the Hub into `store`."""
+    report = IngestReport()
+    for repo_id, row in hub_rows(author, report.skipped, token):
+        store.upsert(row)
+        report.recorded.append(repo_id)
+    return report

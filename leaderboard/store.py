@@ -20,11 +20,9 @@ from typing import Any
 
 import pandas as pd
 
-from trainers.runfolder import atomic_path
+from runfolder import METRICS, MetricsError, atomic_path, find_runs, read_metrics
 
 BUSY_TIMEOUT_MS = 60_000
-SUPPORTED_SCHEMAS = {1}  # metrics.json `schema` values this code reads (absent = 1, the DESIGN.md keys)
-REQUIRED_KEYS = {"dataset": str, "eval_split": str, "num_classes": int, "model": str, "top1": float}
 
 # Forward migrations: MIGRATIONS[i] takes the schema from version i to i + 1. Append, never edit.
 MIGRATIONS: list[str] = [
@@ -69,36 +67,10 @@ class StoreError(RuntimeError):
     """The store cannot be used (written by a newer version, unreadable), with the reason."""
 
 
-class MetricsError(ValueError):
-    """A metrics.json that is not valid JSON or not in the run-folder schema."""
-
-
 def default_db_path() -> Path:
     """The store used when no `--db` is given: `$ARENA_DB` if set, else ~/.cache/backbone-arena/leaderboard.db."""
     env = os.environ.get("ARENA_DB")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "backbone-arena" / "leaderboard.db"
-
-
-def validate_metrics(metrics: Any) -> dict[str, Any]:
-    """Check the metrics.json keys the store relies on (DESIGN.md); raise MetricsError naming what is wrong."""
-    if not isinstance(metrics, dict):
-        raise MetricsError(f"unknown schema: expected a JSON object, got {type(metrics).__name__}")
-    if metrics.get("schema", 1) not in SUPPORTED_SCHEMAS:
-        raise MetricsError(f"unknown schema {metrics['schema']!r}: this code reads {sorted(SUPPORTED_SCHEMAS)}")
-    for key, kind in REQUIRED_KEYS.items():
-        value = metrics.get(key)
-        numeric = isinstance(value, int | float) and not isinstance(value, bool)
-        if not (numeric if kind is float else isinstance(value, kind)):
-            raise MetricsError(f"unknown schema: key {key!r} is missing or not a {kind.__name__} ({value!r})")
-    return metrics
-
-
-def read_metrics(run_dir: Path) -> dict[str, Any]:
-    path = Path(run_dir) / "metrics.json"
-    try:
-        return validate_metrics(json.loads(path.read_text(encoding="utf-8")))
-    except json.JSONDecodeError as error:
-        raise MetricsError(f"corrupt JSON: {error}") from error
 
 
 def row_from_metrics(
@@ -120,17 +92,8 @@ def _created(run_dir: Path, metrics: dict[str, Any]) -> str:
     """When the run finished: metrics.json's `created` if the trainer wrote one, else the file's mtime (UTC)."""
     if isinstance(metrics.get("created"), str):
         return metrics["created"]
-    mtime = (run_dir / "metrics.json").stat().st_mtime
+    mtime = (run_dir / METRICS).stat().st_mtime
     return datetime.fromtimestamp(mtime, UTC).isoformat(timespec="seconds")
-
-
-def find_run_dirs(paths: Iterable[Path]) -> Iterator[Path]:
-    """Run folders among `paths`: each path itself if it holds metrics.json, else every such folder below it."""
-    for path in map(Path, paths):
-        if (path / "metrics.json").is_file():
-            yield path
-        else:
-            yield from sorted(p.parent for p in path.rglob("metrics.json") if "checkpoint" not in p.parts)
 
 
 @dataclass
@@ -228,11 +191,11 @@ class Store:
         report = IngestReport()
         paths = [Path(p) for p in paths]
         report.skipped.update({str(p): "no such file or directory" for p in paths if not p.exists()})
-        for run_dir in find_run_dirs(p for p in paths if p.exists()):
+        for run_dir in find_runs(p for p in paths if p.exists()):
             try:
                 report.recorded.append(self.record_run(run_dir))
             except (MetricsError, OSError, UnicodeDecodeError) as error:
-                report.skipped[str(run_dir / "metrics.json")] = str(error)
+                report.skipped[str(run_dir / METRICS)] = str(error)
         return report
 
     def runs(self, dataset: str | None = None, model: str | None = None) -> pd.DataFrame:
@@ -255,13 +218,3 @@ class Store:
         with atomic_path(path) as tmp:
             writers[fmt](self.runs(), tmp)
         return path
-
-    def sync_from_hub(self, author: str, token: str | None = None) -> IngestReport:
-        """Read the model cards of `author`'s timm models on the Hub into the store (see leaderboard.hub)."""
-        from leaderboard.hub import hub_rows  # Hub client only when syncing
-
-        report = IngestReport()
-        for repo_id, row in hub_rows(author, report.skipped, token):
-            self.upsert(row)
-            report.recorded.append(repo_id)
-        return report

@@ -7,18 +7,16 @@ gives back exactly the metrics.json values; the body comes from the Jinja templa
 from __future__ import annotations
 
 import io
-import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from model_cards.datasets import DatasetInfo, dataset_info
-from trainers.runfolder import atomic_path
+from runfolder import CARD, TRAIN_CONFIG, read_config, read_metrics, read_train_config, write_bytes
 
 TEMPLATE = Path(__file__).with_name("template.md")
 CONFUSION_PNG = "confusion_matrix.png"
@@ -41,15 +39,6 @@ EVAL_METRICS = (
     MetricSpec("macro_f1", "f1", "Macro F1", config="macro"),
     MetricSpec("auroc", "roc_auc", "AUROC"),
 )
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
 
 
 def base_model_id(pretrained_tag: str | None) -> str | None:
@@ -162,9 +151,8 @@ def _per_class_rows(metrics: dict[str, Any]) -> list[list[str]]:
 
 
 def _load_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    config_yaml = run_dir / "train_config.yaml"
-    train_config = yaml.safe_load(config_yaml.read_text(encoding="utf-8")) if config_yaml.is_file() else {}
-    return read_json(run_dir / "metrics.json"), read_json(run_dir / "config.json"), train_config or {}
+    train_config = read_train_config(run_dir) if (run_dir / TRAIN_CONFIG).is_file() else {}
+    return read_metrics(run_dir), read_config(run_dir), train_config or {}
 
 
 def render_card(run_dir: Path, hub_repo: str | None = None) -> ModelCard:
@@ -225,7 +213,7 @@ def draw_confusion_matrix(run_dir: Path) -> Path | None:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     path = run_dir / CONFUSION_PNG
-    atomic_write_bytes(path, buffer.getvalue())
+    write_bytes(path, buffer.getvalue())
     return path
 
 
@@ -233,6 +221,6 @@ def write_card(run_dir: Path, hub_repo: str | None = None) -> Path:
     """Draw the confusion matrix and (re)write run_dir/README.md atomically; returns the README path."""
     run_dir = Path(run_dir)
     draw_confusion_matrix(run_dir)
-    path = run_dir / "README.md"
-    atomic_write_bytes(path, str(render_card(run_dir, hub_repo)).encode("utf-8"))
+    path = run_dir / CARD
+    write_bytes(path, str(render_card(run_dir, hub_repo)).encode("utf-8"))
     return path

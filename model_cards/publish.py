@@ -24,11 +24,12 @@ from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 from huggingface_hub.utils import filter_repo_objects
 
 from model_cards.card import write_card
+from runfolder import CONFIG, METRICS, WEIGHTS
 
 # Resumable training state and local clutter (hidden files, half-written temp files) never go to the Hub.
 IGNORE_PATTERNS = ["checkpoint/*", ".*", "*/.*", "*.tmp", "__pycache__/*"]
 OFFLINE = "huggingface_hub is in offline mode (HF_HUB_OFFLINE is set); unset it to publish"
-REQUIRED = ("config.json", "model.safetensors", "metrics.json")
+REQUIRED = (CONFIG, WEIGHTS, METRICS)
 HTTP_CAUSES = {
     401: "the Hub rejected the token (401 Unauthorized): invalid or expired; set HF_TOKEN to a write token",
     403: "the token may not write to {repo} (403 Forbidden): it is read-only, or the namespace belongs to someone else",

@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trainers import runfolder as R  # noqa: E402
+import runfolder as R  # noqa: E402
 from trainers.inference import Predictor  # noqa: E402
 
 

@@ -10,7 +10,7 @@ from conftest import train_tiny
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from trainers import runfolder as R
+import runfolder as R
 from trainers.custom_models import BackboneWithHead, ResidualBlock, SeparableConv
 from trainers.finetune import main
 from trainers.inference import Predictor

@@ -382,7 +382,7 @@ def test_store_signature_changes_when_a_run_is_recorded(runs_root, tmp_path):
 
 
 def test_dashboard_data_does_not_import_torch():
-    """The run-folder names come from trainers.runfolder, which must stay light for the 3 s page budget."""
+    """The run-folder names come from runfolder, which must stay light for the 3 s page budget."""
     import subprocess
     import sys
 

@@ -24,8 +24,8 @@ from conftest import SAMPLE
 from safetensors.torch import load_file, save_file
 from timm.data import resolve_data_config
 
+import runfolder as R
 from trainers import export, predict
-from trainers import runfolder as R
 from trainers.export import ExportError, export_onnx, main
 from trainers.inference import ONNX_FILE, OnnxModel, Predictor
 

@@ -21,7 +21,7 @@ import yaml
 from conftest import REPO, SAMPLE, TINY, train_tiny
 from safetensors.torch import load_file
 
-from trainers import runfolder as R
+import runfolder as R
 from trainers.data import CIFAR10_CLASSES, load_dataset
 from trainers.inference import Predictor
 from trainers.models import lite0_package_state_dict

@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 from conftest import SAMPLE
 
+from runfolder import PREDICTIONS
 from trainers import predict
 from trainers.inference import Predictor
-from trainers.runfolder import PREDICTIONS
 
 REAL = sorted((SAMPLE / "val").rglob("*.jpg"))  # real CIFAR-10 images shipped in the repo
 

@@ -7,7 +7,7 @@ import pytest
 import timm
 from conftest import REPO
 
-from trainers import runfolder as R
+import runfolder as R
 from trainers.config import parse_config
 from trainers.data import DATASETS
 from trainers.finetune import main

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from safetensors import safe_open
 
-from trainers import runfolder as R
+import runfolder as R
 from trainers.inference import Predictor
 
 REPO = Path(__file__).resolve().parents[1]

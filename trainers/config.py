@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from runfolder import TRAIN_CONFIG
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Run with no arguments = this recipe: Lite0 on the CIFAR-10 sample shipped in data/sample, CPU-sized.
 DEFAULT_RECIPE = REPO_ROOT / "trainers" / "recipes" / "default.yaml"
@@ -128,7 +130,7 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
         values |= load_yaml(Path(path))
     if resume := args.get("resume"):
         # A resumed run continues with the configuration it was started with; flags given now override it.
-        values |= load_yaml(Path(resume) / "train_config.yaml")
+        values |= load_yaml(Path(resume) / TRAIN_CONFIG)
     values |= args
     return TrainConfig(**values)
 

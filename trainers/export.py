@@ -30,6 +30,7 @@ import torch
 from timm.data import resolve_data_config
 from torch import nn
 
+from runfolder import CONFIG, TRAIN_CONFIG, WEIGHTS, atomic_path
 from trainers import data as D
 from trainers.inference import (
     ONNX_FILE,
@@ -42,7 +43,6 @@ from trainers.inference import (
     load_run_model,
 )
 from trainers.predict import expand_inputs
-from trainers.runfolder import TRAIN_CONFIG, WEIGHTS, atomic_path
 
 DEFAULT_OPSET = 18
 TOLERANCE = {"float32": 1e-4, "float16": 1e-2}  # max |p_onnx - p_torch| over all images and classes
@@ -241,8 +241,8 @@ def export_run(run_dir: Path, opset: int = DEFAULT_OPSET, dynamic: bool = True, 
 
 def main(argv: list[str] | None = None) -> Validation:
     args = parse_args(argv)
-    if not (args.run_dir / "config.json").is_file():
-        raise SystemExit(f"error: {args.run_dir} is not a run folder (no config.json)")
+    if not (args.run_dir / CONFIG).is_file():
+        raise SystemExit(f"error: {args.run_dir} is not a run folder (no {CONFIG})")
     try:
         return export_run(args.run_dir, args.opset, args.dynamic_batch, args.batch_size, args.half, args.images,
                           args.max_images)

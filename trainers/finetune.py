@@ -38,9 +38,9 @@ from timm.utils import ModelEmaV3
 from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampler
 from tqdm import tqdm
 
+import runfolder as R
 from trainers import data as D
 from trainers import preload as P
-from trainers import runfolder as R
 from trainers.config import REPO_ROOT, TrainConfig, parse_config
 from trainers.evaluate import classification_metrics, per_class_recall, predictions_frame
 from trainers.inference import ImageError, eval_resize_side, image_mode

@@ -21,8 +21,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from timm.data import create_transform, resolve_data_config
 from torch import nn
 
+from runfolder import ONNX_FILE, WEIGHTS
 from trainers import custom_models  # noqa: F401  (registers the seed reports' networks with timm)
-from trainers.runfolder import ONNX_FILE, WEIGHTS
 
 # Decompression-bomb guard: 64 megapixels is far above any dataset image; PIL raises beyond 2x this.
 MAX_PIXELS = 64_000_000

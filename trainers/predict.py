@@ -26,9 +26,9 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from runfolder import atomic_path
 from trainers.data import IMAGE_EXTENSIONS
 from trainers.inference import BACKENDS, Prediction, Predictor
-from trainers.runfolder import atomic_path
 
 OUT_FORMATS = (".csv", ".parquet", ".jsonl")
 

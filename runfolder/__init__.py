@@ -1,0 +1,177 @@
+"""The run folder (docs/DESIGN.md), the one contract between trainers, leaderboard and apps.
+
+A run folder is a timm Hub repository plus evaluation artefacts. This package is the bottom layer: it owns the
+file names, the atomic writer, the validating readers and the rule for what counts as a run, and imports nothing
+of the product. torch and timm are imported only by the writers, so readers (the dashboard) stay light.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import yaml
+
+if TYPE_CHECKING:
+    from torch import nn
+
+CONFIG = "config.json"
+WEIGHTS = "model.safetensors"
+CARD = "README.md"
+METRICS = "metrics.json"
+HISTORY = "history.csv"
+TRAIN_CONFIG = "train_config.yaml"
+PREDICTIONS = "predictions.parquet"
+ONNX_FILE = "model.onnx"  # optional: written by `python -m trainers.export`
+CHECKPOINT = "checkpoint"
+CHECKPOINT_FILE = "state.pt"
+METRICS_SCHEMA = 1
+SUPPORTED_SCHEMAS = {METRICS_SCHEMA}  # metrics.json `schema` values this code reads (absent = 1)
+REQUIRED_METRICS = {"dataset": str, "eval_split": str, "num_classes": int, "model": str, "top1": float}
+
+
+class MetricsError(ValueError):
+    """A metrics.json that is not valid JSON or not in the run-folder schema."""
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+@contextmanager
+def atomic_path(path: Path):
+    """Yield a temporary path beside `path`; move it into place only if the block succeeds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the mode open() would
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text(path: Path, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: Path, data: dict) -> None:
+    write_text(path, json.dumps(data, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(value):
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def write_model(
+    run_dir: Path, model: nn.Module, labels: list[str], descriptions: dict[str, str] | None, data_config: dict
+) -> None:
+    """config.json + model.safetensors through timm's own Hub exporter, so `local-dir:`/`hf-hub:` load it."""
+    from timm.models import save_for_hf
+
+    model_config = {"label_names": labels}
+    if descriptions:
+        model_config["label_descriptions"] = descriptions
+    with tempfile.TemporaryDirectory(dir=run_dir, prefix=".export.") as tmp:
+        save_for_hf(model, tmp, model_config=model_config, safe_serialization=True, data_config=data_config)
+        for name in (CONFIG, WEIGHTS):
+            os.replace(Path(tmp) / name, run_dir / name)
+
+
+def write_history(run_dir: Path, rows: list[dict]) -> None:
+    with atomic_path(run_dir / HISTORY) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False)
+
+
+def write_predictions(run_dir: Path, frame: pd.DataFrame) -> None:
+    with atomic_path(run_dir / PREDICTIONS) as tmp:
+        frame.to_parquet(tmp, index=False)
+
+
+def write_train_config(run_dir: Path, config: dict) -> None:
+    write_text(run_dir / TRAIN_CONFIG, yaml.safe_dump(config, sort_keys=False))
+
+
+def save_checkpoint(run_dir: Path, state: dict) -> None:
+    import torch
+
+    with atomic_path(run_dir / CHECKPOINT / CHECKPOINT_FILE) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(run_dir: Path) -> dict:
+    path = run_dir / CHECKPOINT / CHECKPOINT_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"--resume {run_dir}: no checkpoint at {path}")
+    import torch
+
+    # weights_only=False: the state holds optimizer/scheduler dicts and RNG states; we wrote it ourselves.
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def validate_metrics(metrics: Any) -> dict[str, Any]:
+    """Check the metrics.json keys every reader relies on (docs/DESIGN.md); raise MetricsError naming what is wrong."""
+    if not isinstance(metrics, dict):
+        raise MetricsError(f"unknown schema: expected a JSON object, got {type(metrics).__name__}")
+    if metrics.get("schema", METRICS_SCHEMA) not in SUPPORTED_SCHEMAS:
+        raise MetricsError(f"unknown schema {metrics['schema']!r}: this code reads {sorted(SUPPORTED_SCHEMAS)}")
+    for key, kind in REQUIRED_METRICS.items():
+        value = metrics.get(key)
+        numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        if not (numeric if kind is float else isinstance(value, kind)):
+            raise MetricsError(f"unknown schema: key {key!r} is missing or not a {kind.__name__} ({value!r})")
+    return metrics
+
+
+def read_metrics(run_dir: Path) -> dict[str, Any]:
+    """metrics.json, validated; MetricsError for corrupt JSON or an unknown schema."""
+    try:
+        return validate_metrics(json.loads((Path(run_dir) / METRICS).read_text(encoding="utf-8")))
+    except json.JSONDecodeError as error:
+        raise MetricsError(f"corrupt JSON: {error}") from error
+
+
+def read_config(run_dir: Path) -> dict:
+    return json.loads((Path(run_dir) / CONFIG).read_text(encoding="utf-8"))
+
+
+def read_history(run_dir: Path) -> pd.DataFrame:
+    return pd.read_csv(Path(run_dir) / HISTORY)
+
+
+def read_train_config(run_dir: Path) -> dict:
+    return yaml.safe_load((Path(run_dir) / TRAIN_CONFIG).read_text(encoding="utf-8"))
+
+
+def is_run(path: Path) -> bool:
+    """The one rule for what counts as a run folder: it holds metrics.json and is not hidden or a checkpoint."""
+    path = Path(path)
+    return (path / METRICS).is_file() and not path.name.startswith(".") and CHECKPOINT not in path.parts
+
+
+def find_runs(paths: Path | Iterable[Path], accept: Callable[[Path], bool] | None = None) -> list[Path]:
+    """Run folders among `paths` (each path itself if it is one, else every run folder below it), in order."""
+    found: list[Path] = []
+    for path in [Path(paths)] if isinstance(paths, str | os.PathLike) else map(Path, paths):
+        below = [path] if is_run(path) else sorted(p.parent for p in path.rglob(METRICS) if is_run(p.parent))
+        found += [run for run in below if accept is None or accept(run)]
+    return found
