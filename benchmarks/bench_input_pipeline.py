@@ -29,10 +29,10 @@ from pathlib import Path
 import common
 import torch
 from bench_train_step import NUM_CLASSES, product_trainer, synthetic_batches
-from timm.data import create_transform, resolve_data_config
+from timm.data import resolve_data_config
 
 from trainers.config import TrainConfig, parse_config
-from trainers.finetune import Distributed, augmentation, make_loader, preload_training_images, prepare_data
+from trainers.finetune import Distributed, EpochStats, make_loader, prepare_data, training_transform
 from trainers.inference import image_mode
 
 
@@ -50,10 +50,7 @@ def training_loader(cfg: TrainConfig, model: torch.nn.Module, device: torch.devi
     data_config = resolve_data_config({"img_size": cfg.img_size}, model=model)
     mode = image_mode(data_config["input_size"][0])
     started = time.perf_counter()
-    if cfg.pipeline == "preload":
-        transform = preload_training_images(cfg, splits, data_config, mode, device)
-    else:
-        transform = create_transform(**data_config, is_training=True, **augmentation(cfg))
+    transform = training_transform(cfg, splits, data_config, mode, device)
     preload_s = time.perf_counter() - started if cfg.pipeline == "preload" else 0.0
     return make_loader(cfg, splits.train, transform, mode, 0, Distributed()), preload_s
 
@@ -71,11 +68,11 @@ def pipeline_rate(loader: Iterable, device: torch.device) -> float:
     return seen / seconds
 
 
-def train_rate(train: Callable[[Iterable], dict], loader: Iterable, device: torch.device) -> float:
+def train_rate(train: Callable[[Iterable], EpochStats], loader: Iterable, device: torch.device) -> float:
     """Images/s of one `train_one_epoch` over `loader`, timed from outside (device queue drained)."""
-    stats: dict = {}
-    seconds = common.timed(lambda: stats.update(train(loader)), device)
-    return stats["images"] / seconds
+    stats: list[EpochStats] = []
+    seconds = common.timed(lambda: stats.append(train(loader)), device)
+    return stats[0].images / seconds
 
 
 def main() -> None:

@@ -5,7 +5,7 @@
         --batch-size 256 --img-size 224 --channels-last --steps 30 --rounds 3     # GPU: bf16, plus MFU
 
 Product: `trainers.finetune.train_one_epoch`, the loop the trainer runs, with the optimiser (fused kernels),
-schedule, loss and precision that `finetune.build_optimisation` builds from the trainer's default configuration
+schedule, loss and precision that `finetune.build_trainer` builds from the trainer's default configuration
 (`--compile` turns on the trainer's torch.compile).
 Reference: the step timm's train.py takes, eager: autocast forward, loss, backward, optimizer step, zero_grad;
 same model, batch, optimizer and precision (bf16 autocast on GPU, fp32 on CPU), channels-last when asked.
@@ -22,6 +22,7 @@ import argparse
 import statistics
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
+from functools import partial
 
 import common
 import timm
@@ -30,7 +31,7 @@ from timm.optim import create_optimizer_v2
 from torch.utils.flop_counter import FlopCounterMode
 
 from trainers.config import TrainConfig, parse_config
-from trainers.finetune import Distributed, build_optimisation, train_one_epoch
+from trainers.finetune import Distributed, EpochStats, build_trainer, train_one_epoch
 from trainers.models import create_backbone, resolve_model_name, set_trainable
 
 NUM_CLASSES = 1000
@@ -55,22 +56,13 @@ def autocast(cfg: TrainConfig, device: torch.device) -> AbstractContextManager:
 
 
 def product_trainer(cfg: TrainConfig, device: torch.device, num_classes: int,
-                    steps_per_epoch: int) -> tuple[torch.nn.Module, Callable[[Iterable], dict]]:
+                    steps_per_epoch: int) -> tuple[torch.nn.Module, Callable[[Iterable], EpochStats]]:
     """The trainer's model, optimiser, schedule and loss as `finetune.main` builds them, and a function that
     runs its `train_one_epoch` over any iterable of (images, labels, indices) batches."""
     model, _ = create_backbone(cfg.model, num_classes, pretrained=False, drop_rate=cfg.drop_rate)
-    model.to(device)
-    if cfg.channels_last:
-        model.to(memory_format=torch.channels_last)
     set_trainable(model, cfg.strategy)
-    opt = build_optimisation(cfg, model, [1] * num_classes, steps_per_epoch, device)
-    train_model = torch.compile(model) if cfg.compile else model
-
-    def run(loader: Iterable) -> dict:
-        return train_one_epoch(cfg, train_model, model, loader, opt, device, 0, steps_per_epoch, 0, Distributed(),
-                               lambda *_: None)
-
-    return model, run
+    trainer = build_trainer(cfg, model, [1] * num_classes, steps_per_epoch, device, Distributed())
+    return model, partial(train_one_epoch, trainer, epoch=0)
 
 
 def reference_trainer(cfg: TrainConfig, device: torch.device) -> tuple[torch.nn.Module, Callable[[list], None]]:

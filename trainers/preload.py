@@ -22,10 +22,15 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision import transforms
-from torchvision.transforms import v2
 from tqdm import tqdm
 
+from trainers.augment import Augmentation
 from trainers.data import DataError, ImageDataset, Sample, collate_skip_none
+
+PIPELINES = {  # the --pipeline choices
+    "workers": "decode + timm transforms every epoch in DataLoader workers",
+    "preload": "decode once into uint8 memory on the training device, augment whole batches there",
+}
 
 # Stored side = min(native side, img_size x this): a crop of the smallest area (0.6) still has full resolution.
 HEADROOM = 1.3
@@ -119,29 +124,18 @@ def crop_flip_normalise(images: torch.Tensor, size: int, scale: tuple[float, flo
     return (out - mean_t) / std_t
 
 
-def batched_policy(auto_augment: str | None) -> v2.Transform | None:
-    """torchvision's batched counterpart of the timm policy `--aug` names (timm's transforms take one PIL image)."""
-    if not auto_augment:
-        return None
-    if auto_augment.startswith("rand-m9"):  # timm: 2 ops at magnitude 9 of 10 = 27 of torchvision's 30 steps
-        return v2.RandAugment(num_ops=2, magnitude=27)
-    if auto_augment.startswith("augmix-m5-w4-d2"):
-        return v2.AugMix(severity=5, mixture_width=4, chain_depth=2)
-    raise ValueError(f"--pipeline preload has no batched form of the policy {auto_augment!r}")
-
-
 @dataclass
 class DeviceAugment:
     """The preloaded images plus what `--aug` asks of them: the stand-in for the timm training transform."""
 
     store: PreloadedImages
     size: int
-    augment: dict  # timm create_transform arguments (finetune.augmentation): scale, ratio, hflip, auto_augment
+    augment: Augmentation
     mean: tuple[float, ...]
     std: tuple[float, ...]
 
     def __post_init__(self) -> None:
-        self.policy = batched_policy(self.augment.get("auto_augment"))
+        self.policy = self.augment.batched_policy()
 
     def batch(self, indices: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         on_device = indices.to(self.store.images.device)
@@ -152,9 +146,8 @@ class DeviceAugment:
                 torch.manual_seed(policy_seed)
                 images = torch.cat([self.policy(group) for group in images.split(POLICY_GROUP)])
         images = crop_flip_normalise(
-            images, self.size, scale=self.augment.get("scale", (0.08, 1.0)),
-            ratio=self.augment.get("ratio", (3 / 4, 4 / 3)), hflip=self.augment.get("hflip", 0.5), mean=self.mean,
-            std=self.std, generator=generator)
+            images, self.size, scale=self.augment.scale, ratio=self.augment.ratio, hflip=self.augment.hflip,
+            mean=self.mean, std=self.std, generator=generator)
         return images, self.store.labels[on_device]
 
 
