@@ -42,7 +42,13 @@ import runfolder as R
 from trainers import data as D
 from trainers import preload as P
 from trainers.config import REPO_ROOT, TrainConfig, parse_config
-from trainers.evaluate import classification_metrics, per_class_recall, predictions_frame
+from trainers.evaluate import (
+    calibration_metrics,
+    classification_metrics,
+    fit_temperature,
+    per_class_recall,
+    predictions_frame,
+)
 from trainers.inference import ImageError, eval_resize_side, image_mode
 from trainers.models import ModelError, create_backbone, param_groups, pretrained_tag, set_trainable
 from trainers.report import measure_cost, print_summary, run_environment
@@ -199,9 +205,12 @@ def train(cfg: TrainConfig) -> Path:
     eval_samples = splits.test or splits.val
     logits, targets, indices = predict(eval_model, make_eval_loader(cfg, eval_samples, eval_tf, mode, ddp, eval_side),
                                        device, opt.amp, ddp)
+    # Temperature scaling on the validation logits; without a test split they are the evaluation logits above.
+    val_logits, val_targets, _ = predict(eval_model, val_loader, device, opt.amp, ddp) if splits.test else (
+        logits, targets, indices)
     if ddp.main:
         finish_run(cfg, run_dir, eval_model, splits, data_config, logits, targets, indices, state,
-                   time.time() - started, device)
+                   time.time() - started, device, fit_temperature(val_logits, val_targets))
     if ddp.world > 1:
         dist.destroy_process_group()
     return run_dir
@@ -472,9 +481,11 @@ def restore_rng(rng: dict) -> None:
     torch.set_rng_state(rng["torch"])
 
 
-def finish_run(cfg, run_dir, model, splits, data_config, logits, targets, indices, state, wall_s, device) -> None:
+def finish_run(cfg, run_dir, model, splits, data_config, logits, targets, indices, state, wall_s, device,
+               temperature: float) -> None:
     eval_samples = splits.test or splits.val
-    metrics = classification_metrics(logits, targets, splits.classes)
+    metrics = classification_metrics(logits, targets, splits.classes) | calibration_metrics(
+        logits, targets, temperature, fit_split="val")
     cost = measure_cost(model, data_config["input_size"], device)
     metrics = {
         "schema": R.METRICS_SCHEMA, "dataset": cfg.dataset, "eval_split": splits.eval_split,
@@ -487,9 +498,10 @@ def finish_run(cfg, run_dir, model, splits, data_config, logits, targets, indice
         **run_environment(device),
     }
     model.to(memory_format=torch.contiguous_format)  # safetensors refuses channels-last tensors
-    R.write_model(run_dir, model, splits.classes, splits.descriptions, data_config)
+    R.write_model(run_dir, model, splits.classes, splits.descriptions, data_config, temperature)
     R.write_predictions(run_dir, predictions_frame(
-        logits, targets, [eval_samples[i].sample_id for i in indices.tolist()], splits.classes))
+        logits, targets, [eval_samples[i].sample_id for i in indices.tolist()], splits.classes,
+        temperature=temperature))
     R.write_json(run_dir / R.METRICS, metrics)
     from model_cards.card import write_card
 
