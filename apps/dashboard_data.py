@@ -250,7 +250,8 @@ def reliability_bins(confidence: pd.Series, correct: pd.Series, bins: int = RELI
     """Equal-width confidence bins with their sample count, mean confidence and accuracy (empty bins dropped).
 
     Binned here rather than with sklearn's calibration_curve, which returns no counts: the bins are torchmetrics'
-    (lower edge inclusive), so sum(count * |accuracy - confidence|) / n is the run's recorded ECE.
+    (lower edge inclusive), so sum(count * |accuracy - confidence|) / n is the run's recorded ECE (a confidence of
+    exactly 1.0, which torchmetrics counts in a bin of its own, joins the last bin here).
     """
     edges = np.linspace(0.0, 1.0, bins + 1)
     index = np.clip(np.searchsorted(edges, confidence.to_numpy(), side="right") - 1, 0, bins - 1)

@@ -55,6 +55,19 @@ def test_fit_refuses_empty_or_mismatched_input():
         fit_temperature(torch.zeros(4, 3), torch.zeros(5, dtype=torch.long))
 
 
+def diagram_ece(confidence: pd.Series, correct: pd.Series) -> float:
+    """The ECE the reliability diagram shows: its bins' |accuracy - confidence| weighted by their counts."""
+    bins = data.reliability_bins(confidence, correct)
+    return float((bins["count"] * (bins["accuracy"] - bins["confidence"]).abs()).sum() / len(confidence))
+
+
+@pytest.mark.parametrize("run", R.find_runs(REPO / "reference"), ids=lambda run: run.name)
+def test_reliability_bins_reproduce_the_recorded_ece_of_shipped_runs(run):
+    predictions = data.read_predictions(str(run))
+    assert diagram_ece(predictions["confidence"], predictions["correct"]) == pytest.approx(
+        R.read_metrics(run)["ece"], abs=1e-6)
+
+
 def test_tiny_run_records_the_temperature_and_calibrated_ece(tiny_run):
     metrics, config = R.read_metrics(tiny_run), R.read_config(tiny_run)
     temperature = metrics[R.TEMPERATURE]
@@ -67,9 +80,7 @@ def test_tiny_run_records_the_temperature_and_calibrated_ece(tiny_run):
     # predictions.parquet keeps the raw softmax and adds the calibrated top-1; each reproduces its recorded ECE
     predictions = data.read_predictions(str(tiny_run))
     for column, key in (("confidence", "ece"), (R.CALIBRATED_CONFIDENCE, "ece_calibrated")):
-        bins = data.reliability_bins(predictions[column], predictions["correct"])
-        ece = (bins["count"] * (bins["accuracy"] - bins["confidence"]).abs()).sum() / len(predictions)
-        assert ece == pytest.approx(metrics[key], abs=1e-5)
+        assert diagram_ece(predictions[column], predictions["correct"]) == pytest.approx(metrics[key], abs=1e-6)
 
 
 def test_predictor_applies_the_temperature_unless_told_not_to(tiny_run):
