@@ -165,9 +165,9 @@ def reliability_diagram(curves: Mapping[str, pd.DataFrame]) -> go.Figure:
                    opacity=0.6),
             row=2, col=1,
         )  # fmt: skip
-    figure.update_layout(title="Reliability diagram (top-1 confidence vs accuracy)", barmode="group")
+    figure.update_layout(title="Reliability diagram (top-1 confidence vs accuracy)", barmode="overlay")
     figure.update_xaxes(range=[0, 1], row=1, col=1)
     figure.update_xaxes(range=[0, 1], title_text="confidence", row=2, col=1)
-    figure.update_yaxes(range=[0, 1], title_text="accuracy", row=1, col=1)
+    figure.update_yaxes(range=[0, 1.03], title_text="accuracy", row=1, col=1)
     figure.update_yaxes(title_text="samples", row=2, col=1)
     return figure
