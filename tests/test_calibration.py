@@ -18,6 +18,8 @@ from streamlit.testing.v1 import AppTest
 
 import runfolder as R
 from apps import dashboard_data as data
+from apps import gradio_app
+from apps.sources import discover
 from leaderboard.store import Store
 from tests.test_dashboard import APP, TIMEOUT, charts, show, texts
 from trainers import predict as batch_predict
@@ -105,6 +107,16 @@ def test_batch_prediction_without_calibration(tiny_run):
     expected = Predictor.from_run(tiny_run, calibrated=False).predict(SAMPLE_IMAGES[:3]).probs.max(1)
     assert np.allclose([row["prob_1"] for row in raw], expected, atol=1e-6)
     assert not np.allclose([row["prob_1"] for row in calibrated], expected, atol=1e-3)
+
+
+def test_gradio_app_without_calibration_shows_the_raw_softmax(tiny_run):
+    assert gradio_app.parse_args([]).calibrated and not gradio_app.parse_args(["--no-calibration"]).calibrated
+    image = {"path": SAMPLE_IMAGES[0], "orig_name": Path(SAMPLE_IMAGES[0]).name}
+    for calibrate in (True, False):
+        pool = gradio_app.ModelPool(discover([tiny_run.parent], None, []), calibrated=calibrate)
+        shown = gradio_app.api_predict(pool, image, [tiny_run.name])[tiny_run.name]
+        expected = Predictor.from_run(tiny_run, calibrated=calibrate).predict(SAMPLE_IMAGES[:1]).probs[0]
+        assert np.allclose(list(shown.values()), expected, atol=1e-6)
 
 
 def test_old_run_folder_without_temperature_is_unchanged():
