@@ -238,6 +238,16 @@ def details_view(runs: pd.DataFrame) -> None:
         st.info("This run's metrics have no per-class scores.")
     else:
         st.plotly_chart(plots.per_class_bars(per_class), key="per_class")
+    reliability_section(row, metrics)
+
+
+def reliability_section(row: pd.Series, metrics: dict) -> None:
+    predictions, problem = run_file(row, data.PREDICTIONS)
+    if problem:
+        st.info(f"No reliability diagram: {problem}")
+        return
+    st.plotly_chart(plots.reliability_diagram(data.reliability_curves(predictions, metrics)), key="reliability")
+    st.caption(data.calibration_note(metrics))
 
 
 def curves_view(runs: pd.DataFrame) -> None:

@@ -20,10 +20,13 @@ import yaml
 
 from leaderboard.store import default_db_path
 from runfolder import (  # noqa: F401  (re-exported for the page)
+    CALIBRATED_CONFIDENCE,
     CONFIG,
     HISTORY,
     METRICS,
     PREDICTIONS,
+    RELIABILITY_BINS,
+    TEMPERATURE,
     TRAIN_CONFIG,
     WEIGHTS,
     MetricsError,
@@ -241,6 +244,45 @@ def read_predictions(run_path: str) -> pd.DataFrame:
     if "confidence" not in predictions:
         predictions["confidence"] = predictions["topk_probs"].map(lambda probs: float(probs[0]))
     return predictions
+
+
+def reliability_bins(confidence: pd.Series, correct: pd.Series, bins: int = RELIABILITY_BINS) -> pd.DataFrame:
+    """Equal-width confidence bins with their sample count, mean confidence and accuracy (empty bins dropped).
+
+    Binned here rather than with sklearn's calibration_curve, which returns no counts: the bins are torchmetrics'
+    (lower edge inclusive), so sum(count * |accuracy - confidence|) / n is the run's recorded ECE (a confidence of
+    exactly 1.0, which torchmetrics counts in a bin of its own, joins the last bin here).
+    """
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    index = np.clip(np.searchsorted(edges, confidence.to_numpy(), side="right") - 1, 0, bins - 1)
+    frame = pd.DataFrame({"bin": index, "confidence": confidence.to_numpy(), "correct": correct.to_numpy(float)})
+    table = frame.groupby("bin").agg(count=("correct", "size"), confidence=("confidence", "mean"),
+                                     accuracy=("correct", "mean")).reset_index()
+    return table.assign(lower=edges[table["bin"]], upper=edges[table["bin"] + 1]).drop(columns="bin")
+
+
+def reliability_curves(predictions: pd.DataFrame, metrics: dict[str, Any]) -> dict[str, pd.DataFrame]:
+    """The reliability diagram's curves: the raw softmax, and for a calibrated run the same samples at its
+    temperature (the calibrated top-1 probability the evaluator stored; temperature scaling keeps the labels)."""
+    curves = {"uncalibrated": reliability_bins(predictions["confidence"], predictions["correct"])}
+    if CALIBRATED_CONFIDENCE in predictions and TEMPERATURE in metrics:
+        name = f"calibrated (T = {metrics[TEMPERATURE]:.2f})"
+        curves[name] = reliability_bins(predictions[CALIBRATED_CONFIDENCE], predictions["correct"])
+    return curves
+
+
+def calibration_note(metrics: dict[str, Any]) -> str:
+    """One or two sentences under the reliability diagram: the temperature, where it was fit, the ECE change."""
+    if TEMPERATURE not in metrics:
+        return f"ECE {metrics.get('ece', float('nan')):.3f}. No temperature: this run was written before " \
+               "calibration was recorded, so its probabilities are the raw softmax (T = 1)."
+    split, evaluated = metrics.get("calibration_split", "val"), metrics["eval_split"]
+    note = (f"Temperature T = {metrics[TEMPERATURE]:.3f}, fit on the {split} split; ECE on the {evaluated} split "
+            f"{metrics['ece']:.3f} before, {metrics['ece_calibrated']:.3f} after.")
+    if split == evaluated:
+        note += (" The temperature was fit on these same images, so the calibrated curve is in-sample and "
+                 "optimistic: a test split would check it on images the fit never saw.")
+    return note
 
 
 def data_dir(run_path: str) -> Path | None:

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from apps.dashboard_data import COST_LABELS, METRIC_LABELS, pareto_front
 
@@ -135,4 +136,38 @@ def training_curves(histories: Mapping[str, pd.DataFrame], columns: Mapping[str,
                     )
                 )
     figure.update_layout(title=title, xaxis_title="epoch", hovermode="x unified")
+    return figure
+
+
+def reliability_diagram(curves: Mapping[str, pd.DataFrame]) -> go.Figure:
+    """Accuracy against mean confidence per confidence bin (above; on the diagonal = calibrated), and each
+    bin's number of samples (below), one colour per curve (e.g. before and after temperature scaling)."""
+    figure = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3], vertical_spacing=0.06)
+    figure.add_trace(
+        go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"color": "grey", "dash": "dash"},
+                   name="perfect calibration"),
+        row=1, col=1,
+    )  # fmt: skip
+    for index, (name, bins) in enumerate(curves.items()):
+        colour = PALETTE[index % len(PALETTE)]
+        figure.add_trace(
+            go.Scatter(
+                x=bins["confidence"], y=bins["accuracy"], mode="lines+markers", name=name, legendgroup=name,
+                line={"color": colour}, customdata=bins[["count", "lower", "upper"]],
+                hovertemplate="confidence %{customdata[1]:.2f}–%{customdata[2]:.2f}: mean %{x:.3f}, "
+                              "accuracy %{y:.3f}, %{customdata[0]} samples",
+            ),
+            row=1, col=1,
+        )  # fmt: skip
+        figure.add_trace(
+            go.Bar(x=(bins["lower"] + bins["upper"]) / 2, y=bins["count"], width=bins["upper"] - bins["lower"],
+                   name=f"{name} · samples", legendgroup=name, showlegend=False, marker={"color": colour},
+                   opacity=0.6),
+            row=2, col=1,
+        )  # fmt: skip
+    figure.update_layout(title="Reliability diagram (top-1 confidence vs accuracy)", barmode="overlay")
+    figure.update_xaxes(range=[0, 1], row=1, col=1)
+    figure.update_xaxes(range=[0, 1], title_text="confidence", row=2, col=1)
+    figure.update_yaxes(range=[0, 1.03], title_text="accuracy", row=1, col=1)
+    figure.update_yaxes(title_text="samples", row=2, col=1)
     return figure

@@ -58,9 +58,10 @@ class ModelPool:
     request's forward pass through it must not run meanwhile. Different models still run concurrently.
     """
 
-    def __init__(self, catalog: Catalog, max_loaded: int = LOADED_MODELS, backend: str = "torch"):
+    def __init__(self, catalog: Catalog, max_loaded: int = LOADED_MODELS, backend: str = "torch",
+                 calibrated: bool = True):
         self.catalog = catalog
-        self._load = lru_cache(maxsize=max_loaded)(partial(Predictor.from_run, backend=backend))
+        self._load = lru_cache(maxsize=max_loaded)(partial(Predictor.from_run, backend=backend, calibrated=calibrated))
         self._locks: dict[str, threading.Lock] = {}
 
     def entry(self, name: str) -> ModelEntry:
@@ -266,8 +267,8 @@ def intro(catalog: Catalog) -> str:
     return "\n\n".join(lines)
 
 
-def build_app(catalog: Catalog, backend: str = "torch") -> gr.Blocks:
-    pool = ModelPool(catalog, backend=backend)
+def build_app(catalog: Catalog, backend: str = "torch", calibrated: bool = True) -> gr.Blocks:
+    pool = ModelPool(catalog, backend=backend, calibrated=calibrated)
     datasets = catalog.datasets()
     first = datasets[0] if datasets else None
     selected = [m.name for m in catalog.for_dataset(first)[:SLOTS]]
@@ -347,6 +348,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--db", type=Path, default=None, help="leaderboard store (default $ARENA_DB or the user cache)")
     parser.add_argument("--backend", choices=BACKENDS, default="torch",
                         help="onnx: each model.onnx (python -m trainers.export) on onnxruntime; no Grad-CAM")
+    parser.add_argument("--no-calibration", dest="calibrated", action="store_false",
+                        help="show raw softmax probabilities, without each run's fitted temperature")
     return parser.parse_args(argv)
 
 
@@ -354,7 +357,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     catalog = discover([*DEFAULT_RUN_ROOTS, *args.runs], args.db or default_db_path(), configured_hub_ids())
     print(f"{len(catalog.models)} model(s) for {len(catalog.datasets())} dataset(s)", flush=True)
-    demo = build_app(catalog, backend=args.backend)
+    demo = build_app(catalog, backend=args.backend, calibrated=args.calibrated)
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=64)
     demo.launch(server_name=args.host, server_port=args.port, max_file_size="50mb", show_error=True)
 

@@ -16,7 +16,7 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from model_cards.datasets import DatasetInfo, dataset_info
-from runfolder import CARD, TRAIN_CONFIG, read_config, read_metrics, read_train_config, write_bytes
+from runfolder import CARD, TEMPERATURE, TRAIN_CONFIG, read_config, read_metrics, read_train_config, write_bytes
 
 TEMPLATE = Path(__file__).with_name("template.md")
 CONFUSION_PNG = "confusion_matrix.png"
@@ -127,6 +127,8 @@ RESULT_ROWS = (
     ("specificity", "Specificity"),
     ("loss", "Test loss"),
     ("ece", "Expected calibration error"),
+    ("ece_calibrated", "Expected calibration error at the fitted temperature"),
+    (TEMPERATURE, "Softmax temperature (fit on validation; in config.json)"),
     ("params", "Parameters"),
     ("macs", "MACs per image"),
     ("train_images_per_s", "Training throughput (images/s)"),

@@ -8,6 +8,7 @@ of the product. torch and timm are imported only by the writers, so readers (the
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterable
@@ -34,6 +35,11 @@ CHECKPOINT_FILE = "state.pt"
 METRICS_SCHEMA = 1
 SUPPORTED_SCHEMAS = {METRICS_SCHEMA}  # metrics.json `schema` values this code reads (absent = 1)
 REQUIRED_METRICS = {"dataset": str, "eval_split": str, "num_classes": int, "model": str, "top1": float}
+# Temperature scaling: the softmax temperature fit on the validation logits, a top-level key of config.json (timm's
+# `local-dir:`/`hf-hub:` loaders read only their own keys there) and of metrics.json. Absent: T = 1, uncalibrated.
+TEMPERATURE = "temperature"
+CALIBRATED_CONFIDENCE = "calibrated_confidence"  # predictions.parquet: top-1 probability at the run's temperature
+RELIABILITY_BINS = 15  # equal-width confidence bins of metrics.json's ECE and of the reliability diagram
 
 
 class MetricsError(ValueError):
@@ -83,14 +89,17 @@ def _json_default(value):
 
 
 def write_model(
-    run_dir: Path, model: nn.Module, labels: list[str], descriptions: dict[str, str] | None, data_config: dict
+    run_dir: Path, model: nn.Module, labels: list[str], descriptions: dict[str, str] | None, data_config: dict,
+    temperature: float | None = None,
 ) -> None:
     """config.json + model.safetensors through timm's own Hub exporter, so `local-dir:`/`hf-hub:` load it."""
     from timm.models import save_for_hf
 
-    model_config = {"label_names": labels}
+    model_config: dict[str, Any] = {"label_names": labels}
     if descriptions:
         model_config["label_descriptions"] = descriptions
+    if temperature is not None:  # save_for_hf writes the keys it does not know at the top level
+        model_config[TEMPERATURE] = check_temperature(temperature)
     with tempfile.TemporaryDirectory(dir=run_dir, prefix=".export.") as tmp:
         save_for_hf(model, tmp, model_config=model_config, safe_serialization=True, data_config=data_config)
         for name in (CONFIG, WEIGHTS):
@@ -152,6 +161,18 @@ def read_metrics(run_dir: Path) -> dict[str, Any]:
 
 def read_config(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / CONFIG).read_text(encoding="utf-8"))
+
+
+def check_temperature(value: Any) -> float:
+    """A softmax temperature must be a finite number > 0; ValueError naming the bad value otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{TEMPERATURE} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def config_temperature(config: dict) -> float:
+    """The run's softmax temperature from its config.json; 1.0 (no calibration) for runs written without one."""
+    return check_temperature(config[TEMPERATURE]) if TEMPERATURE in config else 1.0
 
 
 def read_history(run_dir: Path) -> pd.DataFrame:

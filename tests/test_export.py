@@ -90,7 +90,7 @@ def test_onnx_backend_agrees_with_evaluator_cli_and_app(exported, tmp_path):
     probs = app.predict(evaluated["sample_id"].tolist()).probs
     assert [r["label_1"] for r in cli] == evaluated["pred_label"].tolist()
     assert [app.labels[i] for i in probs.argmax(1)] == evaluated["pred_label"].tolist()
-    assert np.allclose(probs.max(1), evaluated["confidence"], atol=1e-4)
+    assert np.allclose(probs.max(1), evaluated[R.CALIBRATED_CONFIDENCE], atol=1e-4)  # the run's temperature too
 
 
 def test_onnx_of_other_weights_is_refused(exported, tmp_path):

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from conftest import SAMPLE
 
-from runfolder import PREDICTIONS
+from runfolder import CALIBRATED_CONFIDENCE, PREDICTIONS
 from trainers import predict
 from trainers.inference import Predictor
 
@@ -132,11 +132,12 @@ def test_resume_skips_finished_rows_and_retries_errors(tiny_run, image_dir, tmp_
 
 
 def test_three_code_paths_agree_on_every_image(tiny_run, tmp_path):
-    """Evaluator (predictions.parquet) == predict CLI == Predictor (Gradio app), image by image."""
+    """Evaluator (predictions.parquet) == predict CLI == Predictor (Gradio app), image by image: the raw softmax
+    with --no-calibration, the calibrated top-1 by default."""
     evaluated = pd.read_parquet(tiny_run / PREDICTIONS)
     listed = tmp_path / "eval.txt"
     listed.write_text("\n".join(evaluated["sample_id"]) + "\n")
-    cli = run_cli(tiny_run, listed, "--topk", "5")
+    cli = run_cli(tiny_run, listed, "--topk", "5", "--no-calibration")
     app = Predictor.from_run(tiny_run).predict(evaluated["sample_id"].tolist())
 
     assert [r["path"] for r in cli] == evaluated["sample_id"].tolist()
@@ -144,7 +145,7 @@ def test_three_code_paths_agree_on_every_image(tiny_run, tmp_path):
     assert [app.labels[i] for i in app.probs.argmax(1)] == evaluated["pred_label"].tolist()
     for row, expected in zip(cli, evaluated["topk_probs"], strict=True):
         assert np.allclose([row[f"prob_{k}"] for k in range(1, 6)], expected, atol=1e-5)
-    assert np.allclose(app.probs.max(1), evaluated["confidence"], atol=1e-5)
+    assert np.allclose(app.probs.max(1), evaluated[CALIBRATED_CONFIDENCE], atol=1e-5)
 
 
 def test_bad_arguments_are_refused(tiny_run, tmp_path):

@@ -1,11 +1,21 @@
-"""Evaluation: logits over a split -> the metrics of DESIGN.md (torchmetrics) and per-sample predictions."""
+"""Evaluation: logits over a split -> the metrics of DESIGN.md (torchmetrics), per-sample predictions, and the
+temperature that calibrates the softmax."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pandas as pd
 import torch
 import torchmetrics.functional.classification as tmf
+from scipy.optimize import minimize_scalar
+
+from runfolder import CALIBRATED_CONFIDENCE, RELIABILITY_BINS, TEMPERATURE
+
+# Search range of the temperature: far beyond what fine-tuned networks need (about 0.5 to 5), and bounded so that
+# perfectly separated logits, whose NLL keeps falling as T -> 0, still give an answer.
+TEMPERATURE_BOUNDS = (0.01, 100.0)
 
 
 def classification_metrics(logits: torch.Tensor, targets: torch.Tensor, classes: list[str]) -> dict:
@@ -31,7 +41,7 @@ def classification_metrics(logits: torch.Tensor, targets: torch.Tensor, classes:
             for c, p, r, f, s in zip(classes, precision, recall, f1, support, strict=True)
         ],
         "confusion_matrix": confusion.tolist(),
-        "ece": float(tmf.multiclass_calibration_error(probs, targets, num_classes=n, n_bins=15)),
+        "ece": expected_calibration_error(probs, targets),
     }
     if n >= 5:
         metrics["top5"] = _micro_accuracy(probs, targets, n, 5)
@@ -46,6 +56,40 @@ def classification_metrics(logits: torch.Tensor, targets: torch.Tensor, classes:
     return metrics
 
 
+def expected_calibration_error(probs: torch.Tensor, targets: torch.Tensor) -> float:
+    """Top-1 ECE over RELIABILITY_BINS equal-width confidence bins (the bins of the dashboard's reliability diagram)."""
+    return float(tmf.multiclass_calibration_error(probs, targets.long(), num_classes=probs.shape[-1],
+                                                  n_bins=RELIABILITY_BINS, validate_args=False))
+
+
+def fit_temperature(logits: torch.Tensor, targets: torch.Tensor) -> float:
+    """The softmax temperature T > 0 that minimises the NLL of `logits / T` (temperature scaling, Guo et al. 2017).
+
+    scipy's bounded Brent search on log T rather than torch LBFGS: one scalar whose NLL is unimodal in log T (the
+    NLL is convex in 1/T), so a bracketing search needs no learning rate, no gradient and no iteration budget to
+    tune, and it cannot step to T <= 0. Each evaluation is one cross-entropy over the cached logits.
+    """
+    if logits.ndim != 2 or len(logits) == 0 or len(logits) != len(targets):
+        raise ValueError(f"fit_temperature needs (N, C) logits and N targets, N > 0; got {tuple(logits.shape)} "
+                         f"logits and {tuple(targets.shape)} targets")
+    logits, targets = logits.double(), targets.long()
+
+    def nll(log_t: float) -> float:
+        return float(torch.nn.functional.cross_entropy(logits / math.exp(log_t), targets))
+
+    low, high = (math.log(t) for t in TEMPERATURE_BOUNDS)
+    result = minimize_scalar(nll, bounds=(low, high), method="bounded", options={"xatol": 1e-6})
+    return math.exp(result.x)
+
+
+def calibration_metrics(logits: torch.Tensor, targets: torch.Tensor, temperature: float, fit_split: str) -> dict:
+    """metrics.json's calibration keys: the temperature, the split it was fit on, and the ECE of `logits` at it
+    (`ece` keeps the uncalibrated figure)."""
+    probs = (logits.float() / temperature).softmax(dim=-1)
+    return {TEMPERATURE: temperature, "calibration_split": fit_split,
+            "ece_calibrated": expected_calibration_error(probs, targets)}
+
+
 def _micro_accuracy(probs: torch.Tensor, targets: torch.Tensor, n: int, k: int) -> float:
     return float(tmf.multiclass_accuracy(probs, targets, num_classes=n, average="micro", top_k=k))
 
@@ -56,12 +100,14 @@ def per_class_recall(confusion: list[list[int]]) -> list[float]:
 
 
 def predictions_frame(
-    logits: torch.Tensor, targets: torch.Tensor, sample_ids: list[str], classes: list[str], k: int = 5
+    logits: torch.Tensor, targets: torch.Tensor, sample_ids: list[str], classes: list[str], k: int = 5,
+    temperature: float | None = None,
 ) -> pd.DataFrame:
-    """One row per evaluated sample, for error galleries: id, true/predicted label, top-k labels and probs."""
+    """One row per evaluated sample, for error galleries: id, true/predicted label, top-k labels and probs (the
+    uncalibrated softmax), and with a temperature the calibrated top-1 probability (the labels do not change)."""
     probs = logits.float().softmax(dim=-1)
     top_p, top_i = probs.topk(min(k, len(classes)), dim=-1)
-    return pd.DataFrame({
+    frame = pd.DataFrame({
         "sample_id": sample_ids,
         "true_label": [classes[i] for i in targets.tolist()],
         "pred_label": [classes[i] for i in top_i[:, 0].tolist()],
@@ -70,3 +116,6 @@ def predictions_frame(
         "topk_labels": [[classes[i] for i in row] for row in top_i.tolist()],
         "topk_probs": top_p.tolist(),
     })
+    if temperature is not None:
+        frame[CALIBRATED_CONFIDENCE] = (logits.float() / temperature).softmax(dim=-1).amax(dim=-1).tolist()
+    return frame

@@ -44,7 +44,13 @@ from trainers import data as D
 from trainers import preload as P
 from trainers.augment import AUGMENTATIONS
 from trainers.config import REPO_ROOT, TrainConfig, parse_config
-from trainers.evaluate import classification_metrics, per_class_recall, predictions_frame
+from trainers.evaluate import (
+    calibration_metrics,
+    classification_metrics,
+    fit_temperature,
+    per_class_recall,
+    predictions_frame,
+)
 from trainers.inference import ImageError, eval_resize_side, image_mode
 from trainers.lr_find import LR_FIND_PLOT, LR_FIND_STEPS, LRRangeTest
 from trainers.models import ModelError, create_backbone, param_groups, pretrained_tag, set_trainable
@@ -177,8 +183,12 @@ def train(cfg: TrainConfig) -> Path:
     logits, targets, indices = predict(trainer.eval_model,
                                        make_eval_loader(cfg, eval_samples, eval_tf, mode, ddp, eval_side),
                                        device, trainer.opt.amp, ddp)
+    # Temperature scaling on the validation logits; without a test split they are the evaluation logits above.
+    val_logits, val_targets, _ = predict(trainer.eval_model, val_loader, device, trainer.opt.amp, ddp) \
+        if splits.test else (logits, targets, indices)
     if ddp.main:
-        evaluation = Evaluation(logits, targets, [eval_samples[i].sample_id for i in indices.tolist()])
+        evaluation = Evaluation(logits, targets, [eval_samples[i].sample_id for i in indices.tolist()],
+                                fit_temperature(val_logits, val_targets))
         metrics = final_metrics(cfg, trainer.eval_model, splits, data_config, evaluation, state,
                                 time.time() - started)
         write_run(run_dir, trainer.eval_model, splits, data_config, evaluation, metrics)
@@ -576,6 +586,7 @@ class Evaluation:
     logits: torch.Tensor
     targets: torch.Tensor
     sample_ids: list[str]
+    temperature: float  # fitted on the validation logits (runfolder.TEMPERATURE)
 
 
 def final_metrics(cfg: TrainConfig, model: torch.nn.Module, splits: D.DatasetSplits, data_config: dict,
@@ -587,6 +598,7 @@ def final_metrics(cfg: TrainConfig, model: torch.nn.Module, splits: D.DatasetSpl
         "model": model.pretrained_cfg.get("architecture", cfg.model), "pretrained_tag":
             pretrained_tag(cfg.model, cfg.pretrained, cfg.weights), "strategy": cfg.strategy,
         **classification_metrics(evaluation.logits, evaluation.targets, splits.classes),
+        **calibration_metrics(evaluation.logits, evaluation.targets, evaluation.temperature, fit_split="val"),
         **measure_cost(model, data_config["input_size"], device),
         "train_images_per_s": state.train_images / max(state.train_seconds, 1e-9),
         "epochs": len(state.history), "best_epoch": state.best.epoch, "wall_s": wall_s,
@@ -602,9 +614,9 @@ def write_run(run_dir: Path, model: torch.nn.Module, splits: D.DatasetSplits, da
     from model_cards.card import write_card
 
     model.to(memory_format=torch.contiguous_format)  # safetensors refuses channels-last tensors
-    R.write_model(run_dir, model, splits.classes, splits.descriptions, data_config)
+    R.write_model(run_dir, model, splits.classes, splits.descriptions, data_config, evaluation.temperature)
     R.write_predictions(run_dir, predictions_frame(evaluation.logits, evaluation.targets, evaluation.sample_ids,
-                                                   splits.classes))
+                                                   splits.classes, temperature=evaluation.temperature))
     R.write_json(run_dir / R.METRICS, metrics)
     write_card(run_dir)
 

@@ -21,7 +21,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from timm.data import create_transform, resolve_data_config
 from torch import nn
 
-from runfolder import ONNX_FILE, WEIGHTS
+from runfolder import CONFIG, ONNX_FILE, WEIGHTS, config_temperature, read_config
 from trainers import custom_models  # noqa: F401  (registers the seed reports' networks with timm)
 
 # Decompression-bomb guard: 64 megapixels is far above any dataset image; PIL raises beyond 2x this.
@@ -123,6 +123,22 @@ def load_run_model(run: str | Path) -> nn.Module:
     return model.eval()
 
 
+def run_temperature(run: str | Path) -> float:
+    """The softmax temperature stored with a run folder (or `hf-hub:` repo) at the end of training; 1.0 for runs
+    written before calibration existed, so their probabilities stay as they were."""
+    run = str(run)
+    if run.startswith("hf-hub:"):
+        return config_temperature(json.loads(hub_file(run, CONFIG).read_text(encoding="utf-8")))
+    return config_temperature(read_config(Path(run.removeprefix("local-dir:"))))
+
+
+def hub_file(run: str, name: str) -> Path:
+    """One file of an `hf-hub:<org>/<name>` run, through the Hub cache (timm's loader has usually fetched it)."""
+    from huggingface_hub import hf_hub_download
+
+    return Path(hf_hub_download(run.removeprefix("hf-hub:"), name))
+
+
 def label_names(model: nn.Module | OnnxModel) -> list[str]:
     cfg = getattr(model, "pretrained_cfg", {}) or {}
     names = cfg.get("label_names")
@@ -200,9 +216,7 @@ def load_onnx_run(run: str | Path, device: str | torch.device = "cpu") -> OnnxMo
     run's model.safetensors, whose predictions would silently differ from the PyTorch backend's."""
     run = str(run)
     if run.startswith("hf-hub:"):
-        from huggingface_hub import hf_hub_download
-
-        return OnnxModel(hf_hub_download(run.removeprefix("hf-hub:"), ONNX_FILE), device)
+        return OnnxModel(hub_file(run, ONNX_FILE), device)
     folder = Path(run.removeprefix("local-dir:"))
     if not (folder / ONNX_FILE).is_file():
         raise FileNotFoundError(f"{folder / ONNX_FILE} not found: export it first with "
@@ -220,10 +234,12 @@ class Predictor:
     """A loaded model plus its preprocessing: `Predictor.from_run(path).predict([img, ...])`.
 
     `model` is a timm model (backend "torch") or an OnnxModel (backend "onnx"; `self.model` is then None,
-    as there is no torch module for Grad-CAM to hook)."""
+    as there is no torch module for Grad-CAM to hook). Probabilities are softmax(logits / temperature): `from_run`
+    uses the run's fitted temperature unless `calibrated=False` (the labels are the same either way)."""
 
-    def __init__(self, model: nn.Module | OnnxModel, device: str | torch.device = "cpu"):
+    def __init__(self, model: nn.Module | OnnxModel, device: str | torch.device = "cpu", temperature: float = 1.0):
         self.device = torch.device(device)
+        self.temperature = temperature
         self._onnx = model if isinstance(model, OnnxModel) else None
         self.backend = "onnx" if self._onnx else "torch"
         self.model = None if self._onnx else model.eval().to(self.device)
@@ -233,10 +249,12 @@ class Predictor:
         self.min_side = eval_resize_side(resolve_data_config({}, model=model))
 
     @classmethod
-    def from_run(cls, run: str | Path, device: str = "cpu", backend: str = "torch") -> Predictor:
+    def from_run(cls, run: str | Path, device: str = "cpu", backend: str = "torch",
+                 calibrated: bool = True) -> Predictor:
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
-        return cls(load_onnx_run(run, device) if backend == "onnx" else load_run_model(run), device)
+        model = load_onnx_run(run, device) if backend == "onnx" else load_run_model(run)
+        return cls(model, device, run_temperature(run) if calibrated else 1.0)
 
     def preprocess(self, source: ImageSource) -> torch.Tensor:
         return self.transform(load_image(source, self.mode, self.min_side))
@@ -244,7 +262,7 @@ class Predictor:
     @torch.inference_mode()
     def predict_tensor(self, batch: torch.Tensor) -> torch.Tensor:
         logits = self._onnx(batch) if self._onnx else self.model(batch.to(self.device))
-        return logits.float().softmax(dim=-1).cpu()
+        return (logits.float() / self.temperature).softmax(dim=-1).cpu()
 
     def predict(self, sources: list[ImageSource]) -> Prediction:
         """Predict a list of images; undecodable ones get a row of NaN and an entry in `errors`."""

@@ -1,12 +1,13 @@
 """Batch prediction from the command line, through the same Predictor as the Gradio app and the evaluator.
 
     python -m trainers.predict MODEL INPUT... [--topk 5] [--out FILE.csv|.parquet|.jsonl] [--batch-size 32]
-                               [--device cpu|cuda] [--backend torch|onnx] [--resume]
+                               [--device cpu|cuda] [--backend torch|onnx] [--no-calibration] [--resume]
 
 MODEL is a run folder or `hf-hub:<org>/<name>`. INPUT is image files, directories (searched recursively for
 image files) or .txt files listing one path per line (relative paths are relative to the current directory).
 Output: one row per input, in input order: `path`, `label_1`, `prob_1`, ... `label_k`, `prob_k`, `error`
-(empty, or why the image could not be read). Without --out the rows go to stdout as CSV.
+(empty, or why the image could not be read). Without --out the rows go to stdout as CSV. Probabilities are
+calibrated with the run's fitted softmax temperature (config.json); --no-calibration gives the raw softmax.
 
 Interruption: finished rows are appended batch by batch to `FILE.partial` (JSON lines) and the output is
 written atomically at the end, so `--resume` after a crash or Ctrl-C predicts only what is missing. Resume
@@ -43,6 +44,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available (torch backend)")
     parser.add_argument("--backend", choices=BACKENDS, default="torch",
                         help="onnx: the run's model.onnx (python -m trainers.export) on onnxruntime")
+    parser.add_argument("--no-calibration", dest="calibrated", action="store_false",
+                        help="raw softmax probabilities, without the run's fitted temperature")
     parser.add_argument("--resume", action="store_true", help="skip images already predicted in --out")
     args = parser.parse_args(argv)
     if args.out is not None and args.out.suffix not in OUT_FORMATS:
@@ -164,7 +167,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if device == "cuda" and args.backend == "torch" and not torch.cuda.is_available():
         raise SystemExit("error: --device cuda: PyTorch sees no CUDA device")
     try:
-        predictor = Predictor.from_run(args.model, device, backend=args.backend)
+        predictor = Predictor.from_run(args.model, device, backend=args.backend, calibrated=args.calibrated)
     except (OSError, ValueError, RuntimeError) as err:
         raise SystemExit(f"error: cannot load {args.model}: {err}") from None
     k = min(args.topk, len(predictor.labels))
@@ -199,7 +202,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         journal.remove()
     rate = len(todo) / seconds if seconds > 0 else 0.0
     print(f"{len(todo)} images in {seconds:.1f} s ({rate:.1f} images/s, {predictor.backend} on {device}), "
-          f"{errors} unreadable" + (f"; wrote {args.out}" if args.out else ""), file=sys.stderr)
+          f"{errors} unreadable; softmax temperature {predictor.temperature:.3g}"
+          + (f"; wrote {args.out}" if args.out else ""), file=sys.stderr)
     return rows
 
 

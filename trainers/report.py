@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from torch.utils.flop_counter import FlopCounterMode
 
+from runfolder import TEMPERATURE
 from trainers.config import REPO_ROOT
 
 
@@ -74,7 +75,10 @@ def print_summary(run_dir: Path, metrics: dict) -> None:
             ("AUROC", f"{metrics['auroc']:.3f}" if "auroc" in metrics else None),
             ("sensitivity / specificity", f"{metrics['sensitivity']:.2%} / {metrics['specificity']:.2%}"
              if "sensitivity" in metrics else None),
-            ("ECE", f"{metrics['ece']:.3f}"), ("params", f"{metrics['params'] / 1e6:.2f} M"),
+            ("ECE", f"{metrics['ece']:.3f}"),
+            ("ECE at temperature T", f"{metrics['ece_calibrated']:.3f} (T = {metrics[TEMPERATURE]:.3f})"
+             if TEMPERATURE in metrics else None),
+            ("params", f"{metrics['params'] / 1e6:.2f} M"),
             ("MACs", f"{metrics['macs'] / 1e9:.2f} G"), ("train img/s", f"{metrics['train_images_per_s']:.1f}"),
             ("latency (batch 1)", f"{metrics['latency_ms']:.1f} ms"),
             ("epochs (best)", f"{metrics['epochs']} ({metrics['best_epoch']})"),
