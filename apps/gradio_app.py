@@ -228,7 +228,7 @@ class Results:
 
     def updates(self) -> list:
         status = gr.skip() if self.status is None else status_update(self.status, self.error)
-        face_caption = f"Face crop the models saw · {size_caption(self.face)}" if self.face else "Face crop"
+        face_caption = f"Face the models saw · {size_caption(self.face)}" if self.face else "Face crop"
         shown = [gr.Label(value=probs, label=title, visible=True) for title, probs in self.labels]
         return [
             status,
@@ -455,17 +455,16 @@ def build_app(catalog: Catalog, backend: str = "torch", analytics: bool | None =
                 status = gr.Markdown(visible=False, elem_id="status")
                 summary = gr.HTML(visible=False, elem_id="summary")
                 with gr.Row():
-                    with gr.Column():
-                        cam_image = gr.Image(label="Grad-CAM", interactive=False, height=PICTURE_HEIGHT,
-                                             elem_id="gradcam", buttons=PICTURE_BUTTONS)
-                        cam_caption = gr.Markdown(elem_id="cam-caption")
+                    cam_image = gr.Image(label="Grad-CAM", interactive=False, height=PICTURE_HEIGHT,
+                                         elem_id="gradcam", buttons=PICTURE_BUTTONS)
                     face = gr.Image(label="Face crop", visible=False, height=PICTURE_HEIGHT, interactive=False,
                                     elem_id="face", buttons=PICTURE_BUTTONS)
-                    with gr.Column(min_width=200):
-                        cam_model = gr.Dropdown(selected, value=selected[0] if selected else None,
-                                                label="Grad-CAM model")
-                        cam_class = gr.Dropdown([TOP_CLASS], value=TOP_CLASS, label="Grad-CAM class")
-                        cam_run = gr.Button("Show Grad-CAM")
+                cam_caption = gr.Markdown(elem_id="cam-caption")
+                with gr.Row(equal_height=True):
+                    cam_model = gr.Dropdown(selected, value=selected[0] if selected else None,
+                                            label="Grad-CAM model")
+                    cam_class = gr.Dropdown([TOP_CLASS], value=TOP_CLASS, label="Grad-CAM class")
+                    cam_run = gr.Button("Show Grad-CAM", scale=0, min_width=200)
                 with gr.Row():
                     slots = [gr.Label(num_top_classes=5, visible=False, min_width=200) for _ in range(SLOTS)]
         with gr.Tab("API"):

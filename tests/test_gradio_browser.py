@@ -32,6 +32,8 @@ GOLDFISH = EXAMPLES / "tiny-imagenet" / "goldfish_n01443537_0.JPEG"
 # A Tiny ImageNet run folder from before human label names has WordNet ids as label_names and words.txt's glosses
 # in label_descriptions (the shipped run was one such); the page shows names either way.
 TINY_IMAGENET_RUN = REPO / "reference" / "tiny-imagenet-efficientnet_lite0"
+FER_RUN = REPO / "reference" / "fer2013-efficientnet_lite0"
+FER_FACE = EXAMPLES / "fer2013" / "happy_PublicTest_58895662.jpg"  # 48x48, a face crop already
 WNID = re.compile(r"\bn\d{8}\b")
 TIMEOUT_MS = 120_000  # a shared 2-core CPU is slow to load a model the first time
 
@@ -44,11 +46,11 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def app_url(tiny_run):
-    """The app with two tasks: the trained CIFAR-10 test run, and the shipped Tiny ImageNet run."""
+    """The app with three tasks: the trained CIFAR-10 test run, and the shipped Tiny ImageNet and FER2013 runs."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    demo = build_app(discover([tiny_run.parent, TINY_IMAGENET_RUN], None, []))
+    demo = build_app(discover([tiny_run.parent, TINY_IMAGENET_RUN, FER_RUN], None, []))
     demo.queue(default_concurrency_limit=2)
     _, url, _ = launch(demo, server_port=port, prevent_thread_lock=True, quiet=True)
     yield url
@@ -101,6 +103,7 @@ def assert_no_results(page) -> None:
 
 
 def shoot(page, path: Path) -> Path:
+    page.wait_for_timeout(1000)  # let gradio's pending-output fade finish: the picture is for people to look at
     page.screenshot(path=path, full_page=True)
     assert path.stat().st_size > 10_000
     return path
@@ -117,13 +120,13 @@ def test_upload_predict_and_see_labels_and_gradcam(page, tiny_run, tmp_path):
     expect(page.locator("#summary")).to_contain_text("cifar10-tiny")
     expect(page.locator("#summary")).to_contain_text(f"{top} (")  # the model's own top-1 with its probability
     expect(page.get_by_text(top, exact=True).first).to_be_visible()
-    cam = page.locator("#gradcam img")
     expect(page.locator("#cam-caption")).to_contain_text("Where cifar10-tiny looked for ")
+    shoot(page, tmp_path / "predicted.png")
+    cam = page.locator("#gradcam img")
     assert cam.evaluate("img => img.naturalWidth") >= DISPLAY_SIDE * 0.8, "the heatmap is sent enlarged"
     assert cam.bounding_box()["width"] >= 250, "and shown at a useful size"
     # The enlarged 32 px input fills its box, as the heatmap beside it does.
     assert page.locator("#image img").bounding_box()["width"] >= 250
-    shoot(page, tmp_path / "predicted.png")
 
 
 def test_a_new_image_or_task_leaves_no_stale_gradcam(page, tmp_path):
@@ -173,3 +176,19 @@ def test_tiny_imagenet_labels_are_names_not_wordnet_ids(page, tmp_path):
     page_text = page.locator("body").inner_text()
     assert not WNID.search(page_text.replace(GOLDFISH.name, "")), "a WordNet id is shown where a name belongs"
     shoot(page, tmp_path / "tiny-imagenet-names.png")
+
+
+def test_a_48px_face_and_its_crop_are_shown_enlarged_with_their_true_size(page, tmp_path):
+    from playwright.sync_api import expect
+
+    choose_task(page, "fer2013")
+    give(page, FER_FACE)
+    expect(page.locator("#image")).to_contain_text("Image · 48×48 px, shown enlarged")
+    predict(page)
+    scale = DISPLAY_SIDE // 48
+    expect(page.locator("#face")).to_contain_text(f"Face the models saw · 48×48 px, shown ×{scale}")
+    shoot(page, tmp_path / "fer-face-crop.png")
+    face = page.locator("#face img")
+    assert face.evaluate("img => img.naturalWidth") == 48 * scale
+    assert face.bounding_box()["width"] >= 250, "the crop is shown at a useful size"
+    assert page.locator("#image img").bounding_box()["width"] >= 250, "and so is the input"
