@@ -249,16 +249,21 @@ def failure(what: str, err: gr.Error | ImageError) -> str:
     return f"**{what}:** {err.message if isinstance(err, gr.Error) else err}"
 
 
+def display_scale(image: Image.Image) -> int:
+    """The whole factor that brings a small picture to about DISPLAY_SIDE (1 for larger ones)."""
+    return max(1, DISPLAY_SIDE // max(image.size))
+
+
 def enlarged(image: Image.Image) -> Image.Image:
-    """`image` scaled up by a whole factor to about DISPLAY_SIDE, nearest-neighbour: every pixel the model saw
-    stays a sharp square instead of a blur (or a speck)."""
-    scale = max(1, DISPLAY_SIDE // max(image.size))
+    """`image` scaled up by `display_scale`, nearest-neighbour: every pixel the model saw stays a sharp square
+    instead of a blur (or a speck)."""
+    scale = display_scale(image)
     return image.resize((image.width * scale, image.height * scale), Image.NEAREST)
 
 
 def size_caption(image: Image.Image) -> str:
     """The true size, and the enlargement when `enlarged` applies one."""
-    scale = max(1, DISPLAY_SIDE // max(image.size))
+    scale = display_scale(image)
     return f"{image.width}×{image.height} px" + (f", shown ×{scale}" if scale > 1 else "")
 
 
@@ -319,7 +324,8 @@ def compare(pool: ModelPool, image: dict | None, models: list[str], use_face: bo
     if use_face:
         picture, note = face_crop(picture)
         face = picture
-        notes += [note] * bool(note)
+        if note:
+            notes.append(note)
     predictions = pool.predict(names, [picture])
     if cam_model not in names:
         cam_model, cam_class = names[0], TOP_CLASS
@@ -364,7 +370,8 @@ def on_image(image: dict | None) -> list:
         picture = decode(image)
     except ImageError as err:
         log.warning("refused upload: %s", err)
-        return [gr.Image(None, label="Image", elem_classes=[]), *Results(failure("Image refused", err), True).updates()]
+        refused = Results(failure("Image refused", err), error=True)
+        return [gr.Image(None, label="Image", elem_classes=[]), *refused.updates()]
     small = max(picture.size) < DISPLAY_SIDE
     return [gr.Image(label=f"Image · {picture.width}×{picture.height} px" + (", shown enlarged" if small else ""),
                      elem_classes=[SMALL_INPUT] if small else []),
