@@ -13,10 +13,14 @@ Every image goes through `trainers.inference` (the one decoding and preprocessin
 from __future__ import annotations
 
 import argparse
+import html
+import logging
+import os
 import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from functools import lru_cache, partial
 from pathlib import Path
 
@@ -39,16 +43,49 @@ FACE_DATASETS = {"fer2013"}
 SLOTS = 6  # models shown side by side at once
 MIN_SIDE = 8  # px: below this an "image" is a few flat colours, and any prediction would be noise
 MAX_BATCH = 32
-CAM_DISPLAY = 256  # px
+DISPLAY_SIDE = 320  # px: smaller pictures (32 px CIFAR-10, a 96 px Grad-CAM) are shown enlarged to about this
+PICTURE_HEIGHT = 340  # px: the input, face crop and Grad-CAM boxes side by side
+PICTURE_BUTTONS = ["download", "fullscreen"]  # not "share": visitors' images are not posted to the Hub from here
+SMALL_INPUT = "small-input"  # CSS class of the upload box while it holds an image below DISPLAY_SIDE
 CONCURRENCY = 2  # requests computed at once; the rest wait in the queue
 LOADED_MODELS = 8  # predictors kept in memory
 TOP_CLASS = "top prediction"
+# The demo receives people's images: gradio's usage analytics and its start-up version check (requests to
+# api.gradio.app and huggingface.co) stay off unless the deployer sets gradio's own variable to True or passes
+# --analytics. (gradio's default is on.)
+ANALYTICS_ENV = "GRADIO_ANALYTICS_ENABLED"
 HOW_TO_TRAIN = (
     "No fine-tuned model found. Train one with `python trainers/finetune.py` (EfficientNet-Lite0 on the bundled "
     "CIFAR-10 sample, a few minutes on a CPU; it writes `runs/<run-id>/`), then restart this app. "
     "Other sources: `--runs DIR`, the leaderboard store (`--db` / `ARENA_DB`), or Hub repos listed in "
     "`ARENA_HUB_MODELS` / `apps/hub_models.txt`."
 )
+
+# Summary table cells never wrap (numbers and tags broken mid-word are unreadable); a small upload is drawn
+# enlarged with nearest-neighbour pixels, as the model's own low-resolution input really looks.
+APP_CSS = f"""
+#summary table {{ width: auto; border-collapse: collapse; }}
+#summary th, #summary td {{ white-space: nowrap; padding: 4px 12px; text-align: left; }}
+#summary td.number {{ text-align: right; font-variant-numeric: tabular-nums; }}
+#summary abbr {{ text-decoration: underline dotted; cursor: help; }}
+#summary .note {{ font-size: 0.85em; opacity: 0.75; margin-top: 4px; }}
+.{SMALL_INPUT} img {{ image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain; }}
+#status.error, #status.error * {{ color: #b91c1c; }}
+"""
+log = logging.getLogger("apps.gradio_app")
+
+
+def refuse(message: str) -> gr.Error:
+    """A handled error for the visitor: logged on one line, and shown without a traceback in the server log."""
+    log.warning("refused: %s", message)
+    return gr.Error(message, print_exception=False)
+
+
+def load_warm(source: str, backend: str, calibrated: bool) -> Predictor:
+    """A predictor that has run once, so the latency shown for a visitor's first image excludes the warm-up."""
+    predictor = Predictor.from_run(source, backend=backend, calibrated=calibrated)
+    predictor.warm_up()
+    return predictor
 
 
 class ModelPool:
@@ -61,14 +98,15 @@ class ModelPool:
     def __init__(self, catalog: Catalog, max_loaded: int = LOADED_MODELS, backend: str = "torch",
                  calibrated: bool = True):
         self.catalog = catalog
-        self._load = lru_cache(maxsize=max_loaded)(partial(Predictor.from_run, backend=backend, calibrated=calibrated))
+        self.backend = backend
+        self._load = lru_cache(maxsize=max_loaded)(partial(load_warm, backend=backend, calibrated=calibrated))
         self._locks: dict[str, threading.Lock] = {}
 
     def entry(self, name: str) -> ModelEntry:
         try:
             return self.catalog.get(name)
         except KeyError:
-            raise gr.Error(f"unknown model {name!r}; available: {', '.join(self.names()) or 'none'}") from None
+            raise refuse(f"unknown model {name!r}; available: {', '.join(self.names()) or 'none'}") from None
 
     @contextmanager
     def use(self, name: str) -> Iterator[Predictor]:
@@ -77,7 +115,7 @@ class ModelPool:
             try:
                 predictor = self._load(entry.source)
             except Exception as err:  # broken weights, unreachable Hub: name the model, keep serving the others
-                raise gr.Error(f"model {name} could not be loaded: {type(err).__name__}: {err}") from err
+                raise refuse(f"model {name} could not be loaded: {type(err).__name__}: {err}") from err
             yield predictor
 
     def names(self) -> list[str]:
@@ -118,7 +156,7 @@ def decode_or_fail(upload: dict | None) -> Image.Image:
     try:
         return decode(upload)
     except ImageError as err:
-        raise gr.Error(str(err)) from None
+        raise refuse(str(err)) from None
 
 
 def probabilities(prediction: Prediction, row: int = 0) -> dict[str, float]:
@@ -127,7 +165,7 @@ def probabilities(prediction: Prediction, row: int = 0) -> dict[str, float]:
 
 def chosen(pool: ModelPool, models: list[str] | None) -> list[str]:
     if not pool.catalog.models:
-        raise gr.Error(HOW_TO_TRAIN)
+        raise refuse(HOW_TO_TRAIN)
     names = list(models) if models else pool.names()
     for name in names:
         pool.entry(name)  # refuse unknown names before computing anything
@@ -155,9 +193,9 @@ def api_predict_batch(pool: ModelPool, files: list[dict] | None, models: list[st
     """Several images -> one entry per image, in order; an unreadable image gets an `error` instead."""
     names = chosen(pool, models)
     if not files:
-        raise gr.Error("no images given")
+        raise refuse("no images given")
     if len(files) > MAX_BATCH:
-        raise gr.Error(f"{len(files)} images: at most {MAX_BATCH} per request")
+        raise refuse(f"{len(files)} images: at most {MAX_BATCH} per request")
     results: list[dict] = [{"image": f.get("orig_name") or Path(f["path"]).name} for f in files]
     images, rows = [], []
     for i, upload in enumerate(files):
@@ -176,11 +214,111 @@ def api_predict_batch(pool: ModelPool, files: list[dict] | None, models: list[st
 # ---- the visitor's page
 
 
-def compare(pool: ModelPool, image: dict | None, models: list[str], use_face: bool) -> list:
-    """Top-5 of every selected model side by side (one Label per slot), latencies, and the face crop if used."""
+@dataclass
+class Results:
+    """Everything the result area shows. `updates()` replaces every result component, so a new image, a task
+    switch or an error never leaves an earlier image's labels, table or Grad-CAM on screen."""
+
+    status: str | None = ""  # markdown note or error; None leaves the current one (see `on_image`)
+    error: bool = False
+    summary: str = ""  # HTML table
+    face: Image.Image | None = None
+    cam: Image.Image | None = None
+    cam_caption: str = ""  # markdown under the heatmap: whose, which class, at what size
+    labels: list[tuple[str, dict[str, float]]] = field(default_factory=list)  # (title, probabilities) per model
+
+    def updates(self) -> list:
+        status = gr.skip() if self.status is None else status_update(self.status, self.error)
+        face_caption = f"Face the models saw · {size_caption(self.face)}" if self.face else "Face crop"
+        shown = [gr.Label(value=probs, label=title, visible=True) for title, probs in self.labels]
+        return [
+            status,
+            gr.HTML(self.summary, visible=bool(self.summary)),
+            gr.Image(enlarged(self.face) if self.face else None, label=face_caption, visible=self.face is not None),
+            gr.Image(self.cam),
+            gr.Markdown(self.cam_caption),
+            *shown,
+            *[gr.Label(value=None, visible=False)] * (SLOTS - len(shown)),
+        ]
+
+
+def status_update(text: str, error: bool = False) -> gr.Markdown:
+    return gr.Markdown(text, visible=bool(text), elem_classes=["error"] if error else [])
+
+
+def failure(what: str, err: gr.Error | ImageError) -> str:
+    return f"**{what}:** {err.message if isinstance(err, gr.Error) else err}"
+
+
+def display_scale(image: Image.Image) -> int:
+    """The whole factor that brings a small picture to about DISPLAY_SIDE (1 for larger ones)."""
+    return max(1, DISPLAY_SIDE // max(image.size))
+
+
+def enlarged(image: Image.Image) -> Image.Image:
+    """`image` scaled up by `display_scale`, nearest-neighbour: every pixel the model saw stays a sharp square
+    instead of a blur (or a speck)."""
+    scale = display_scale(image)
+    return image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+
+
+def size_caption(image: Image.Image) -> str:
+    """The true size, and the enlargement when `enlarged` applies one."""
+    scale = display_scale(image)
+    return f"{image.width}×{image.height} px" + (f", shown ×{scale}" if scale > 1 else "")
+
+
+def summary_table(pool: ModelPool, predictions: dict[str, Prediction]) -> str:
+    """One row per model, cells that never wrap; the backbone's full pretrained tag is its tooltip."""
+    entries = [pool.entry(name) for name in predictions]
+    splits = {entry.eval_split for entry in entries}
+    split = splits.pop() if len(splits) == 1 else None  # one split: say it once, in the header
+    rows = []
+    for entry, prediction in zip(entries, predictions.values(), strict=True):
+        (best, p), = prediction.topk(0, 1)
+        cells = [
+            f"<td>{html.escape(entry.name)}</td>",
+            f'<td><abbr title="{html.escape(entry.backbone)}">{html.escape(entry.architecture)}</abbr></td>',
+            f'<td class="number">{html.escape(entry.top1_text if split else entry.score)}</td>',
+            f'<td class="number">{prediction.latency_ms:.1f}</td>',
+            f"<td>{html.escape(best)} ({p:.1%})</td>",
+        ]
+        rows.append(f"<tr>{''.join(cells)}</tr>")
+    score = f"top-1 ({split} split)" if split else "top-1 (split)"
+    head = "".join(f"<th>{h}</th>" for h in ("model", "backbone", score, "forward ms", "top prediction"))
+    note = (f"forward ms: this image's forward pass on the server's CPU ({pool.backend}), with the model already "
+            "warm; decoding and resizing not included. Hover a backbone for its pretrained weights.")
+    return f'<table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table><p class="note">{note}</p>'
+
+
+def gradcam_view(pool: ModelPool, picture: Image.Image, model: str, target: str | None) -> tuple[Image.Image, str]:
+    """Grad-CAM of `target` (a label, or the model's top prediction) for one model, enlarged, with its caption."""
+    with pool.use(model) as predictor:
+        if predictor.model is None:
+            raise refuse("Grad-CAM needs the PyTorch model: start the app with --backend torch")
+        if target and target != TOP_CLASS:
+            if target not in predictor.labels:
+                raise refuse(f"{model} has no class {target!r}")
+            index = predictor.labels.index(target)
+        else:
+            index = int(predictor.predict([picture]).probs[0].argmax())
+        try:
+            overlay = Image.fromarray(gradcam(predictor, picture, index))
+        except GradCamError as err:
+            raise refuse(str(err)) from None
+    caption = (f"Where **{model}** looked for **{predictor.labels[index]}**: Grad-CAM on the model's input, "
+               f"{size_caption(overlay)}.")
+    return enlarged(overlay), caption
+
+
+def compare(pool: ModelPool, image: dict | None, models: list[str], use_face: bool,
+            cam_model: str | None = None, cam_class: str | None = None) -> Results:
+    """Top-5 of every selected model side by side, the summary table, the face crop if used, and the Grad-CAM
+    of `cam_model` (the first model unless it is one of those selected)."""
     names = chosen(pool, models)
+    notes = []
     if len(names) > SLOTS:
-        gr.Warning(f"{len(names)} models selected: showing the first {SLOTS}")
+        notes.append(f"{len(names)} models selected: showing the first {SLOTS}.")
         names = names[:SLOTS]
     picture = decode_or_fail(image)
     face = None
@@ -188,42 +326,61 @@ def compare(pool: ModelPool, image: dict | None, models: list[str], use_face: bo
         picture, note = face_crop(picture)
         face = picture
         if note:
-            gr.Warning(note)
+            notes.append(note)
     predictions = pool.predict(names, [picture])
-    rows = ["| model | backbone | val top-1 | latency | prediction |", "|---|---|---|---|---|"]
-    labels = []
-    for name, prediction in predictions.items():
-        entry = pool.entry(name)
-        (best, p), latency = prediction.topk(0, 1)[0], prediction.latency_ms
-        top1 = f"{entry.top1:.1%}" if entry.top1 is not None else "n/a"
-        rows.append(f"| {name} | {entry.backbone} | {top1} | {latency:.1f} ms | {best} ({p:.1%}) |")
-        labels.append(gr.Label(value=probabilities(prediction), label=f"{name} · {latency:.1f} ms", visible=True))
-    labels += [gr.Label(value=None, visible=False)] * (SLOTS - len(labels))
-    return [gr.Markdown("\n".join(rows)), gr.Image(value=face, visible=face is not None), *labels]
+    if cam_model not in names:
+        cam_model, cam_class = names[0], TOP_CLASS
+    try:
+        cam, cam_caption = gradcam_view(pool, picture, cam_model, cam_class)
+    except gr.Error as err:  # the predictions stand; say why there is no heatmap where it would be
+        cam, cam_caption = None, f"No Grad-CAM: {err.message}"
+    labels = [(f"{name} · {p.latency_ms:.1f} ms", probabilities(p)) for name, p in predictions.items()]
+    return Results(status=" ".join(notes), summary=summary_table(pool, predictions), face=face, cam=cam,
+                   cam_caption=cam_caption, labels=labels)
 
 
-def explain(pool: ModelPool, image: dict | None, model: str | None, target: str | None, use_face: bool):
-    """Grad-CAM overlay of `target` (a label, or the model's top prediction) for one model."""
-    if not model:
-        raise gr.Error("choose a model for Grad-CAM")
-    picture = decode_or_fail(image)
-    if use_face:
-        picture, _ = face_crop(picture)
-    with pool.use(model) as predictor:
-        if predictor.model is None:
-            raise gr.Error("Grad-CAM needs the PyTorch model: start the app with --backend torch")
-        if target and target != TOP_CLASS:
-            index = predictor.labels.index(target)
-        else:
-            index = int(predictor.predict([picture]).probs[0].argmax())
-        try:
-            overlay = gradcam(predictor, picture, index)
-        except GradCamError as err:
-            raise gr.Error(str(err)) from None
-    # Shown at least CAM_DISPLAY px wide: a 32-64 px model input would otherwise be a speck on the page.
-    scale = max(1, CAM_DISPLAY // max(overlay.shape[:2]))
-    shown = Image.fromarray(overlay).resize((overlay.shape[1] * scale, overlay.shape[0] * scale), Image.NEAREST)
-    return gr.Image(value=shown, label=f"Grad-CAM · {model} · {predictor.labels[index]}")
+def on_predict(pool: ModelPool, image: dict | None, models: list[str], use_face: bool, cam_model: str | None,
+               cam_class: str | None) -> list:
+    try:
+        return compare(pool, image, models, use_face, cam_model, cam_class).updates()
+    except gr.Error as err:
+        return Results(failure("Not predicted", err), error=True).updates()
+
+
+def on_explain(pool: ModelPool, image: dict | None, model: str | None, target: str | None, use_face: bool) -> list:
+    """[status, Grad-CAM, its caption]: a new heatmap for the chosen model and class, or an error in place of the
+    old one."""
+    try:
+        if not model:
+            raise refuse("choose a model for Grad-CAM")
+        picture = decode_or_fail(image)
+        if use_face:
+            picture, _ = face_crop(picture)
+        cam, caption = gradcam_view(pool, picture, model, target)
+    except gr.Error as err:
+        return [status_update(failure("No Grad-CAM", err), error=True), gr.Image(None), gr.Markdown("")]
+    return [status_update(""), gr.Image(cam), gr.Markdown(caption)]
+
+
+def on_image(image: dict | None) -> list:
+    """[upload box, results...] for a new or removed input: every result goes, and a file that is not a usable
+    image is refused now, before Predict. The upload box's caption gives the image's true size."""
+    if not image:  # removed, or cleared after a refusal: keep the refusal message on screen
+        return [gr.Image(label="Image", elem_classes=[]), *Results(status=None).updates()]
+    try:
+        picture = decode(image)
+    except ImageError as err:
+        log.warning("refused upload: %s", err)
+        refused = Results(failure("Image refused", err), error=True)
+        return [gr.Image(None, label="Image", elem_classes=[]), *refused.updates()]
+    small = max(picture.size) < DISPLAY_SIDE
+    return [gr.Image(label=f"Image · {picture.width}×{picture.height} px" + (", shown enlarged" if small else ""),
+                     elem_classes=[SMALL_INPUT] if small else []),
+            *Results().updates()]
+
+
+def cleared() -> list:
+    return Results().updates()
 
 
 def class_choices(pool: ModelPool, model: str | None) -> gr.Dropdown:
@@ -243,7 +400,8 @@ def model_choices(catalog: Catalog, dataset: str | None) -> list[tuple[str, str]
 
 
 def on_dataset(catalog: Catalog, dataset: str | None) -> list:
-    """A new task: its models (best first, up to SLOTS selected), its examples, face crop for FER."""
+    """A new task: its models (best first, up to SLOTS selected), its examples, face crop for FER; and no result
+    of the previous task left on screen."""
     models = catalog.for_dataset(dataset)
     selected = [m.name for m in models[:SLOTS]]
     return [
@@ -251,7 +409,13 @@ def on_dataset(catalog: Catalog, dataset: str | None) -> list:
         gr.Checkbox(visible=dataset in FACE_DATASETS, value=dataset in FACE_DATASETS),
         gr.Dropdown(choices=selected, value=selected[0] if selected else None),
         *[gr.Column(visible=name == dataset) for name in example_datasets(catalog)],
+        *cleared(),
     ]
+
+
+def on_models(models: list[str]) -> list:
+    """Another selection: the Grad-CAM model list follows it, and results of the old selection go."""
+    return [gr.Dropdown(choices=models, value=models[0] if models else None), *cleared()]
 
 
 def example_datasets(catalog: Catalog) -> list[str]:
@@ -267,19 +431,27 @@ def intro(catalog: Catalog) -> str:
     return "\n\n".join(lines)
 
 
-def build_app(catalog: Catalog, backend: str = "torch", calibrated: bool = True) -> gr.Blocks:
+def analytics_requested() -> bool:
+    return os.environ.get(ANALYTICS_ENV, "False") == "True"
+
+
+def build_app(catalog: Catalog, backend: str = "torch", analytics: bool | None = None,
+              calibrated: bool = True) -> gr.Blocks:
+    """The page and the API. Launch it with `launch` (it brings the page's CSS). Gradio analytics: `analytics`,
+    else on only when $GRADIO_ANALYTICS_ENABLED is True."""
     pool = ModelPool(catalog, backend=backend, calibrated=calibrated)
     datasets = catalog.datasets()
     first = datasets[0] if datasets else None
     selected = [m.name for m in catalog.for_dataset(first)[:SLOTS]]
-    with gr.Blocks(title="Backbone Arena") as demo:
+    analytics = analytics_requested() if analytics is None else analytics
+    with gr.Blocks(title="Backbone Arena", analytics_enabled=analytics) as demo:
         gr.Markdown(intro(catalog), elem_id="intro")
         with gr.Tab("Compare"), gr.Row():
-            with gr.Column(scale=1):
-                dataset = gr.Dropdown(datasets, value=first, label="Dataset / task")
+            with gr.Column(scale=1, min_width=320):
+                dataset = gr.Dropdown(datasets, value=first, label="Dataset / task", elem_id="dataset")
                 models = gr.CheckboxGroup(model_choices(catalog, first), value=selected, label="Models")
-                image = gr.Image(type="filepath", sources=["upload", "webcam", "clipboard"], label="Image", height=280,
-                                     elem_id="image")
+                image = gr.Image(type="filepath", sources=["upload", "webcam", "clipboard"], label="Image",
+                                 height=PICTURE_HEIGHT, elem_id="image")
                 use_face = gr.Checkbox(value=first in FACE_DATASETS, visible=first in FACE_DATASETS,
                                        label="Crop to the face first (OpenCV Haar cascade)")
                 run = gr.Button("Predict", variant="primary")
@@ -289,16 +461,21 @@ def build_app(catalog: Catalog, backend: str = "torch", calibrated: bool = True)
                         gr.Examples(example_files(name), inputs=[image], label=f"Examples: {name}")
                     example_columns.append(column)
             with gr.Column(scale=2):
-                summary = gr.Markdown(elem_id="summary")
+                status = gr.Markdown(visible=False, elem_id="status")
+                summary = gr.HTML(visible=False, elem_id="summary")
                 with gr.Row():
-                    slots = [gr.Label(num_top_classes=5, visible=False) for _ in range(SLOTS)]
-                face = gr.Image(label="Face crop the models saw", visible=False, height=160, interactive=False)
-                with gr.Accordion("Grad-CAM", open=True):
-                    with gr.Row():
-                        cam_model = gr.Dropdown(selected, value=selected[0] if selected else None, label="Model")
-                        cam_class = gr.Dropdown([TOP_CLASS], value=TOP_CLASS, label="Class")
-                    cam_run = gr.Button("Show Grad-CAM")
-                    cam_image = gr.Image(label="Grad-CAM", interactive=False, height=300, elem_id="gradcam")
+                    cam_image = gr.Image(label="Grad-CAM", interactive=False, height=PICTURE_HEIGHT,
+                                         elem_id="gradcam", buttons=PICTURE_BUTTONS)
+                    face = gr.Image(label="Face crop", visible=False, height=PICTURE_HEIGHT, interactive=False,
+                                    elem_id="face", buttons=PICTURE_BUTTONS)
+                cam_caption = gr.Markdown(elem_id="cam-caption")
+                with gr.Row(equal_height=True):
+                    cam_model = gr.Dropdown(selected, value=selected[0] if selected else None,
+                                            label="Grad-CAM model")
+                    cam_class = gr.Dropdown([TOP_CLASS], value=TOP_CLASS, label="Grad-CAM class")
+                    cam_run = gr.Button("Show Grad-CAM", scale=0, min_width=200)
+                with gr.Row():
+                    slots = [gr.Label(num_top_classes=5, visible=False, min_width=200) for _ in range(SLOTS)]
         with gr.Tab("API"):
             gr.Markdown(api_help())
             api_models = gr.Dropdown(pool.names(), multiselect=True, label="Models (empty: all)")
@@ -308,22 +485,33 @@ def build_app(catalog: Catalog, backend: str = "torch", calibrated: bool = True)
                     api_run = gr.Button("Predict (/predict)")
                     api_out = gr.JSON(label="/predict")
                 with gr.Column():
-                    api_files = gr.File(file_count="multiple", type="filepath", label="Several images")
+                    api_files = gr.File(file_count="multiple", type="filepath", file_types=["image"],
+                                        label="Several images")
                     batch_run = gr.Button("Predict all (/predict_batch)")
                     batch_out = gr.JSON(label="/predict_batch")
 
+        results = [status, summary, face, cam_image, cam_caption, *slots]  # the order of `Results.updates()`
         private = {"api_visibility": "private"}  # UI plumbing, not part of the API
         raw = {"preprocess": False}  # uploads reach `decode` undecoded (see there); model names are checked by the pool
-        dataset.change(partial(on_dataset, catalog), dataset, [models, use_face, cam_model, *example_columns],
-                       **private)
-        models.change(lambda m: gr.Dropdown(choices=m, value=m[0] if m else None), models, cam_model, **private)
+        dataset.change(partial(on_dataset, catalog), dataset, [models, use_face, cam_model, *example_columns,
+                                                                *results], **private)
+        models.change(on_models, models, [cam_model, *results], **private)
+        use_face.change(cleared, None, results, **private)
+        image.change(on_image, image, [image, *results], **private, **raw)
         cam_model.change(partial(class_choices, pool), cam_model, cam_class, **private)
-        run.click(partial(compare, pool), [image, models, use_face], [summary, face, *slots], **private, **raw)
-        cam_run.click(partial(explain, pool), [image, cam_model, cam_class, use_face], cam_image, **private, **raw)
+        run.click(partial(on_predict, pool), [image, models, use_face, cam_model, cam_class], results, **private,
+                  **raw)
+        cam_run.click(partial(on_explain, pool), [image, cam_model, cam_class, use_face],
+                      [status, cam_image, cam_caption], **private, **raw)
         api_run.click(partial(api_predict, pool), [api_image, api_models], api_out, api_name="predict", **raw)
         batch_run.click(partial(api_predict_batch, pool), [api_files, api_models], batch_out, api_name="predict_batch",
                         **raw)
     return demo
+
+
+def launch(demo: gr.Blocks, **options) -> tuple:
+    """`demo.launch` with the page's CSS (gradio 6 takes CSS at launch, not in `gr.Blocks`)."""
+    return demo.launch(css=APP_CSS, **options)
 
 
 def api_help() -> str:
@@ -350,16 +538,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="onnx: each model.onnx (python -m trainers.export) on onnxruntime; no Grad-CAM")
     parser.add_argument("--no-calibration", dest="calibrated", action="store_false",
                         help="show raw softmax probabilities, without each run's fitted temperature")
+    parser.add_argument("--analytics", action="store_true",
+                        help=f"send gradio's usage analytics and check its version at start-up (default off; "
+                             f"{ANALYTICS_ENV}=True does the same)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     catalog = discover([*DEFAULT_RUN_ROOTS, *args.runs], args.db or default_db_path(), configured_hub_ids())
     print(f"{len(catalog.models)} model(s) for {len(catalog.datasets())} dataset(s)", flush=True)
-    demo = build_app(catalog, backend=args.backend, calibrated=args.calibrated)
+    demo = build_app(catalog, backend=args.backend, analytics=args.analytics or None, calibrated=args.calibrated)
     demo.queue(default_concurrency_limit=CONCURRENCY, max_size=64)
-    demo.launch(server_name=args.host, server_port=args.port, max_file_size="50mb", show_error=True)
+    launch(demo, server_name=args.host, server_port=args.port, max_file_size="50mb", show_error=True)
 
 
 if __name__ == "__main__":

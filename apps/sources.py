@@ -28,13 +28,27 @@ class ModelEntry:
     name: str
     source: str
     dataset: str
-    backbone: str
+    backbone: str  # the full pretrained tag, e.g. tf_efficientnet_lite0.in1k
     top1: float | None
+    eval_split: str  # the split `top1` was measured on (metrics.json `eval_split`)
+
+    @property
+    def architecture(self) -> str:
+        """The backbone without its pretrained tag: short enough for a table cell."""
+        return self.backbone.split(".")[0]
+
+    @property
+    def top1_text(self) -> str:
+        return f"{self.top1:.1%}" if self.top1 is not None else "n/a"
+
+    @property
+    def score(self) -> str:
+        """`top1` with the split it was measured on, e.g. '88.6% (val)'."""
+        return f"{self.top1_text} ({self.eval_split})"
 
     @property
     def title(self) -> str:
-        top1 = f"top-1 {self.top1:.1%}" if self.top1 is not None else "top-1 n/a"
-        return f"{self.name} · {self.backbone} · {top1}"
+        return f"{self.name} · {self.architecture} · top-1 {self.score}"
 
 
 @dataclass
@@ -62,7 +76,7 @@ def entry_from_metrics(name: str, source: str, metrics: dict) -> ModelEntry:
     top1 = metrics.get("top1")
     backbone = metrics.get("pretrained_tag") or metrics.get("model") or "?"
     return ModelEntry(name, source, str(metrics.get("dataset", "unknown")), backbone,
-                      float(top1) if top1 is not None else None)
+                      float(top1) if top1 is not None else None, str(metrics.get("eval_split") or "unknown split"))
 
 
 def local_runs(roots: Iterable[Path], notes: list[str]) -> list[ModelEntry]:

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from pathlib import Path
@@ -173,6 +174,28 @@ def check_temperature(value: Any) -> float:
 def config_temperature(config: dict) -> float:
     """The run's softmax temperature from its config.json; 1.0 (no calibration) for runs written without one."""
     return check_temperature(config[TEMPERATURE]) if TEMPERATURE in config else 1.0
+
+
+def first_synonym(description: str) -> str:
+    """WordNet glosses list synonyms by comma ("go-kart, go-cart, ..."): the first is the everyday name."""
+    return description.split(",")[0].strip()
+
+
+def display_labels(label_names: list[str], descriptions: dict[str, str] | None = None) -> list[str]:
+    """What a person reads for each class: its name, or for a class whose name is an id with a description
+    (an older Tiny ImageNet run: `label_names` are wnids, `label_descriptions` {wnid: words.txt line}) the
+    description's first synonym. Names that would repeat keep their id in brackets, so every class stays
+    distinguishable."""
+    descriptions = descriptions or {}
+    shown = [first_synonym(descriptions[name]) if descriptions.get(name) else name for name in label_names]
+    repeated = {text for text, count in Counter(shown).items() if count > 1}
+    return [f"{text} ({name})" if text in repeated and text != name else text
+            for text, name in zip(shown, label_names, strict=True)]
+
+
+def config_labels(config: dict) -> list[str]:
+    """The display labels of a config.json (`read_config`) or a model's `pretrained_cfg`."""
+    return display_labels(list(config.get("label_names") or []), config.get("label_descriptions"))
 
 
 def read_history(run_dir: Path) -> pd.DataFrame:

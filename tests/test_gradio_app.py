@@ -68,6 +68,7 @@ def server(sources, tmp_path_factory):
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "ARENA_HUB_MODELS": UNCACHED_HUB_ID}
     env.pop("ARENA_DB", None)
+    env.pop(app.ANALYTICS_ENV, None)  # the default a deployer gets
     log = tmp_path_factory.mktemp("server") / "server.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
@@ -184,6 +185,17 @@ def test_hostile_inputs_get_clean_errors_and_the_server_keeps_serving(client, se
     assert "cifar10-tiny" in client.predict(handle_file(EXAMPLE), ["cifar10-tiny"], api_name="/predict")
 
 
+def test_analytics_are_off_and_a_handled_error_is_one_log_line(client, server, tmp_path):
+    assert httpx.get(f"{server['url']}config", timeout=30).json()["analytics_enabled"] is False
+    renamed = tmp_path / "notes.jpg"
+    renamed.write_text("a text file renamed .jpg")
+    with pytest.raises(Exception, match="notes.jpg: not a readable image"):
+        client.predict(handle_file(renamed), ["cifar10-tiny"], api_name="/predict")
+    log = server["log"].read_text()
+    assert re.search(r"WARNING apps.gradio_app: refused: notes.jpg: not a readable image \(.*\)\n", log)
+    assert "Traceback" not in log, "errors the app handles are logged on one line, without a traceback"
+
+
 def odd_files(folder: Path) -> dict[str, tuple[Path, Image.Image]]:
     """Valid images in awkward encodings, each with the upright RGB picture it must be read as."""
     photo = Image.open(EXAMPLE).convert("RGB").resize((96, 96))
@@ -263,12 +275,24 @@ def pool(sources) -> app.ModelPool:
 
 
 def test_compare_shows_each_model_with_latency(pool):
-    summary, face, *slots = app.compare(pool, upload(EXAMPLE), ["cifar10-tiny", "cifar10-resnet"], False)
-    assert "| cifar10-tiny | " in summary.value and " ms | " in summary.value
-    shown = [s for s in slots if s.visible]
-    assert [s.label.split(" · ")[0] for s in shown] == ["cifar10-tiny", "cifar10-resnet"]
-    assert all(s.label.endswith(" ms") for s in shown)
-    assert not face.visible
+    results = app.compare(pool, upload(EXAMPLE), ["cifar10-tiny", "cifar10-resnet"], False)
+    assert "<td>cifar10-tiny</td>" in results.summary and "forward ms" in results.summary
+    assert [title.split(" · ")[0] for title, _ in results.labels] == ["cifar10-tiny", "cifar10-resnet"]
+    assert all(re.search(r" · [\d.]+ ms$", title) for title, _ in results.labels)
+    assert results.face is None
+    assert results.cam is not None and results.cam_caption.startswith("Where **cifar10-tiny** looked for **")
+    updates = results.updates()
+    assert len(updates) == 5 + app.SLOTS and sum(u.visible is True for u in updates[5:]) == 2
+
+
+def test_score_column_names_each_runs_split(tmp_path):
+    runs = [make_run(tmp_path, "on-test", dataset="cifar10", eval_split="test"),
+            make_run(tmp_path, "on-val", dataset="cifar10", eval_split="val")]
+    pool = app.ModelPool(discover(runs, None, []))
+    only_test = app.compare(pool, upload(EXAMPLE), ["on-test"], False).summary
+    assert "top-1 (test split)" in only_test and "val" not in only_test
+    mixed = app.compare(pool, upload(EXAMPLE), ["on-test", "on-val"], False).summary
+    assert "top-1 (split)" in mixed and "% (test)</td>" in mixed and "% (val)</td>" in mixed
 
 
 def test_face_crop_for_expression_models(pool):
@@ -277,18 +301,31 @@ def test_face_crop_for_expression_models(pool):
     assert face is not None and face.width * face.height < 0.4 * portrait.width * portrait.height
     small = Image.new("RGB", (48, 48))
     assert crop_face(small) is small, "FER2013's own 48x48 images are face crops already"
-    _, shown, *_ = app.compare(pool, upload(PORTRAIT), ["fer-resnet"], True)
-    assert shown.visible and shown.value is not None
+    shown = app.compare(pool, upload(PORTRAIT), ["fer-resnet"], True).face
+    assert shown is not None and shown.size == face.size
+
+
+def test_small_pictures_are_enlarged_pixel_exact_with_their_true_size():
+    tiny = Image.fromarray(np.arange(48 * 48 * 3, dtype=np.uint8).reshape(48, 48, 3))
+    shown = app.enlarged(tiny)
+    scale = app.DISPLAY_SIDE // 48
+    assert shown.size == (48 * scale, 48 * scale)
+    np.testing.assert_array_equal(np.asarray(shown)[::scale, ::scale], np.asarray(tiny))  # nearest neighbour
+    assert app.size_caption(tiny) == f"48×48 px, shown ×{scale}"
+    assert app.size_caption(Image.new("RGB", (500, 400))) == "500×400 px"
 
 
 def test_gradcam_overlay_for_chosen_and_top_class(pool):
-    top = app.explain(pool, upload(EXAMPLE), "cifar10-tiny", app.TOP_CLASS, False)
-    ship = app.explain(pool, upload(EXAMPLE), "cifar10-tiny", "ship", False)
-    assert top.label.startswith("Grad-CAM · cifar10-tiny · ") and ship.label.endswith(" · ship")
+    picture = Image.open(EXAMPLE).convert("RGB")
+    top, top_caption = app.gradcam_view(pool, picture, "cifar10-tiny", app.TOP_CLASS)
+    ship, ship_caption = app.gradcam_view(pool, picture, "cifar10-tiny", "ship")
+    assert top_caption.startswith("Where **cifar10-tiny** looked for **") and "looked for **ship**" in ship_caption
     with pool.use("cifar10-tiny") as predictor:
         direct_cam = gradcam(predictor, EXAMPLE, predictor.labels.index("ship"))
     assert direct_cam.dtype == np.uint8 and direct_cam.shape[2] == 3
     assert direct_cam.shape[:2] == tuple(predictor.preprocess(EXAMPLE).shape[1:])
+    scale = ship.width // direct_cam.shape[1]
+    np.testing.assert_array_equal(np.asarray(ship)[::scale, ::scale], direct_cam)  # enlarged, pixel for pixel
 
 
 @pytest.mark.parametrize(("arch", "layer"), [
@@ -304,8 +341,24 @@ def test_gradcam_finds_the_target_layer_per_family(arch, layer):
     assert cam.shape == (*size, 3) and cam.std() > 0
 
 
-def test_hostile_upload_in_the_page_is_a_gradio_error(pool, tmp_path):
+def test_an_error_replaces_every_result_with_one_message(pool, tmp_path):
     empty = tmp_path / "empty.jpg"
     empty.write_bytes(b"")
     with pytest.raises(gr.Error, match="empty file"):
         app.compare(pool, upload(empty), ["cifar10-tiny"], False)
+    status, summary, face, cam, caption, *slots = app.on_predict(pool, upload(empty), ["cifar10-tiny"], False,
+                                                                 None, None)
+    assert status.visible and "empty.jpg: empty file" in status.value and "error" in status.elem_classes
+    assert summary.visible is False and face.visible is False and cam.value is None and not caption.value
+    assert all(slot.visible is False for slot in slots)
+
+
+def test_a_non_image_upload_is_refused_at_upload_time(tmp_path):
+    text = tmp_path / "notes.jpg"
+    text.write_text("a text file renamed .jpg")
+    box, status, summary, *_ = app.on_image(upload(text))
+    assert box.value is None, "the refused file leaves the upload box"
+    assert "notes.jpg: not a readable image" in status.value and summary.visible is False
+    box, status, *_ = app.on_image(upload(EXAMPLE))
+    assert box.label == "Image · 32×32 px, shown enlarged" and app.SMALL_INPUT in box.elem_classes
+    assert status.visible is False, "a good image removes the old message"

@@ -21,7 +21,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from timm.data import create_transform, resolve_data_config
 from torch import nn
 
-from runfolder import CONFIG, ONNX_FILE, WEIGHTS, config_temperature, read_config
+from runfolder import CONFIG, ONNX_FILE, WEIGHTS, config_labels, config_temperature, read_config
 from trainers import custom_models  # noqa: F401  (registers the seed reports' networks with timm)
 
 # Decompression-bomb guard: 64 megapixels is far above any dataset image; PIL raises beyond 2x this.
@@ -140,9 +140,9 @@ def hub_file(run: str, name: str) -> Path:
 
 
 def label_names(model: nn.Module | OnnxModel) -> list[str]:
-    cfg = getattr(model, "pretrained_cfg", {}) or {}
-    names = cfg.get("label_names")
-    return list(names) if names else [str(i) for i in range(model.num_classes)]
+    """The class names a person reads (`runfolder.display_labels`: human names, also for older id-named runs)."""
+    names = config_labels(getattr(model, "pretrained_cfg", {}) or {})
+    return names or [str(i) for i in range(model.num_classes)]
 
 
 @dataclass
@@ -246,7 +246,9 @@ class Predictor:
         self.labels = label_names(model)
         self.transform = eval_transform(model)
         self.mode = image_mode(model.pretrained_cfg.get("input_size", (3,))[0])
-        self.min_side = eval_resize_side(resolve_data_config({}, model=model))
+        data_config = resolve_data_config({}, model=model)
+        self.input_size: tuple[int, int, int] = tuple(data_config["input_size"])  # (C, H, W)
+        self.min_side = eval_resize_side(data_config)
 
     @classmethod
     def from_run(cls, run: str | Path, device: str = "cpu", backend: str = "torch",
@@ -255,6 +257,11 @@ class Predictor:
             raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
         model = load_onnx_run(run, device) if backend == "onnx" else load_run_model(run)
         return cls(model, device, run_temperature(run) if calibrated else 1.0)
+
+    def warm_up(self) -> None:
+        """One forward pass on a blank input: the first call pays for allocation and kernel selection, so a
+        caller that reports latency should warm the model when it loads it, not on a visitor's first image."""
+        self.predict_tensor(torch.zeros(1, *self.input_size))
 
     def preprocess(self, source: ImageSource) -> torch.Tensor:
         return self.transform(load_image(source, self.mode, self.min_side))
