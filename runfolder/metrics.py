@@ -17,7 +17,7 @@ from typing import Any
 class Style(Enum):
     PERCENT = "percent"  # a fraction in 0–1, shown as a percent with `digits` decimals
     FIXED = "fixed"  # `digits` decimals, thousands separated
-    SIGNIFICANT = "significant"  # `digits` significant digits: 755.88 → 756, 13.357 → 13.4, 2.134 → 2.13
+    SIGNIFICANT = "significant"  # `digits` significant digits: 755.88 → 756, 13.357 → 13.4, 0.5 → 0.5
     TEXT = "text"  # shown as is
 
 
@@ -32,9 +32,8 @@ class Format:
             return f"{value:.{self.digits}%}"
         if self.style is Style.FIXED:
             return f"{value:,.{self.digits}f}"
-        if self.style is Style.SIGNIFICANT:
-            magnitude = math.floor(math.log10(abs(value))) if value else 0
-            return f"{value:,.{max(self.digits - 1 - magnitude, 0)}f}"
+        if self.style is Style.SIGNIFICANT:  # rounded, then without trailing zeros, as printf's %.3g in Streamlit
+            return f"{float(f'{value:.{self.digits}g}'):,g}"
         return str(value)
 
 
@@ -98,7 +97,7 @@ METRIC_SPECS: dict[str, MetricSpec] = {
                    True),  # fmt: skip
         MetricSpec("latency_ms", "latency", "Inference latency, batch 1", Format(Style.SIGNIFICANT, 3), False,
                    unit="ms"),  # fmt: skip
-        MetricSpec("epochs", "epochs", "Epochs", INTEGER),
+        MetricSpec("epochs", "epochs", "Epochs", INTEGER, False),  # fewer, for the same score, is cheaper
         MetricSpec("best_epoch", "best epoch", "Best epoch", INTEGER),
         MetricSpec("wall_s", "wall time", "Wall time", INTEGER, False, unit="s"),
         MetricSpec("hardware", "hardware", "Hardware", TEXT),
