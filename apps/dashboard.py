@@ -67,7 +67,7 @@ def table_config(table: pd.DataFrame) -> dict:
     """Column configuration of the leaderboard grid; the run id is pinned and as wide as the longest id."""
     longest = int(table["run_id"].str.len().max()) if len(table) else 10
     run_id = st.column_config.TextColumn(
-        "run id", width=RUN_ID_WIDTH_PX * longest + 24, pinned=True, help="the run folder's name; select to copy"
+        "run id", width=RUN_ID_WIDTH_PX * longest + 16, pinned=True, help="the run folder's name; select to copy"
     )
     return COLUMN_CONFIG | {"run_id": run_id}
 
