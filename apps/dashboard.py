@@ -26,6 +26,7 @@ import streamlit as st  # noqa: E402
 from apps import dashboard_data as data  # noqa: E402
 from apps import dashboard_plots as plots  # noqa: E402
 from leaderboard.store import Store, StoreError  # noqa: E402
+from runfolder.metrics import COSTS, METRIC_SPECS, PERCENT, SCORES, Format, MetricSpec, Style  # noqa: E402
 
 EMPTY_HELP = """**No runs in the store yet** (`{db}`).
 
@@ -43,23 +44,42 @@ python trainers/finetune.py --db {db}
 real images) with the button below.
 """
 REFERENCE = REPO / "reference"
-RANK_METRICS = list(data.METRIC_LABELS)
+RANK_METRICS = list(SCORES)
+RUN_ID_WIDTH_PX = 8  # per character of the longest run id: the column shows whole ids
+
+
+def number_column(label: str, number: Format, help: str | None = None) -> st.column_config.NumberColumn:
+    """A grid column that shows a value as `number.number` writes it in text (a percent: 94.4%)."""
+    if number.style is Style.PERCENT:  # Streamlit shows (decimals of `step`) − 2 decimals of a percent
+        shown = {"format": "percent", "step": 10 ** -(number.digits + 2)}
+    elif number.style is Style.SIGNIFICANT:
+        shown = {"format": f"%.{number.digits}g"}
+    else:
+        shown = {"format": "localized", "step": 10**-number.digits}
+    return st.column_config.NumberColumn(label, help=help, **shown)
+
+
+def metric_column(spec: MetricSpec) -> st.column_config.NumberColumn:
+    return number_column(spec.heading, spec.format, spec.help or spec.title)
+
+
+def table_config(table: pd.DataFrame) -> dict:
+    """Column configuration of the leaderboard grid; the run id is pinned and as wide as the longest id."""
+    longest = int(table["run_id"].str.len().max()) if len(table) else 10
+    run_id = st.column_config.TextColumn(
+        "run id", width=RUN_ID_WIDTH_PX * longest + 16, pinned=True, help="the run folder's name; select to copy"
+    )
+    return COLUMN_CONFIG | {"run_id": run_id}
+
+
 COLUMN_CONFIG = {
     "best": st.column_config.TextColumn("best", help="highest score of its dataset among the runs shown"),
     "pretrained_on": st.column_config.TextColumn("pretrained on", help="what the backbone saw before fine-tuning"),
     "pretrained_tag": st.column_config.TextColumn("pretrained tag"),
-    "top1": st.column_config.NumberColumn("top-1", format="percent"),
-    "top5": st.column_config.NumberColumn("top-5", format="percent"),
-    "macro_f1": st.column_config.NumberColumn("macro-F1", format="percent"),
-    "auroc": st.column_config.NumberColumn("AUROC", format="%.3f", help="binary tasks"),
-    "params_m": st.column_config.NumberColumn("params (M)", format="%.2f"),
-    "macs_g": st.column_config.NumberColumn("MACs (G)", format="%.3f"),
-    "train_images_per_s": st.column_config.NumberColumn("train img/s", format="%.1f"),
-    "latency_ms": st.column_config.NumberColumn("latency (ms)", format="%.1f"),
+    **{column: metric_column(spec) for column, spec in data.METRIC_COLUMNS.items()},
     "date": st.column_config.DatetimeColumn("date", format="YYYY-MM-DD HH:mm"),
     "hub_url": st.column_config.LinkColumn("Hub", display_text=r"https://huggingface\.co/(.*)"),
     "files": st.column_config.TextColumn("files", help="⚠: the run folder has missing or corrupt files"),
-    "run_id": st.column_config.TextColumn("run id"),
 }
 # Compare's headline cards: metric -> (label, number format, scale)
 HEADLINE = {
@@ -67,10 +87,10 @@ HEADLINE = {
     "auroc": ("AUROC", "{:.3f}", 1), "params": ("params (M)", "{:,.2f}", 1e-6),
     "latency_ms": ("latency (ms)", "{:,.1f}", 1),
 }  # fmt: skip
-CURVES = {
-    "Loss": {"train_loss": "train", "val_loss": "val"},
-    "Accuracy": {"train_acc": "train", "val_acc": "val", "val_top5": "val top-5"},
-    "Learning rate": {"lr": "lr"},
+CURVES = {  # title: (history.csv column: legend name, y tick format)
+    "Loss": ({"train_loss": "train", "val_loss": "val"}, ""),
+    "Accuracy": ({"train_acc": "train", "val_acc": "val", "val_top5": "val top-5"}, ".0%"),
+    "Learning rate": ({"lr": "lr"}, ".1e"),
 }
 
 
@@ -157,16 +177,23 @@ def sidebar_filters(table: pd.DataFrame) -> pd.DataFrame:
 # --- views ----------------------------------------------------------------------------------------------------
 
 
+def metric_label(key: str) -> str:
+    return METRIC_SPECS[key].label
+
+
 def pick_run(runs: pd.DataFrame, label: str, key: str, index: int = 0) -> pd.Series:
     """A selectbox over the runs shown; returns the chosen row."""
-    names = {r.run_id: f"{r.run_id} · {r.model} on {r.dataset} ({r.top1:.1%})" for r in runs.itertuples(index=False)}
+    top1 = METRIC_SPECS["top1"]
+    names = {
+        r.run_id: f"{r.run_id} · {r.model} on {r.dataset} ({top1.text(r.top1)})" for r in runs.itertuples(index=False)
+    }
     run_id = st.selectbox(label, list(names), index=min(index, len(names) - 1), format_func=names.get, key=key)
     return runs[runs["run_id"] == run_id].iloc[0]
 
 
 def leaderboard_view(runs: pd.DataFrame) -> None:
     st.header("Leaderboard")
-    rank = st.selectbox("Rank by", RANK_METRICS, format_func=data.METRIC_LABELS.get, key="rank_by")
+    rank = st.selectbox("Rank by", RANK_METRICS, format_func=metric_label, key="rank_by")
     ranked = data.mark_best(runs, rank).sort_values(rank, ascending=False, na_position="last", kind="stable")
     flagged = ranked[ranked["flagged"]]
     ranked = ranked.assign(files=np.where(ranked["flagged"], "⚠ " + ranked["files"], ranked["files"]))
@@ -185,7 +212,8 @@ def leaderboard_view(runs: pd.DataFrame) -> None:
             "Tiny ImageNet is drawn from ImageNet: rows whose *note* says so used ImageNet-pretrained backbones, "
             "whose pretraining data overlaps the evaluation classes. Compare them with care."
         )
-    st.dataframe(ranked[data.TABLE_COLUMNS], column_config=COLUMN_CONFIG, hide_index=True, key="leaderboard")
+    config = table_config(ranked)
+    st.dataframe(ranked[data.TABLE_COLUMNS], column_config=config, hide_index=True, placeholder="", key="leaderboard")
     st.download_button(
         "Download CSV",
         partial(data.leaderboard_csv, ranked),  # built on click, not on every rerun
@@ -199,13 +227,13 @@ def tradeoffs_view(runs: pd.DataFrame) -> None:
     st.header("Accuracy vs cost")
     left, right = st.columns(2)
     dataset = left.selectbox("Dataset", runs["dataset"].value_counts().index.tolist(), key="trade_dataset")
-    metric = right.selectbox("Score", RANK_METRICS, format_func=data.METRIC_LABELS.get, key="trade_metric")
+    metric = right.selectbox("Score", RANK_METRICS, format_func=metric_label, key="trade_metric")
     subset = runs[runs["dataset"] == dataset]
     if subset[metric].isna().all():
-        st.info(f"No run on {dataset} has {data.METRIC_LABELS[metric]} (AUROC exists for binary tasks only).")
+        st.info(f"No run on {dataset} has {metric_label(metric)} (AUROC exists for binary tasks only).")
     else:
         st.caption("Pareto frontier: the runs no other run beats with both a lower cost and a higher score.")
-        for cost in data.COST_LABELS:
+        for cost in (METRIC_SPECS[key].column for key in COSTS):
             st.plotly_chart(plots.tradeoff(subset, cost, metric), key=f"trade_{cost}")
     st.plotly_chart(plots.top1_bars(data.best_per_model(runs)), key="top1_bars")
 
@@ -232,6 +260,8 @@ def details_view(runs: pd.DataFrame) -> None:
     if matrix is None:
         st.info("This run's metrics have no confusion matrix.")
     else:
+        if len(labels) > data.READABLE_CLASSES:
+            most_confused_table(metrics)
         st.plotly_chart(plots.confusion_heatmap(matrix, labels, mode == "normalised"), key="confusion")
     per_class = data.per_class_frame(metrics)
     if per_class.empty:
@@ -250,10 +280,23 @@ def reliability_section(row: pd.Series, metrics: dict) -> None:
     st.caption(data.calibration_note(metrics))
 
 
+def most_confused_table(metrics: dict) -> None:
+    st.subheader("Most confused pairs")
+    st.caption(
+        f"{len(data.class_labels(metrics))} classes are too many to read in a matrix: the pairs the model mixes up "
+        "most, with the share of the true class's images that went to the predicted class."
+    )
+    share = {"share of true class": number_column("share of true class", PERCENT)}
+    st.dataframe(data.most_confused(metrics), column_config=share, hide_index=True, key="most_confused")
+
+
 def curves_view(runs: pd.DataFrame) -> None:
     st.header("Training curves")
-    run_ids = runs["run_id"].tolist()
-    chosen = st.multiselect("Runs", run_ids, default=run_ids[:3], key="curve_runs")
+    left, right = st.columns([1, 3])
+    dataset = left.selectbox("Dataset", runs["dataset"].value_counts().index.tolist(), key="curve_dataset")
+    run_ids = runs.loc[runs["dataset"] == dataset, "run_id"].tolist()
+    # one widget per dataset: each remembers its own choice, and a new dataset starts with its first runs
+    chosen = right.multiselect("Runs", run_ids, default=run_ids[:3], key=f"curve_runs_{dataset}")
     histories = {}
     for run_id in chosen:
         history, problem = run_file(runs[runs["run_id"] == run_id].iloc[0], data.HISTORY)
@@ -264,8 +307,10 @@ def curves_view(runs: pd.DataFrame) -> None:
     if not histories:
         st.info("Choose runs with a readable history.csv to overlay their curves.")
         return
-    for title, columns in CURVES.items():
-        st.plotly_chart(plots.training_curves(histories, columns, title), key=f"curves_{title}")
+    if all(len(history) == 1 for history in histories.values()):
+        st.caption("One epoch per run: each curve is a single point.")
+    for title, (columns, tickformat) in CURVES.items():
+        st.plotly_chart(plots.training_curves(histories, columns, title, tickformat), key=f"curves_{title}")
 
 
 def compare_view(runs: pd.DataFrame) -> None:
@@ -324,7 +369,7 @@ def gallery_view(runs: pd.DataFrame) -> None:
         st.success("No mistakes to show: every prediction of this selection is right.")
         return
     st.caption("The most confident mistakes first: wrong and sure, often a label error or a genuinely hard image.")
-    confidence = {"confidence": st.column_config.NumberColumn("confidence", format="percent")}
+    confidence = {"confidence": number_column("confidence", PERCENT)}
     st.dataframe(mistakes, column_config=confidence, hide_index=True, key="mistakes")
     root = data.data_dir(row["run_path"])
     images = [(data.image_file(m.sample_id, root), m) for m in mistakes.itertuples(index=False)]

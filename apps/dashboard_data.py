@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from leaderboard.columns import short_model_name
 from leaderboard.store import default_db_path
 from runfolder import (  # noqa: F401  (re-exported for the page)
     CALIBRATED_CONFIDENCE,
@@ -33,13 +34,13 @@ from runfolder import (  # noqa: F401  (re-exported for the page)
     read_history,
     read_metrics,
 )
+from runfolder.metrics import COSTS, METRIC_SPECS, SCORES
 
-METRIC_LABELS = {"top1": "top-1", "top5": "top-5", "macro_f1": "macro-F1", "auroc": "AUROC"}
-COST_LABELS = {"params_m": "parameters (M)", "macs_g": "MACs (G)", "latency_ms": "latency (ms)"}
-TABLE_COLUMNS = [
-    "best", "dataset", "model", "pretrained_on", "pretrained_tag", "strategy", "top1", "top5", "macro_f1", "auroc",
-    "params_m", "macs_g", "train_images_per_s", "latency_ms", "epochs", "date", "hub_url", "files", "note", "run_id",
-]  # fmt: skip
+# Metric columns hold each figure in its display unit (MetricSpec.column: params → params_m, in millions).
+METRIC_COLUMNS = {METRIC_SPECS[key].column: METRIC_SPECS[key] for key in (*SCORES, *COSTS, "train_images_per_s")}
+TABLE_COLUMNS = ["run_id", "best", "dataset", "model", "pretrained_on", "pretrained_tag", "strategy",
+                 *METRIC_COLUMNS, "epochs", "date", "hub_url", "files", "note"]  # fmt: skip
+READABLE_CLASSES = 20  # above this, a confusion matrix's cells are unreadable: a most-confused list says more
 CSV_EXTRA_COLUMNS = ["family", "eval_split", "num_classes", "params", "macs", "wall_s", "git_rev", "hub_repo",
                      "run_path"]  # fmt: skip
 FILES_OK, HUB_ONLY = "ok", "Hub only"
@@ -76,8 +77,7 @@ def store_signature(db: Path) -> tuple[tuple[int, int], ...]:
 
 def family(model: str) -> str:
     """Backbone family from a timm name: resnet50 → resnet, tf_efficientnet_lite0 → efficientnet, vgg16 → vgg."""
-    name = model.lower().rsplit("/", 1)[-1].split(".")[0]
-    name = re.sub(r"^(tf|tv|gluon|timm)_", "", name)
+    name = short_model_name(model.lower())
     match = re.match(r"([a-z]+?)(?:v\d|\d|_|$)", name)
     return match.group(1) if match else name
 
@@ -164,8 +164,9 @@ def leaderboard_table(runs: pd.DataFrame) -> pd.DataFrame:
     table["pretrained"] = ~table["pretrained_tag"].fillna("none").isin(["none", ""])
     table["pretrained_on"] = table["pretrained_tag"].map(pretrained_on)
     table["note"] = [pretraining_note(d, t) for d, t in zip(table["dataset"], table["pretrained_tag"], strict=True)]
-    table["params_m"] = table["params"] / 1e6
-    table["macs_g"] = table["macs"] / 1e9
+    table["model_short"] = table["model"].map(short_model_name)
+    for column, spec in METRIC_COLUMNS.items():
+        table[column] = table[spec.key] / spec.scale
     table["date"] = pd.to_datetime(table["created"], utc=True, errors="coerce", format="ISO8601")
     table["hub_url"] = table["hub_repo"].map(lambda repo: f"https://huggingface.co/{repo}" if repo else None)
     table["files"] = table["run_path"].map(run_files_status)
@@ -230,6 +231,30 @@ def confusion(metrics: dict[str, Any], normalised: bool = False) -> np.ndarray |
         return counts
     totals = counts.sum(axis=1, keepdims=True)
     return np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+
+
+def most_confused(metrics: dict[str, Any], limit: int = 25) -> pd.DataFrame:
+    """The off-diagonal cells of the confusion matrix with the most images (fastai's `most_confused`): true class,
+    predicted class, count, and the count's share of the true class's images."""
+    counts = confusion(metrics)
+    columns = ["true", "predicted", "count", "share of true class"]
+    if counts is None:
+        return pd.DataFrame(columns=columns)
+    labels = np.asarray(class_labels(metrics), dtype=object)
+    off_diagonal = counts * (1 - np.eye(len(counts)))
+    rows, cols = np.nonzero(off_diagonal)
+    order = np.lexsort((rows, -off_diagonal[rows, cols]))[:limit]  # most images first, then class order
+    rows, cols = rows[order], cols[order]
+    totals = counts.sum(axis=1)
+    return pd.DataFrame(
+        {
+            "true": labels[rows],
+            "predicted": labels[cols],
+            "count": off_diagonal[rows, cols].astype(int),
+            "share of true class": off_diagonal[rows, cols] / totals[rows],
+        },
+        columns=columns,
+    )
 
 
 def per_class_frame(metrics: dict[str, Any]) -> pd.DataFrame:
@@ -319,7 +344,7 @@ def image_file(sample_id: str, root: Path | None) -> Path | None:
 
 DELTA_METRICS = ["top1", "top5", "macro_f1", "auroc", "loss", "ece", "params", "macs", "latency_ms",
                  "train_images_per_s", "epochs", "wall_s"]  # fmt: skip
-LOWER_IS_BETTER = {"loss", "ece", "params", "macs", "latency_ms", "epochs", "wall_s"}
+LOWER_IS_BETTER = {key for key in DELTA_METRICS if METRIC_SPECS[key].higher_is_better is False}
 
 
 def metric_deltas(a: dict[str, Any], b: dict[str, Any]) -> pd.DataFrame:

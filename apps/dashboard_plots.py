@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import numpy as np
@@ -10,47 +11,78 @@ import plotly.express as px
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from apps.dashboard_data import COST_LABELS, METRIC_LABELS, pareto_front
+from apps.dashboard_data import METRIC_COLUMNS, READABLE_CLASSES, pareto_front
+from runfolder.metrics import Style
 
 PALETTE = px.colors.qualitative.Plotly
 HOVER = ["run_id", "model", "pretrained_tag", "strategy", "dataset"]
+LABELLED_POINTS = 30  # up to this many runs every point carries its model name; beyond, only the frontier's do
+
+
+def axis_format(column: str) -> str:
+    """d3 format of a metric axis: percentages as 94%, other scores with their spec's decimals."""
+    spec = METRIC_COLUMNS[column]
+    return ".0%" if spec.format.style is Style.PERCENT else f".{spec.format.digits}f"
+
+
+def log_ticks(values: pd.Series) -> dict:
+    """Tick values 1-2-5 per decade over `values`, each labelled in full.
+
+    Plotly's own log ticks label the 2 and 5 between decades with a bare digit ("2", "5"): stray labels that read
+    as values. When the values span less than one 1-2-5 step, plotly's automatic ticks stay.
+    """
+    low, high = float(values.min()), float(values.max())
+    if not low > 0:
+        return {}
+    ticks = [m * 10.0**e for e in range(math.floor(math.log10(low)) - 1, math.ceil(math.log10(high)) + 1)
+             for m in (1, 2, 5) if low / 2 <= m * 10.0**e <= high * 2]  # fmt: skip
+    if len(ticks) < 2:
+        return {}
+    return {"tickmode": "array", "tickvals": ticks, "ticktext": [f"{t:,.12g}" for t in ticks]}
 
 
 def tradeoff(table: pd.DataFrame, cost: str, metric: str) -> go.Figure:
-    """Accuracy against a cost (log axis) per run, coloured by family, with the Pareto frontier as a step line."""
+    """A score against a cost (log axis) per run, coloured by family, with the Pareto frontier as a step line.
+
+    Points are labelled with short model names (all of them up to LABELLED_POINTS runs, else the frontier's)."""
     points = table.dropna(subset=[cost, metric])
+    cost_label, metric_label = METRIC_COLUMNS[cost].heading, METRIC_COLUMNS[metric].heading
+    front = pareto_front(points, cost, metric)
     figure = px.scatter(
         points,
         x=cost,
         y=metric,
         color="family",
         symbol="strategy",
+        text="model_short" if len(points) <= LABELLED_POINTS else None,
         hover_data=HOVER,
         log_x=True,
-        labels={cost: COST_LABELS[cost], metric: METRIC_LABELS[metric]},
-        title=f"{METRIC_LABELS[metric]} vs {COST_LABELS[cost]}",
+        labels={cost: cost_label, metric: metric_label, "model_short": "model"},
+        title=f"{metric_label} vs {cost_label}",
     )
-    front = pareto_front(points, cost, metric)
+    figure.update_traces(textposition="top center", textfont_size=11)
     figure.add_trace(
         go.Scatter(
             x=front[cost],
             y=front[metric],
-            mode="lines+markers",
+            mode="lines+markers" if len(points) <= LABELLED_POINTS else "lines+markers+text",
             line={"shape": "hv", "color": "black", "dash": "dot"},
             marker={"size": 12, "symbol": "circle-open", "color": "black"},
             name="Pareto frontier",
-            text=front["run_id"],
-            hovertemplate="%{text}<extra>Pareto frontier</extra>",
+            text=front["model_short"],
+            textposition="bottom right",
+            customdata=front["run_id"],
+            hovertemplate="%{customdata}<extra>Pareto frontier</extra>",
         )
     )
-    figure.update_yaxes(
-        tickformat=".0%" if metric != "auroc" else ".2f", autorangeoptions={"minallowed": 0, "maxallowed": 1}
-    )
+    figure.update_xaxes(**log_ticks(points[cost]))
+    figure.update_yaxes(tickformat=axis_format(metric), autorangeoptions={"minallowed": 0, "maxallowed": 1})
     return figure
 
 
 def top1_bars(table: pd.DataFrame, metric: str = "top1") -> go.Figure:
     """Grouped bars: for each dataset, the best run's `metric` of every backbone."""
+    label = METRIC_COLUMNS[metric].heading
     figure = px.bar(
         table,
         x="dataset",
@@ -58,26 +90,31 @@ def top1_bars(table: pd.DataFrame, metric: str = "top1") -> go.Figure:
         color="model",
         barmode="group",
         hover_data=["run_id", "pretrained_tag"],
-        labels={metric: METRIC_LABELS[metric]},
-        title=f"Best {METRIC_LABELS[metric]} per dataset and backbone",
+        labels={metric: label},
+        title=f"Best {label} per dataset and backbone",
     )
-    figure.update_yaxes(tickformat=".0%", range=[0, 1])
+    figure.update_yaxes(tickformat=axis_format(metric), range=[0, 1])
     return figure
 
 
 def confusion_heatmap(matrix: np.ndarray, labels: list[str], normalised: bool) -> go.Figure:
+    """Counts or per-class shares; above READABLE_CLASSES classes a plain colour map (no cell text or tick labels,
+    which would overlap into a block) whose cells name their classes on hover."""
+    readable = len(labels) <= READABLE_CLASSES
     figure = px.imshow(
         matrix,
         x=labels,
         y=labels,
         color_continuous_scale="Blues",
-        text_auto=".2f" if normalised else ".0f",
-        labels={"x": "predicted", "y": "true", "color": "fraction of true class" if normalised else "images"},
+        text_auto=(".0%" if normalised else ".0f") if readable else False,
+        labels={"x": "predicted", "y": "true", "color": "share of true class" if normalised else "images"},
         title="Confusion matrix" + (" (normalised per true class)" if normalised else " (counts)"),
         aspect="auto",
     )
-    figure.update_xaxes(type="category")
-    figure.update_yaxes(type="category")
+    figure.update_xaxes(type="category", showticklabels=readable)
+    figure.update_yaxes(type="category", showticklabels=readable)
+    if not readable:
+        figure.update_layout(height=700)
     return figure
 
 
@@ -118,8 +155,13 @@ def per_class_bars(per_class: pd.DataFrame) -> go.Figure:
     return figure
 
 
-def training_curves(histories: Mapping[str, pd.DataFrame], columns: Mapping[str, str], title: str) -> go.Figure:
-    """One line per (run, column): a colour per run, a dash style per column (e.g. solid train, dotted val)."""
+def training_curves(
+    histories: Mapping[str, pd.DataFrame], columns: Mapping[str, str], title: str, tickformat: str = ""
+) -> go.Figure:
+    """One line per (run, column): a colour per run, a dash style per column (e.g. solid train, dotted val).
+
+    Epochs are whole numbers on the axis. A curve of one epoch is a single marker: its axis is set around the value
+    (plotly's default for one point is −1…1, where a learning rate of 0.001 is a dot on the zero line)."""
     dashes = ["solid", "dot", "dash", "dashdot"]
     figure = go.Figure()
     for index, (run_id, history) in enumerate(histories.items()):
@@ -136,6 +178,16 @@ def training_curves(histories: Mapping[str, pd.DataFrame], columns: Mapping[str,
                     )
                 )
     figure.update_layout(title=title, xaxis_title="epoch", hovermode="x unified")
+    epochs = pd.concat([history["epoch"] for history in histories.values()])
+    first, last = (int(epochs.min()), int(epochs.max())) if len(epochs) else (1, 1)
+    step = max(1, math.ceil((last - first) / 10))
+    figure.update_xaxes(tickmode="linear", tick0=0, dtick=step, range=[first - 0.5, last + 0.5])
+    values = pd.concat([h[c] for h in histories.values() for c in columns if c in h]).dropna()
+    if len(values) and values.min() == values.max():
+        value = float(values.min())
+        margin = abs(value) / 2 or 1.0
+        figure.update_yaxes(range=[value - margin, value + margin])
+    figure.update_yaxes(tickformat=tickformat)
     return figure
 
 

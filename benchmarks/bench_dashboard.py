@@ -146,6 +146,7 @@ def report(results: list[tuple[str, list[float], float | None]], count: int, out
         for name, seconds, budget in results
     ]
     frame = pd.DataFrame(rows)
+    frame["x_store_query"] = (frame["median_s"] / frame["median_s"].iloc[0]).round(1)  # against the baseline
     frame["cpu"] = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
     print(frame.drop(columns="cpu").to_string(index=False))
     out.parent.mkdir(parents=True, exist_ok=True)

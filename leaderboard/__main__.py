@@ -10,35 +10,80 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
 from leaderboard import hub
+from leaderboard.columns import Column, short_model_name
 from leaderboard.hub import HubSyncError
 from leaderboard.store import COLUMNS, Store, StoreError, default_db_path
+from runfolder.metrics import COSTS, SCORES
 
-SHOW_COLUMNS = [
-    "run_id", "dataset", "model", "pretrained_tag", "strategy", "top1", "top5", "macro_f1", "auroc",
-    "params", "latency_ms", "epochs", "hub_repo",
-]  # fmt: skip
-
-
-def _format(value: object) -> str:
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        return "—"
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    return f"{value:,}" if isinstance(value, int) else str(value)
+# `show` fits an 80-column terminal; `--wide` shows every column in full, `--ids` only the run ids.
+SHOW_COLUMNS = ["run_id", "dataset", "model", "top1", "top5", "macro_f1", "latency_ms"]
+WIDE_COLUMNS = ["run_id", "dataset", "model", "pretrained_tag", "strategy", *SCORES, *COSTS, "train_images_per_s",
+                "epochs", "hub_repo"]  # fmt: skip
+RUN_ID_FLOOR, NAME_FLOOR = 20, 8  # narrowest a truncated run id / dataset or model name gets
+COLUMN_GAP = 3  # padding either side plus the (blank) divider of box.SIMPLE_HEAD
 
 
-def show(store: Store, dataset: str | None, model: str | None, sort: str, ascending: bool) -> None:
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def fit_widths(natural: list[int], floors: list[int], budget: int) -> list[int]:
+    """Column widths that fit `budget`: narrow the widest column still above its floor, one character at a time
+    (rich's own collapse only narrows columns it may wrap, and it crops a table of unbreakable names)."""
+    widths = list(natural)
+    while sum(widths) > budget and (shrinkable := [i for i, w in enumerate(widths) if w > floors[i]]):
+        widths[max(shrinkable, key=widths.__getitem__)] -= 1
+    return widths
+
+
+def compact_widths(columns: list[Column], natural: list[int], width: int) -> list[int]:
+    """Widths for a `width`-character terminal: numbers keep theirs; dataset and model names narrow first (down to
+    NAME_FLOOR), the run id last (down to RUN_ID_FLOOR)."""
+    budget = width - COLUMN_GAP * (len(columns) - 1)
+    names_first = [n if c.numeric or c.key == "run_id" else NAME_FLOOR for c, n in zip(columns, natural, strict=True)]
+    then_id = [RUN_ID_FLOOR if c.key == "run_id" else floor for c, floor in zip(columns, names_first, strict=True)]
+    return fit_widths(fit_widths(natural, names_first, budget), then_id, budget)
+
+
+def leaderboard_table(frame: pd.DataFrame, wide: bool, width: int) -> tuple[Table, bool]:
+    """The runs as a rich table, and whether a cell had to be shortened with '…' to fit `width` characters.
+
+    `wide`: every column at full width. Otherwise the compact columns, with short model names."""
+    columns = [Column(key) for key in (WIDE_COLUMNS if wide else SHOW_COLUMNS)]
+    if not wide:
+        frame = frame.assign(model=frame["model"].map(short_model_name))
+    rows = [[column.text(value) for column, value in zip(columns, record, strict=True)]
+            for record in frame[[c.key for c in columns]].itertuples(index=False)]  # fmt: skip
+    natural = [max([len(c.heading), *(len(row[i]) for row in rows)]) for i, c in enumerate(columns)]
+    widths = natural if wide else compact_widths(columns, natural, width)
+    table = Table(title=f"Backbone Arena leaderboard: {plural(len(frame), 'run')}", box=box.SIMPLE_HEAD,
+                  show_edge=False, pad_edge=False)  # fmt: skip
+    for column, column_width in zip(columns, widths, strict=True):
+        table.add_column(column.heading, justify="right" if column.numeric else "left", no_wrap=True,
+                         overflow="ellipsis", width=column_width)  # fmt: skip
+    for row in rows:
+        table.add_row(*row)
+    return table, widths != natural
+
+
+def show(store: Store, dataset: str | None, model: str | None, sort: str, ascending: bool, layout: str) -> None:
+    """Print the leaderboard: a table that fits the terminal, every column in full (`wide`), or the run ids."""
     frame = store.runs(dataset=dataset, model=model).sort_values(sort, ascending=ascending, na_position="last")
-    table = Table(title=f"Backbone Arena leaderboard ({len(frame)} runs, {store.path})")
-    for column in SHOW_COLUMNS:
-        table.add_column(column, justify="right" if column in ("top1", "top5", "macro_f1", "auroc") else "left")
-    for record in frame[SHOW_COLUMNS].astype(object).to_dict("records"):
-        table.add_row(*(_format(record[c]) for c in SHOW_COLUMNS))
-    Console(width=200).print(table)
+    if layout == "ids":
+        print("\n".join(frame["run_id"]))
+        return
+    wide = layout == "wide"
+    console = Console(width=1_000_000) if wide else Console()  # wide: never wrapped, scroll or pipe it instead
+    table, shortened = leaderboard_table(frame, wide, console.width)
+    console.print(table)
+    if shortened:
+        console.print("… marks a shortened name: --ids prints the full run ids, --wide every column")
+    console.print(f"store: {store.path}", soft_wrap=True, highlight=False)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -55,6 +100,11 @@ def parser() -> argparse.ArgumentParser:
     show_cmd.add_argument("--model")
     show_cmd.add_argument("--sort", default="top1", choices=COLUMNS, metavar="COL", help="column (default top1)")
     show_cmd.add_argument("--ascending", action="store_true", help="smallest first (default: largest first)")
+    layout = show_cmd.add_mutually_exclusive_group()
+    layout.add_argument("--wide", dest="layout", action="store_const", const="wide",
+                        help="every column, full run ids and model names, however wide the terminal")  # fmt: skip
+    layout.add_argument("--ids", dest="layout", action="store_const", const="ids",
+                        help="only the full run ids, one a line, in table order")  # fmt: skip
     export = commands.add_parser("export", parents=[db], help="write all rows to a file")
     target = export.add_mutually_exclusive_group(required=True)
     target.add_argument("--csv", type=Path, metavar="FILE")
@@ -75,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             print(report)
             return 1 if report.skipped else 0
         if args.command == "show":
-            show(store, args.dataset, args.model, args.sort, args.ascending)
+            show(store, args.dataset, args.model, args.sort, args.ascending, args.layout)
         else:
             fmt, target = ("csv", args.csv) if args.csv else ("parquet", args.parquet)
             print(f"exported {len(store.runs())} runs to {store.export(target, fmt)}")

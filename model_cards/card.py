@@ -9,36 +9,19 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from model_cards.datasets import DatasetInfo, dataset_info
-from runfolder import CARD, TEMPERATURE, TRAIN_CONFIG, read_config, read_metrics, read_train_config, write_bytes
+from runfolder import CARD, TRAIN_CONFIG, read_config, read_metrics, read_train_config, write_bytes
+from runfolder.metrics import HUB_METRICS, METRIC_SPECS, PERCENT
 
 TEMPLATE = Path(__file__).with_name("template.md")
 CONFUSION_PNG = "confusion_matrix.png"
 TASK = "image-classification"
 MEDICAL_DATASETS = ("chest-xray", "chest-xray-3")
-
-
-@dataclass(frozen=True)
-class MetricSpec:
-    key: str  # metrics.json key
-    type: str  # model-index metric type (a Hub metric id where one exists)
-    name: str
-    config: str | None = None
-
-
-# The metrics.json figures that go into model-index, in card order; sync reads them back through the same table.
-EVAL_METRICS = (
-    MetricSpec("top1", "accuracy", "Top-1 accuracy"),
-    MetricSpec("top5", "top_5_accuracy", "Top-5 accuracy"),
-    MetricSpec("macro_f1", "f1", "Macro F1", config="macro"),
-    MetricSpec("auroc", "roc_auc", "AUROC"),
-)
 
 
 def base_model_id(pretrained_tag: str | None) -> str | None:
@@ -50,7 +33,7 @@ def base_model_id(pretrained_tag: str | None) -> str | None:
 
 
 def eval_results(metrics: dict[str, Any], info: DatasetInfo) -> list[EvalResult]:
-    """One EvalResult per EVAL_METRICS figure present (not null) in metrics.json, values untouched."""
+    """One EvalResult per HUB_METRICS figure present (not null) in metrics.json, values untouched."""
     return [
         EvalResult(
             task_type=TASK,
@@ -59,19 +42,19 @@ def eval_results(metrics: dict[str, Any], info: DatasetInfo) -> list[EvalResult]
             dataset_name=info.name,
             dataset_config=info.config,
             dataset_split=metrics.get("eval_split"),
-            metric_type=spec.type,
-            metric_name=spec.name,
-            metric_config=spec.config,
+            metric_type=spec.hub_type,
+            metric_name=spec.title,
+            metric_config=spec.hub_config,
             metric_value=metrics[spec.key],
         )
-        for spec in EVAL_METRICS
+        for spec in HUB_METRICS
         if metrics.get(spec.key) is not None
     ]
 
 
 def metrics_from_eval_results(results: list[EvalResult]) -> dict[str, Any]:
     """Inverse of `eval_results`: {metrics.json key: value} for the figures a card carries."""
-    by_type = {spec.type: spec.key for spec in EVAL_METRICS}
+    by_type = {spec.hub_type: spec.key for spec in HUB_METRICS}
     return {by_type[r.metric_type]: r.metric_value for r in results if r.metric_type in by_type}
 
 
@@ -118,36 +101,14 @@ def _cell(value: Any) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-RESULT_ROWS = (
-    ("top1", "Top-1 accuracy"),
-    ("top5", "Top-5 accuracy"),
-    ("macro_f1", "Macro F1"),
-    ("auroc", "AUROC"),
-    ("sensitivity", "Sensitivity (recall of the positive class)"),
-    ("specificity", "Specificity"),
-    ("loss", "Test loss"),
-    ("ece", "Expected calibration error"),
-    ("ece_calibrated", "Expected calibration error at the fitted temperature"),
-    (TEMPERATURE, "Softmax temperature (fit on validation; in config.json)"),
-    ("params", "Parameters"),
-    ("macs", "MACs per image"),
-    ("train_images_per_s", "Training throughput (images/s)"),
-    ("latency_ms", "Inference latency (ms/image)"),
-    ("epochs", "Epochs"),
-    ("wall_s", "Wall time (s)"),
-    ("hardware", "Hardware"),
-    ("seed", "Seed"),
-    ("git_rev", "Git revision"),
-)
-
-
 def _result_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
-    return [(label, _cell(metrics[key])) for key, label in RESULT_ROWS if metrics.get(key) is not None]
+    """(title, value with unit) of every METRIC_SPECS figure the run has, in table order."""
+    return [(spec.title, spec.text(metrics[key])) for key, spec in METRIC_SPECS.items() if metrics.get(key) is not None]
 
 
 def _per_class_rows(metrics: dict[str, Any]) -> list[list[str]]:
     return [
-        [_cell(c["label"]), _cell(c["precision"]), _cell(c["recall"]), _cell(c["f1"]), _cell(c["support"])]
+        [_cell(c["label"]), *(PERCENT.number(c[score]) for score in ("precision", "recall", "f1")), _cell(c["support"])]
         for c in metrics.get("per_class", [])
     ]
 

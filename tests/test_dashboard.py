@@ -75,6 +75,11 @@ def table(at: AppTest, column: str = "best") -> pd.DataFrame:
     return next(frame.value for frame in at.dataframe if column in frame.value.columns)
 
 
+def grid(at: AppTest, column: str):
+    """The st.dataframe element (with its column configuration) whose table has `column`."""
+    return next(frame for frame in at.dataframe if column in frame.value.columns)
+
+
 def charts(at: AppTest) -> dict[str, dict]:
     """Plotly figures shown, by their Streamlit key (the figure JSON is in the element's spec)."""
     return {
@@ -207,6 +212,20 @@ def test_csv_download(app, runs_root):
     assert sorted(csv["run_id"]) == sorted(rows["run_id"]) and "metrics_json" not in csv
 
 
+def test_leaderboard_grid_reads_cleanly(app):
+    """Whole run ids (pinned, as wide as the longest), one percent precision, empty cells for missing values."""
+    leaderboard = grid(app, "best")
+    config = json.loads(leaderboard.proto.columns)
+    longest = max(len(run_id) for run_id in leaderboard.value["run_id"])
+    run_id = config["run_id"]
+    assert run_id["pinned"] and run_id["width"] >= 8 * longest
+    assert leaderboard.proto.placeholder == ""  # AUROC of the multiclass runs: blank, not "None"
+    assert pd.isna(leaderboard.value.set_index("run_id").loc["cifar10-probe", "auroc"])
+    for column in ("top1", "top5", "macro_f1"):  # Streamlit: (decimals of step) − 2 decimals of a percent → 94.4%
+        assert config[column]["type_config"] == {"type": "number", "format": "percent", "step": 0.001}
+    assert config["latency_ms"]["type_config"]["format"] == "%.3g"  # as `leaderboard show`: 756, 13.4
+
+
 @pytest.mark.parametrize(
     ("key", "value", "expected"),
     [
@@ -250,6 +269,12 @@ def test_accuracy_vs_cost_with_pareto_frontier_and_grouped_bars(app):
     for key in ("trade_params_m", "trade_macs_g", "trade_latency_ms"):
         names = [trace.get("name") for trace in figures[key]["data"]]
         assert "Pareto frontier" in names
+        points = [trace for trace in figures[key]["data"] if trace.get("name") != "Pareto frontier"]
+        assert all(set(trace["text"]) == {"efficientnet_lite0"} for trace in points)  # short model names
+        axis = figures[key]["layout"]["xaxis"]
+        assert axis["type"] == "log"
+        for value, text in zip(axis.get("tickvals", []), axis.get("ticktext", []), strict=True):
+            assert float(text.replace(",", "")) == pytest.approx(value)  # every tick labelled in full: no bare "2"
     bars = figures["top1_bars"]["data"]
     assert {trace["type"] for trace in bars} == {"bar"} and figures["top1_bars"]["layout"]["barmode"] == "group"
     app.selectbox(key="trade_metric").set_value("auroc").run()
@@ -269,6 +294,40 @@ def test_run_details_confusion_matrix_toggle_and_per_class_bars(app):
     assert scores == {"precision", "recall", "f1"}
 
 
+def test_run_details_of_a_ten_class_run_have_no_most_confused_table(app):
+    show(app, "Run details")
+    app.selectbox(key="detail_run").set_value("cifar10-probe").run()
+    assert not [frame for frame in app.dataframe if "share of true class" in frame.value.columns]
+    assert charts(app)["confusion"]["data"][0].get("texttemplate")  # 10 classes: counts in the cells
+
+
+def test_most_confused_pairs_of_the_reference_tiny_imagenet_run(tmp_path, monkeypatch):
+    """200 classes: a most-confused table computed from the real run's matrix, and a heatmap without cell text."""
+    run = next(p.parent for p in (REPO / "reference").glob("*/metrics.json") if "tiny-imagenet" in p.parent.name)
+    metrics = json.loads((run / data.METRICS).read_text())
+    counts = np.asarray(metrics["confusion_matrix"])
+    assert len(counts) > 20
+    monkeypatch.setenv("ARENA_DB", str(tmp_path / "tiny.db"))
+    Store(tmp_path / "tiny.db").record_run(run)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    show(at, "Run details")
+    pairs = grid(at, "share of true class").value
+    assert list(pairs.columns) == ["true", "predicted", "count", "share of true class"]
+    off_diagonal = counts - np.diag(np.diag(counts))
+    assert pairs["count"].iloc[0] == off_diagonal.max()
+    assert list(pairs["count"]) == sorted(pairs["count"], reverse=True)
+    labels = data.class_labels(metrics)
+    for pair in pairs.itertuples(index=False):
+        true, predicted = labels.index(pair.true), labels.index(pair.predicted)
+        assert true != predicted and counts[true, predicted] == pair[2]
+        assert pair[3] == pytest.approx(counts[true, predicted] / counts[true].sum())
+    config = json.loads(grid(at, "share of true class").proto.columns)
+    assert config["share of true class"]["type_config"]["format"] == "percent"
+    heatmap = charts(at)["confusion"]
+    assert not heatmap["data"][0].get("texttemplate")  # no 40,000 numbers drawn over each other
+    assert heatmap["layout"]["xaxis"]["showticklabels"] is False
+
+
 def test_run_details_of_a_corrupt_run_show_stored_metrics_and_flag(app):
     show(app, "Run details")
     app.selectbox(key="detail_run").set_value("corrupt-metrics").run()
@@ -279,13 +338,32 @@ def test_run_details_of_a_corrupt_run_show_stored_metrics_and_flag(app):
 
 def test_training_curves_overlay_runs_and_report_a_missing_history(app):
     show(app, "Training curves")
-    app.multiselect(key="curve_runs").set_value(["cifar10-tiny", "cifar10-probe", "missing-history"]).run()
+    assert app.selectbox(key="curve_dataset").value == "cifar10"  # the dataset with most runs
+    assert "pets-scratch" not in app.multiselect(key="curve_runs_cifar10").options  # one dataset at a time
+    app.multiselect(key="curve_runs_cifar10").set_value(["cifar10-tiny", "cifar10-probe", "missing-history"]).run()
     assert not app.exception
     assert "missing-history" in texts(app.warning)
     figures = charts(app)
     assert set(figures) == {"curves_Loss", "curves_Accuracy", "curves_Learning rate"}
     names = {trace["name"] for trace in figures["curves_Loss"]["data"]}
     assert names == {f"{run} · {split}" for run in ("cifar10-tiny", "cifar10-probe") for split in ("train", "val")}
+    app.selectbox(key="curve_dataset").set_value("folder").run()
+    assert app.multiselect(key="curve_runs_folder").value == ["pets-scratch"]
+
+
+def test_training_curves_have_whole_epochs_and_a_readable_single_epoch(app, runs_root):
+    show(app, "Training curves")
+    app.multiselect(key="curve_runs_cifar10").set_value(["cifar10-tiny"]).run()
+    history = data.read_history(runs_root / "runs" / "cifar10-tiny")
+    figures = charts(app)
+    for figure in figures.values():
+        axis = figure["layout"]["xaxis"]
+        assert axis["tickmode"] == "linear" and float(axis["dtick"]).is_integer()
+    lr = figures["curves_Learning rate"]["layout"]["yaxis"]
+    if len(history) == 1:  # the tiny run trains one epoch: one lr value, an axis around it (not −1…1)
+        low, high = lr["range"]
+        assert 0 <= low < history["lr"].iloc[0] < high <= 2 * history["lr"].iloc[0]
+        assert "One epoch per run" in texts(app.caption)
 
 
 def test_compare_two_runs_of_one_dataset(app):

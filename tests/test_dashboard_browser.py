@@ -1,20 +1,19 @@
 """The real dashboard server (`streamlit run`) rendered in headless Chromium, with screenshots.
 
 Needs Debian's `chromium` at /usr/bin/chromium (or $ARENA_CHROMIUM): `apt-get install -y chromium`. The
-screenshots are kept in the test's temp folder and copied to /tmp/dashboard_screenshot.png (leaderboard) and
-/tmp/dashboard_tradeoffs.png for a look.
+screenshots are kept in each test's temp folder (`pytest --basetemp DIR` to find them) for a look.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -54,12 +53,10 @@ def wait_healthy(url: str, server: subprocess.Popen, log: Path) -> None:
     pytest.fail(f"streamlit did not answer within {STARTUP_S} s:\n{log.read_text()}")
 
 
-@pytest.fixture
-def dashboard_url(tiny_run: Path, tmp_path: Path) -> Iterator[str]:
+@contextmanager
+def serve(db: Path, tmp_path: Path) -> Iterator[str]:
     """`streamlit run apps/dashboard.py -- --db PATH` on a free port; $ARENA_DB names another (empty) store, so the
-    page shows the run only if `--db` wins as documented."""
-    db = tmp_path / "arena.db"
-    Store(db).record_run(tiny_run)
+    page shows the runs only if `--db` wins as documented."""
     port = free_port()
     log = tmp_path / "streamlit.log"
     command = [sys.executable, "-m", "streamlit", "run", str(REPO / "apps" / "dashboard.py"),
@@ -77,31 +74,68 @@ def dashboard_url(tiny_run: Path, tmp_path: Path) -> Iterator[str]:
         server.wait(timeout=30)
 
 
-def test_dashboard_renders_in_headless_chromium(dashboard_url: str, tmp_path: Path):
+@pytest.fixture
+def dashboard_url(tiny_run: Path, tmp_path: Path) -> Iterator[str]:
+    db = tmp_path / "arena.db"
+    Store(db).record_run(tiny_run)
+    with serve(db, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1600, "height": 1000})
-            page.goto(dashboard_url)
-            page.wait_for_selector('[data-testid="stDataFrame"]', timeout=STARTUP_S * 1000)
-            page.wait_for_timeout(1500)  # the grid paints its canvas after it appears
-            assert page.locator('[data-testid="stMetricValue"]').first.inner_text() == "1"  # runs
-            assert page.locator('[data-testid="stException"]').count() == 0
-            leaderboard = tmp_path / "dashboard.png"
-            page.screenshot(path=leaderboard, full_page=True)
-
-            page.get_by_text("Accuracy vs cost", exact=True).click()
-            page.wait_for_selector(".js-plotly-plot", timeout=STARTUP_S * 1000)
-            page.wait_for_timeout(1500)
-            assert page.locator(".js-plotly-plot").count() == 4
-            assert page.locator('[data-testid="stException"]').count() == 0
-            tradeoffs = tmp_path / "tradeoffs.png"
-            page.screenshot(path=tradeoffs, full_page=True)
+            yield chromium
         finally:
-            browser.close()
+            chromium.close()
+
+
+def settle(page, selector: str) -> None:
+    page.wait_for_selector(selector, timeout=STARTUP_S * 1000)
+    page.wait_for_timeout(1500)  # grids paint their canvas, plots their SVG, after they appear
+    assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def test_dashboard_renders_in_headless_chromium(dashboard_url: str, browser, tmp_path: Path):
+    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    page.goto(dashboard_url)
+    settle(page, '[data-testid="stDataFrame"]')
+    assert page.locator('[data-testid="stMetricValue"]').first.inner_text() == "1"  # runs
+    leaderboard = tmp_path / "dashboard.png"
+    page.screenshot(path=leaderboard, full_page=True)
+
+    page.get_by_text("Accuracy vs cost", exact=True).click()
+    settle(page, ".js-plotly-plot")
+    assert page.locator(".js-plotly-plot").count() == 4
+    tradeoffs = tmp_path / "tradeoffs.png"
+    page.screenshot(path=tradeoffs, full_page=True)
     for shot in (leaderboard, tradeoffs):
         assert shot.read_bytes().startswith(b"\x89PNG") and shot.stat().st_size > 20_000
-    shutil.copy(leaderboard, "/tmp/dashboard_screenshot.png")
-    shutil.copy(tradeoffs, "/tmp/dashboard_tradeoffs.png")
+
+
+def test_reference_runs_leaderboard_and_200_class_details(browser, tmp_path: Path):
+    """The shipped reference runs at a laptop's width: the grid (a canvas: its whole run ids are checked on the
+    screenshot), labelled Pareto points, and the Tiny ImageNet run's most-confused table above its matrix."""
+    db = tmp_path / "reference.db"
+    assert not Store(db).ingest([REPO / "reference"]).skipped
+    with serve(db, tmp_path) as url:
+        page = browser.new_page(viewport={"width": 1440, "height": 900})
+        page.goto(url)
+        settle(page, '[data-testid="stDataFrame"]')
+        page.screenshot(path=tmp_path / "reference_leaderboard.png", full_page=True)
+
+        page.get_by_text("Accuracy vs cost", exact=True).click()
+        settle(page, ".js-plotly-plot")
+        assert page.locator(".js-plotly-plot .textpoint").count() > 0  # labelled points
+        page.screenshot(path=tmp_path / "reference_tradeoffs.png", full_page=True)
+
+        page.get_by_text("Run details", exact=True).click()
+        settle(page, ".js-plotly-plot")
+        page.get_by_test_id("stSelectbox").first.click()
+        page.get_by_role("option").filter(has_text="tiny-imagenet").first.click()
+        settle(page, "text=Most confused pairs")
+        page.screenshot(path=tmp_path / "reference_tiny_imagenet_details.png", full_page=True)

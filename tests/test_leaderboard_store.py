@@ -140,6 +140,42 @@ def test_cli_ingest_show_export(runs_root: Path, tmp_path: Path, capsys: pytest.
     assert "nothing-here: no such file or directory" in capsys.readouterr().out
 
 
+LONG_ID = "tiny-imagenet-efficientnet_lite0-full-finetune-seed42"
+
+
+@pytest.fixture
+def long_id_db(tmp_path: Path) -> str:
+    db = tmp_path / "long.db"
+    run = make_run(tmp_path / "runs", LONG_ID, dataset="cifar10", model="tf_efficientnet_lite0", latency_ms=755.8808)
+    Store(db).record_run(run)
+    return str(db)
+
+
+def test_cli_show_fits_80_columns(long_id_db: str, capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main(["show", "--db", long_id_db]) == 0
+    shown = capsys.readouterr().out
+    assert max(len(line) for line in shown.splitlines()) <= 80
+    assert "1 run" in shown and "1 runs" not in shown
+    assert "756 ms" in shown and "755.88" not in shown
+    assert LONG_ID not in shown and LONG_ID[:20] in shown and "--ids" in shown  # shortened, and says how to see it
+    assert "None" not in shown and "nan" not in shown  # a missing value is an empty cell
+    monkeypatch.setenv("COLUMNS", "140")
+    assert main(["show", "--db", long_id_db]) == 0
+    roomy = capsys.readouterr().out
+    assert LONG_ID in roomy and "efficientnet_lite0" in roomy and "tf_efficientnet" not in roomy  # short name
+    assert "--ids" not in roomy  # nothing shortened, no hint
+
+
+def test_cli_show_full_run_ids(long_id_db: str, capsys: pytest.CaptureFixture[str], monkeypatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main(["show", "--db", long_id_db, "--ids"]) == 0
+    assert capsys.readouterr().out == f"{LONG_ID}\n"
+    assert main(["show", "--db", long_id_db, "--wide"]) == 0
+    wide = capsys.readouterr().out
+    assert LONG_ID in wide and "tf_efficientnet_lite0" in wide and "…" not in wide
+
+
 def test_cli_sync_offline_is_a_clear_error(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")} | {"HF_HUB_OFFLINE": "1"}
     result = subprocess.run(

@@ -13,8 +13,9 @@ from huggingface_hub import ModelCard, ModelCardData, metadata_load
 from huggingface_hub.repocard import REGEX_YAML_BLOCK
 from huggingface_hub.repocard_data import eval_results_to_model_index, model_index_to_eval_results
 
-from model_cards.card import CONFUSION_PNG, EVAL_METRICS, base_model_id, metrics_from_eval_results, write_card
+from model_cards.card import CONFUSION_PNG, base_model_id, metrics_from_eval_results, write_card
 from model_cards.datasets import DATASETS, dataset_info, dataset_key
+from runfolder.metrics import HUB_METRICS
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +83,7 @@ def test_body(runs: dict[str, Path]) -> None:
     assert f"![Confusion matrix]({CONFUSION_PNG})" in multi
     assert (runs["multiclass"] / CONFUSION_PNG).read_bytes().startswith(b"\x89PNG")
     for label in ["airplane", "truck"]:
-        assert re.search(rf"^\| {label} \| [0-9.]+ \| [0-9.]+ \| [0-9.]+ \| \d+ \|$", multi, re.MULTILINE)
+        assert re.search(rf"^\| {label} \| [0-9.]+% \| [0-9.]+% \| [0-9.]+% \| \d+ \|$", multi, re.MULTILINE)
     assert "| `optimizer.lr` | 0.0010 |" in multi
     assert "| Top-5 accuracy |" in multi
     assert "Not a medical device" not in multi
@@ -115,7 +116,7 @@ def test_unknown_dataset_is_rejected() -> None:
 
 
 def test_metric_specs_are_unique() -> None:
-    assert len({spec.type for spec in EVAL_METRICS}) == len(EVAL_METRICS)
+    assert len({spec.hub_type for spec in HUB_METRICS}) == len(HUB_METRICS)
 
 
 @pytest.mark.parametrize(
@@ -137,7 +138,7 @@ def test_real_trainer_run_card_round_trips(tiny_run: Path) -> None:
     """The card the trainer wrote at the end of a real tiny run carries metrics.json's figures exactly."""
     metrics = _metrics(tiny_run)
     card = ModelCard.load(tiny_run / "README.md")
-    expected = {spec.key: metrics[spec.key] for spec in EVAL_METRICS if metrics.get(spec.key) is not None}
+    expected = {spec.key: metrics[spec.key] for spec in HUB_METRICS if metrics.get(spec.key) is not None}
     assert metrics_from_eval_results(card.data.eval_results) == expected
     assert card.data.model_name == tiny_run.name and card.data.library_name == "timm"
     ModelCardData(**metadata_load(tiny_run / "README.md"))

@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from torch.utils.flop_counter import FlopCounterMode
 
-from runfolder import TEMPERATURE
+from runfolder.metrics import METRIC_SPECS
 from trainers.config import REPO_ROOT
 
 
@@ -65,27 +65,21 @@ def git_revision() -> str | None:
     return out.stdout.strip() or None
 
 
+SUMMARY_METRICS = ("top1", "top5", "macro_f1", "auroc", "sensitivity", "specificity", "ece", "ece_calibrated",
+                   "temperature", "params", "macs",
+                   "train_images_per_s", "latency_ms", "epochs", "best_epoch", "wall_s")  # fmt: skip
+
+
 def print_summary(run_dir: Path, metrics: dict) -> None:
     """One screen at the end of a run: the headline figures and where the run folder is."""
-    table = Table(title=f"{metrics['model']} on {metrics['dataset']} ({metrics['eval_split']} split)")
+    title = f"{metrics['model']} on {metrics['dataset']} ({metrics['eval_split']} split)"
+    table = Table(title=title, min_width=len(title))  # a title wider than the figures stays on one line
     table.add_column("metric")
     table.add_column("value", justify="right")
-    rows = [("top-1", f"{metrics['top1']:.2%}"), ("top-5", f"{metrics['top5']:.2%}" if "top5" in metrics else None),
-            ("macro-F1", f"{metrics['macro_f1']:.3f}"),
-            ("AUROC", f"{metrics['auroc']:.3f}" if "auroc" in metrics else None),
-            ("sensitivity / specificity", f"{metrics['sensitivity']:.2%} / {metrics['specificity']:.2%}"
-             if "sensitivity" in metrics else None),
-            ("ECE", f"{metrics['ece']:.3f}"),
-            ("ECE at temperature T", f"{metrics['ece_calibrated']:.3f} (T = {metrics[TEMPERATURE]:.3f})"
-             if TEMPERATURE in metrics else None),
-            ("params", f"{metrics['params'] / 1e6:.2f} M"),
-            ("MACs", f"{metrics['macs'] / 1e9:.2f} G"), ("train img/s", f"{metrics['train_images_per_s']:.1f}"),
-            ("latency (batch 1)", f"{metrics['latency_ms']:.1f} ms"),
-            ("epochs (best)", f"{metrics['epochs']} ({metrics['best_epoch']})"),
-            ("wall time", f"{metrics['wall_s']:.0f} s")]
-    for name, value in rows:
-        if value is not None:
-            table.add_row(name, value)
+    for key in SUMMARY_METRICS:
+        spec = METRIC_SPECS[key]
+        if metrics.get(key) is not None:
+            table.add_row(spec.label, spec.text(metrics[key]))
     console = Console()
     console.print(table)
     console.print(f"run folder: [bold]{run_dir.resolve()}[/bold]")
