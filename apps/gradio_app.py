@@ -34,7 +34,7 @@ from apps.faces import crop_face
 from apps.gradcam import GradCamError, gradcam
 from apps.sources import Catalog, ModelEntry, configured_hub_ids, discover
 from leaderboard.store import default_db_path
-from trainers.inference import BACKENDS, ImageError, Prediction, Predictor, load_image
+from trainers.inference import BACKENDS, ImageError, Prediction, Predictor, images_in, load_image
 
 EXAMPLES = Path(__file__).resolve().parent / "examples"
 EXAMPLE_FOLDERS = {"chest-xray-3": "chest-xray"}  # datasets that share another's example images
@@ -392,7 +392,7 @@ def class_choices(pool: ModelPool, model: str | None) -> gr.Dropdown:
 
 def example_files(dataset: str) -> list[str]:
     folder = EXAMPLES / EXAMPLE_FOLDERS.get(dataset, dataset)
-    return sorted(str(p) for p in folder.glob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+    return [str(p) for p in images_in(folder)] if folder.is_dir() else []
 
 
 def model_choices(catalog: Catalog, dataset: str | None) -> list[tuple[str, str]]:

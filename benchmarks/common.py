@@ -112,6 +112,8 @@ ARCHIVES = {
 def unpack_subset(dataset: str, dest: Path, images: int) -> Path:
     """Unpack about `images` images of a real dataset (the same number from every class folder, at least 3 so a
     validation split can be carved) plus its metadata files into `dest`; returns the root to pass as --data-dir."""
+    from trainers.inference import is_image_file  # after the sys.path insert above
+
     archive, root = ARCHIVES[dataset]
     path = SHARED_DATA / archive
     if not path.is_file():
@@ -120,7 +122,7 @@ def unpack_subset(dataset: str, dest: Path, images: int) -> Path:
         chosen: list[tarfile.TarInfo] = []
         by_folder: dict[str, list[tarfile.TarInfo]] = defaultdict(list)
         for m in (m for m in tar.getmembers() if m.isfile()):
-            if m.name.lower().endswith((".jpg", ".jpeg", ".png")):
+            if is_image_file(m.name):
                 by_folder[str(Path(m.name).parent)].append(m)
             else:
                 chosen.append(m)

@@ -19,9 +19,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from trainers.inference import ImageError, load_image
+from trainers.inference import ImageError, images_in, load_image
 
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 FER_CLASSES = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
 FER_CSV_ORDER = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]  # fer2013.csv's emotion ids
@@ -95,10 +94,6 @@ def _check_classes(splits: DatasetSplits, root: Path) -> None:
 # ---------------------------------------------------------------------------------------------- readers
 
 
-def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-
-
 def _class_folders(split_dir: Path, classes: list[str] | None = None) -> tuple[list[str], list[Sample]]:
     """`split_dir/<class>/**/*.jpg` -> (class names, samples). Class order: `classes` or sorted names."""
     found = sorted(d.name for d in split_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
@@ -110,7 +105,7 @@ def _class_folders(split_dir: Path, classes: list[str] | None = None) -> tuple[l
         raise DataError(f"{split_dir}: unexpected class folders {sorted(unknown)}; known classes: {classes}")
     samples = [
         Sample(str(p), index, str(p)) for index, c in enumerate(classes) if (split_dir / c).is_dir()
-        for p in _images_in(split_dir / c)
+        for p in images_in(split_dir / c)
     ]
     return classes, samples
 
@@ -180,7 +175,7 @@ def _read_tiny_imagenet(root: Path) -> DatasetSplits:
             if wnid in wnids:
                 descriptions[wnid] = words.strip()
     index = {w: i for i, w in enumerate(wnids)}
-    train = [Sample(str(p), index[w], str(p)) for w in wnids for p in _images_in(base / "train" / w)]
+    train = [Sample(str(p), index[w], str(p)) for w in wnids for p in images_in(base / "train" / w)]
     val = []
     annotations = base / "val" / "val_annotations.txt"
     if annotations.exists():

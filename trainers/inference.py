@@ -24,6 +24,18 @@ from torch import nn
 from runfolder import CONFIG, ONNX_FILE, WEIGHTS, config_labels, config_temperature, read_config
 from trainers import custom_models  # noqa: F401  (registers the seed reports' networks with timm)
 
+IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}  # files read as images
+
+
+def is_image_file(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def images_in(folder: Path) -> list[Path]:
+    """The image files under `folder` (recursively), sorted."""
+    return sorted(p for p in Path(folder).rglob("*") if is_image_file(p) and p.is_file())
+
+
 # Decompression-bomb guard: 64 megapixels is far above any dataset image; PIL raises beyond 2x this.
 MAX_PIXELS = 64_000_000
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS

@@ -28,8 +28,7 @@ import torch
 from tqdm import tqdm
 
 from runfolder import atomic_path
-from trainers.data import IMAGE_EXTENSIONS
-from trainers.inference import BACKENDS, Prediction, Predictor
+from trainers.inference import BACKENDS, Prediction, Predictor, images_in
 
 OUT_FORMATS = (".csv", ".parquet", ".jsonl")
 
@@ -63,7 +62,7 @@ def expand_inputs(inputs: list[str | Path]) -> list[str]:
     paths: list[str] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            paths += sorted(str(p) for p in item.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+            paths += map(str, images_in(item))
         elif item.suffix == ".txt" and item.is_file():
             lines = (line.strip() for line in item.read_text().splitlines())
             paths += [line for line in lines if line and not line.startswith("#")]
