@@ -17,6 +17,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from model_cards.datasets import DatasetInfo, dataset_info
 from runfolder import CARD, TRAIN_CONFIG, read_config, read_metrics, read_train_config, write_bytes
 from runfolder.metrics import HUB_METRICS, METRIC_SPECS, PERCENT
+from verdict import Accuracy, accuracy_from_metrics
 
 TEMPLATE = Path(__file__).with_name("template.md")
 CONFUSION_PNG = "confusion_matrix.png"
@@ -106,6 +107,11 @@ def _result_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
     return [(spec.title, spec.text(metrics[key])) for key, spec in METRIC_SPECS.items() if metrics.get(key) is not None]
 
 
+def top1_interval(accuracy: Accuracy | None) -> str | None:
+    """"0.8768–0.8944": the 95% Wilson interval of top-1, in the table's 0–1 fractions."""
+    return None if accuracy is None else f"{accuracy.interval.low:.4f}–{accuracy.interval.high:.4f}"
+
+
 def _per_class_rows(metrics: dict[str, Any]) -> list[list[str]]:
     return [
         [_cell(c["label"]), *(PERCENT.number(c[score]) for score in ("precision", "recall", "f1")), _cell(c["support"])]
@@ -139,6 +145,7 @@ def render_card(run_dir: Path, hub_repo: str | None = None) -> ModelCard:
         result_rows=_result_rows(metrics),
         per_class_rows=_per_class_rows(metrics),
         confusion_png=CONFUSION_PNG if (run_dir / CONFUSION_PNG).is_file() else None,
+        top1_interval=top1_interval(accuracy_from_metrics(metrics)),
         medical=metrics["dataset"] in MEDICAL_DATASETS,
     )
 
