@@ -7,7 +7,6 @@ or group (empty), never a guessed one. Reads are memoised on each file's (mtime,
 
 from __future__ import annotations
 
-import json
 from functools import lru_cache
 from pathlib import Path
 
@@ -37,7 +36,7 @@ def _train_config(path: str, signature: tuple[int, int]) -> dict | None:
     return loaded if isinstance(loaded, dict) else None
 
 
-def _seed_key(run_path: str | None) -> str | None:
+def _train_config_of(run_path: str | None) -> dict | None:
     if not run_path:
         return None
     path = Path(run_path) / TRAIN_CONFIG
@@ -45,11 +44,14 @@ def _seed_key(run_path: str | None) -> str | None:
         stat = path.stat()
     except OSError:
         return None
-    return V.seed_group_key(_train_config(str(path), (stat.st_mtime_ns, stat.st_size)))
+    return _train_config(str(path), (stat.st_mtime_ns, stat.st_size))
 
 
 def _intervals(runs: pd.DataFrame) -> pd.DataFrame:
-    accuracies = [V.accuracy_from_metrics(json.loads(m)) for m in runs["metrics_json"]]
+    accuracies = [
+        V.accuracy_from_metrics({"top1": top1, "num_samples": None if pd.isna(n) else int(n)})
+        for top1, n in zip(runs["top1"], runs["num_samples"], strict=True)
+    ]
     intervals = [a.interval if a else None for a in accuracies]
     return pd.DataFrame(
         {
@@ -62,11 +64,13 @@ def _intervals(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def _seed_groups(runs: pd.DataFrame) -> pd.DataFrame:
-    """Runs whose training differs only in the seed: the group's key, size, mean and std of top-1 (2+ runs)."""
-    keys = pd.Series([_seed_key(p) for p in runs["run_path"]], index=runs.index, dtype=object)
+    """Runs whose training differs only in the seed: the group's key, size, mean and std of top-1. A group needs
+    two seeds at least: copies of one run (same seed) are not repeats."""
+    configs = [_train_config_of(p) for p in runs["run_path"]]
+    keys = pd.Series([V.seed_group_key(c) for c in configs], index=runs.index, dtype=object)
     keys = keys.where(keys.isna(), runs["dataset"] + ":" + keys.astype(str))
-    sizes = keys.map(keys.value_counts())
-    keys = keys.where(sizes >= 2)
+    seeds = pd.Series([(c or {}).get("seed") for c in configs], index=runs.index, dtype=object)
+    keys = keys.where(keys.map(seeds.groupby(keys).nunique()) >= 2)
     grouped = runs["top1"].groupby(keys)
     return pd.DataFrame(
         {

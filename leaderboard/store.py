@@ -55,11 +55,16 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX runs_dataset_model ON runs (dataset, model);
     """,
+    # the evaluation's sample count: with top1, each run's top-1 interval without parsing metrics_json
+    """
+    ALTER TABLE runs ADD COLUMN num_samples INTEGER;
+    UPDATE runs SET num_samples = json_extract(metrics_json, '$.num_samples');
+    """,
 ]
 # Columns copied as-is from metrics.json keys of the same name.
 METRIC_COLUMNS = [
     "dataset", "eval_split", "num_classes", "model", "pretrained_tag", "strategy", "top1", "top5", "macro_f1",
-    "auroc", "params", "macs", "train_images_per_s", "latency_ms", "epochs", "wall_s", "git_rev",
+    "auroc", "params", "macs", "train_images_per_s", "latency_ms", "epochs", "wall_s", "git_rev", "num_samples",
 ]  # fmt: skip
 COLUMNS = ["run_id", *METRIC_COLUMNS, "task_type", "created", "run_path", "hub_repo", "metrics_json"]
 

@@ -4,13 +4,13 @@ independent computations with scipy on the shipped reference runs, plus hand-mad
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from fixtures_runs import flipped_copy
 from scipy.stats import binomtest
 
 import verdict as V
@@ -27,25 +27,6 @@ def reference_pairs() -> list[tuple[Path, Path]]:
     """Pairs of shipped reference runs evaluated on the same samples (none today: one run per task)."""
     runs = sorted(p.parent for p in REFERENCE.glob("*/predictions.parquet"))
     return [(a, b) for i, a in enumerate(runs) for b in runs[i + 1 :] if V.compare_runs(a, b).pairing.paired]
-
-
-def flipped_copy(source: Path, target: Path, every: int, offset: int = 0) -> Path:
-    """A second run on the same samples: the source run folder with the prediction of every `every`-th sample
-    (by sample id, from `offset`) set to another class, so it is right where the source was wrong and vice versa."""
-    shutil.copytree(source, target, ignore=shutil.ignore_patterns("model.safetensors", "*.png"))
-    predictions = pd.read_parquet(source / V.PREDICTIONS)
-    classes = sorted(predictions["true_label"].unique())
-    chosen = predictions["sample_id"].rank(method="first").astype(int).sub(1 + offset) % every == 0
-    other = {c: classes[(i + 1) % len(classes)] for i, c in enumerate(classes)}
-    predictions.loc[chosen, "pred_label"] = np.where(
-        predictions.loc[chosen, "correct"], predictions.loc[chosen, "true_label"].map(other),
-        predictions.loc[chosen, "true_label"])  # fmt: skip
-    predictions["correct"] = predictions["pred_label"] == predictions["true_label"]
-    predictions.to_parquet(target / V.PREDICTIONS, index=False)
-    metrics = json.loads((source / "metrics.json").read_text())
-    metrics["top1"] = float(predictions["correct"].mean())
-    (target / "metrics.json").write_text(json.dumps(metrics))
-    return target
 
 
 @pytest.fixture(scope="module")
@@ -181,6 +162,13 @@ def test_mcnemar_equals_scipy_binomtest(only_a, only_b):
     assert V.mcnemar_p(only_a, only_b) == pytest.approx(expected, rel=1e-12)
 
 
+@pytest.mark.parametrize(("correct", "total"), [(0, 10), (10, 10), (253, 268), (1, 3), (4429, 5000), (50, 99_999)])
+def test_wilson_interval_equals_scipy(correct, total):
+    expected = binomtest(correct, total).proportion_ci(confidence_level=0.95, method="wilson")
+    interval = V.wilson_interval(correct, total)
+    assert (interval.low, interval.high) == pytest.approx((expected.low, expected.high), abs=1e-12)
+
+
 def test_holm_matches_its_definition():
     # p sorted: 0.005, 0.01, 0.03, 0.04 -> 4 × 0.005, 3 × 0.01, max(0.03, 2 × 0.03), max(0.06, 1 × 0.04)
     assert V.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
@@ -253,11 +241,50 @@ def test_seed_groups(tmp_path):
         runs.append(run)
     other = flipped_copy(CIFAR, tmp_path / "cifar10-lr", every=11)
     edit_train_config(other, lr=0.1234)
+    copies = [flipped_copy(CIFAR, tmp_path / f"cifar10-copy{i}", every=9 + i) for i in (1, 2)]
+    for copy in copies:  # the same configuration and the same seed: copies, not a seed group
+        edit_train_config(copy, lr=0.2)
     store = Store(tmp_path / "arena.db")
-    store.ingest([*runs, other])
+    store.ingest([*runs, other, *copies])
     table = with_verdict(store.runs()).set_index("run_id")
     group = table.loc[[r.name for r in runs]]
     assert group["seed_group"].nunique() == 1 and (group["seed_runs"] == 3).all()
     assert group["seed_mean"].iloc[0] == pytest.approx(0.82)
     assert group["seed_std"].iloc[0] == pytest.approx(np.std([0.80, 0.84, 0.82], ddof=1))
     assert pd.isna(table.loc["cifar10-lr", "seed_group"])
+    assert table.loc[["cifar10-copy1", "cifar10-copy2"], "seed_group"].isna().all()
+
+
+def test_seeds_flag_trains_a_seed_group(tmp_path, capsys):
+    """`--seeds 2`: two real tiny trainings that differ only in the seed, grouped on the leaderboard."""
+    from tests.conftest import train_tiny
+
+    first = train_tiny(tmp_path / "runs", "--seeds", "2", "--seed", "7", name="cifar10-group")
+    assert first.name == "cifar10-group-seed7"
+    assert "seed group of 2 runs: cifar10-group-seed7, cifar10-group-seed8" in capsys.readouterr().out
+    runs = sorted((tmp_path / "runs").iterdir())
+    assert [r.name for r in runs] == ["cifar10-group-seed7", "cifar10-group-seed8"]
+    assert [yaml.safe_load((r / "train_config.yaml").read_text())["seed"] for r in runs] == [7, 8]
+    store = Store(tmp_path / "arena.db")
+    store.ingest(runs)
+    table = with_verdict(store.runs())
+    assert table["seed_group"].nunique() == 1 and table["seed_group"].notna().all()
+    assert (table["seed_runs"] == 2).all()
+    assert table["seed_mean"].iloc[0] == pytest.approx(table["top1"].mean())
+
+
+def test_an_older_store_gains_the_sample_count_on_open(tmp_path):
+    """Migration 2 fills num_samples from each stored metrics_json, so old rows get their top-1 interval."""
+    import sqlite3
+
+    from leaderboard.store import MIGRATIONS
+
+    db = tmp_path / "old.db"
+    Store(db).record_run(REFERENCE / "fer2013-efficientnet_lite0")
+    with sqlite3.connect(db) as conn:  # back to schema version 1: no num_samples column
+        conn.execute("ALTER TABLE runs DROP COLUMN num_samples")
+        conn.execute("UPDATE schema_version SET version = 1")
+    reopened = Store(db)
+    assert reopened.schema_version() == len(MIGRATIONS) == 2
+    assert reopened.runs()["num_samples"].tolist() == [3589]
+    assert with_verdict(reopened.runs())["top1_ci"].tolist() == ["59.1% ± 1.6"]

@@ -12,16 +12,18 @@ Light on purpose (numpy, pandas, scipy; no torch): the leaderboard CLI, the dash
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from scipy.stats import binom, binomtest
+from scipy.stats import binom
 
 from runfolder import PREDICTIONS
 
@@ -79,12 +81,21 @@ class Accuracy:
 
 
 def wilson_interval(correct: int, total: int, confidence: float = 1 - ALPHA) -> Interval:
-    """The Wilson score interval of a proportion (scipy): unlike the normal approximation it stays inside [0, 1]
-    and keeps its coverage near 0% and 100% and on small test sets."""
+    """The Wilson score interval of a proportion: unlike the normal approximation it stays inside [0, 1] and keeps
+    its coverage near 0% and 100% and on small test sets.
+
+    Newcombe's (1998) formula exactly as scipy.stats.binomtest(correct, total).proportion_ci(method="wilson")
+    computes it (the tests check they agree). Written out because binomtest first computes an exact p-value that
+    is not needed here, about 8 ms a call: too slow for a leaderboard of 1,000 runs.
+    """
     if total <= 0:
         return Interval(float("nan"), float("nan"))
-    ci = binomtest(int(correct), int(total)).proportion_ci(confidence_level=confidence, method="wilson")
-    return Interval(float(ci.low), float(ci.high))
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    share = correct / total
+    denominator = 2 * (total + z**2)
+    center = (2 * total * share + z**2) / denominator
+    delta = z / denominator * math.sqrt(4 * total * share * (1 - share) + z**2)
+    return Interval(0.0 if correct == 0 else center - delta, 1.0 if correct == total else center + delta)
 
 
 def accuracy_from_metrics(metrics: Mapping) -> Accuracy | None:
