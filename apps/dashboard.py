@@ -337,6 +337,9 @@ def compare_view(runs: pd.DataFrame) -> None:
         a = pick_run(runs, "Run A", "compare_a", 0)
     with right:
         b = pick_run(runs, "Run B", "compare_b", 1)
+    (preds_a, problem_a), (preds_b, problem_b) = (run_file(row, data.PREDICTIONS) for row in (a, b))
+    paired = verdict_section(a, b, preds_a, preds_b, problem_a or problem_b)
+    st.subheader("All figures")
     metrics_a, metrics_b = data.run_metrics(a), data.run_metrics(b)
     deltas = data.metric_deltas(metrics_a, metrics_b)
     headline = deltas[deltas["metric"].isin(HEADLINE)]
@@ -350,8 +353,6 @@ def compare_view(runs: pd.DataFrame) -> None:
             delta_color="inverse" if metric in data.LOWER_IS_BETTER else "normal",
         )
     st.dataframe(deltas, hide_index=True, key="deltas")
-    (preds_a, problem_a), (preds_b, problem_b) = (run_file(row, data.PREDICTIONS) for row in (a, b))
-    paired = verdict_section(a, b, preds_a, preds_b, problem_a or problem_b)
     if (
         not data.comparable(metrics_a, metrics_b)
         or data.confusion(metrics_a) is None

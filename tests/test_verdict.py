@@ -288,3 +288,12 @@ def test_an_older_store_gains_the_sample_count_on_open(tmp_path):
     assert reopened.schema_version() == len(MIGRATIONS) == 2
     assert reopened.runs()["num_samples"].tolist() == [3589]
     assert with_verdict(reopened.runs())["top1_ci"].tolist() == ["59.1% ± 1.6"]
+
+
+def test_model_card_gives_the_top1_interval(tmp_path):
+    from model_cards.card import render_card
+
+    card = str(render_card(CIFAR))
+    wilson = binomtest(4429, 5000).proportion_ci(method="wilson")
+    assert f"95% interval **{wilson.low:.4f}–{wilson.high:.4f}**" in card
+    assert "5,000 evaluation images" in card
