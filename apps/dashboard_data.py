@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import yaml
 
 import verdict as V
@@ -429,10 +430,10 @@ def paired_comparison(preds_a: pd.DataFrame, preds_b: pd.DataFrame, name_a: str,
 def outcome_samples(preds_a: pd.DataFrame, preds_b: pd.DataFrame, outcome: str) -> pd.DataFrame:
     """The samples of one cell of two paired runs' 2×2 table (outcome: a verdict.OUTCOMES key)."""
     a, b = V.outcomes_frame(preds_a), V.outcomes_frame(preds_b)
-    chosen = V.paired_outcomes(a, b).to_numpy() == outcome
+    chosen = pa.array(V.paired_outcomes(a, b) == outcome)
     return pd.DataFrame({
-        "sample_id": a["sample_id"][chosen],
-        "true_label": a["true_label"][chosen],
-        "a_predicted": a["pred_label"][chosen],
-        "b_predicted": b["pred_label"][chosen],
-    }).reset_index(drop=True)
+        "sample_id": a.sample_id.filter(chosen).to_pylist(),
+        "true_label": a.true_label.filter(chosen).to_pylist(),
+        "a_predicted": a.pred_label.filter(chosen).to_pylist(),
+        "b_predicted": b.pred_label.filter(chosen).to_pylist(),
+    })

@@ -64,9 +64,7 @@ def write_pair(root: Path, samples: int) -> tuple[Path, Path]:
 
 def index_bootstrap(run_a: Path, run_b: Path, resamples: int = 2_000, chunk: int = 100) -> None:
     """The textbook paired bootstrap: resample sample indices, recompute the difference (reference only)."""
-    a, b = V.read_outcomes(run_a), V.read_outcomes(run_b)
-    difference = (a["true_label"] == a["pred_label"]).to_numpy(float) - (b["true_label"] == b["pred_label"]).to_numpy(
-        float)  # fmt: skip
+    difference = V.read_outcomes(run_a).correct.astype(float) - V.read_outcomes(run_b).correct.astype(float)
     rng = np.random.default_rng(0)
     draws = [difference[rng.integers(0, len(difference), (chunk, len(difference)))].mean(axis=1)
              for _ in range(resamples // chunk)]  # fmt: skip

@@ -22,6 +22,7 @@ from statistics import NormalDist
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from scipy.stats import binom
 
@@ -110,30 +111,54 @@ def accuracy_from_metrics(metrics: Mapping) -> Accuracy | None:
 # --- reading predictions ---------------------------------------------------------------------------------------
 
 
-def read_outcomes(run_dir: Path | str) -> pd.DataFrame:
-    """sample_id, true_label, pred_label of a run folder's predictions, sorted by sample id; validated."""
+@dataclass(frozen=True)
+class Outcomes:
+    """One run's answers, sorted by sample id (ids unique): Arrow string arrays, so that pairing, sorting and
+    hashing run in Arrow's C++ kernels (Python strings would cost seconds at 100k samples)."""
+
+    sample_id: pa.Array
+    true_label: pa.Array
+    pred_label: pa.Array
+
+    @property
+    def correct(self) -> np.ndarray:
+        return pc.equal(self.true_label, self.pred_label).to_numpy(zero_copy_only=False).astype(bool)
+
+    def __len__(self) -> int:
+        return len(self.sample_id)
+
+
+def outcomes_table(table: pa.Table, source: str = "predictions") -> Outcomes:
+    """Outcomes from a table with OUTCOME_COLUMNS (rows in any order, labels of any type); PredictionsError if a
+    column is missing or a sample id repeats."""
+    missing = [c for c in OUTCOME_COLUMNS if c not in table.column_names]
+    if missing:
+        raise PredictionsError(f"{source}: no column {', '.join(missing)}")
+    columns = [pc.cast(table[c], pa.large_string()) for c in OUTCOME_COLUMNS]
+    order = pc.sort_indices(columns[0])
+    ids, true, pred = (pc.take(c, order).combine_chunks() for c in columns)
+    repeated = pc.equal(ids[1:], ids[:-1])
+    if len(ids) > 1 and pc.any(repeated).as_py():
+        raise PredictionsError(f"{source}: sample id {ids[1:].filter(repeated)[0].as_py()!r} appears twice")
+    return Outcomes(ids, true, pred)
+
+
+def outcomes_frame(frame: pd.DataFrame, source: str = "predictions") -> Outcomes:
+    """Outcomes of a predictions DataFrame (the dashboard's read_predictions)."""
+    present = [c for c in OUTCOME_COLUMNS if c in frame]
+    return outcomes_table(pa.table({c: pa.array(frame[c].astype(str).to_numpy(dtype=object)) for c in present}),
+                          source)  # fmt: skip
+
+
+def read_outcomes(run_dir: Path | str) -> Outcomes:
+    """A run folder's predictions.parquet as Outcomes."""
     path = Path(run_dir) / PREDICTIONS
     try:
         # ParquetFile.read, not pd.read_parquet: a tenth of the time on small files (tiering reads every run's)
         table = pq.ParquetFile(path).read(columns=list(OUTCOME_COLUMNS), use_threads=False)
     except (KeyError, pa.ArrowInvalid) as error:
         raise PredictionsError(f"{path}: needs the columns {', '.join(OUTCOME_COLUMNS)} ({error})") from error
-    return outcomes_frame(pd.DataFrame({c: table.column(c).to_numpy(zero_copy_only=False) for c in OUTCOME_COLUMNS}),
-                          str(path))  # fmt: skip
-
-
-def outcomes_frame(frame: pd.DataFrame, source: str = "predictions") -> pd.DataFrame:
-    """The comparison's view of a predictions frame: string columns, sorted by sample id, ids unique."""
-    missing = [c for c in OUTCOME_COLUMNS if c not in frame]
-    if missing:
-        raise PredictionsError(f"{source}: no column {', '.join(missing)}")
-    columns = {c: frame[c].to_numpy(dtype=object).astype(str).astype(object) for c in OUTCOME_COLUMNS}
-    order = np.argsort(columns["sample_id"], kind="stable")
-    ids = columns["sample_id"][order]
-    repeated = ids[1:] == ids[:-1]
-    if repeated.any():
-        raise PredictionsError(f"{source}: sample id {ids[1:][repeated][0]!r} appears twice")
-    return pd.DataFrame({c: values[order] for c, values in columns.items()})
+    return outcomes_table(table, str(path))
 
 
 # --- pairing ---------------------------------------------------------------------------------------------------
@@ -147,20 +172,21 @@ class Pairing:
     reason: str = ""
 
 
-def pairing(a: pd.DataFrame, b: pd.DataFrame) -> Pairing:
-    """Paired when both outcome frames (outcomes_frame) hold the same sample ids with the same true labels."""
+def pairing(a: Outcomes, b: Outcomes) -> Pairing:
+    """Paired when both runs hold the same sample ids with the same true labels."""
     if len(a) != len(b):
         return Pairing(False, f"A was evaluated on {len(a):,} samples and B on {len(b):,}, so no sample-by-sample "
                               "test is possible.")  # fmt: skip
-    if not np.array_equal(a["sample_id"].to_numpy(), b["sample_id"].to_numpy()):
-        only_a = np.setdiff1d(a["sample_id"].to_numpy(), b["sample_id"].to_numpy())
+    if not a.sample_id.equals(b.sample_id):
+        only_a = a.sample_id.filter(pc.invert(pc.is_in(a.sample_id, value_set=b.sample_id)))
+        example = only_a[0].as_py() if len(only_a) else a.sample_id[0].as_py()
         return Pairing(False, f"A and B were evaluated on different samples ({len(only_a):,} of A's {len(a):,} are "
-                              f"not in B, e.g. {only_a[0]}), so no sample-by-sample test is possible.")  # fmt: skip
-    differs = a["true_label"].to_numpy() != b["true_label"].to_numpy()
-    if differs.any():
-        i = int(np.argmax(differs))
-        example = f"{a['sample_id'].iloc[i]}: {a['true_label'].iloc[i]} in A, {b['true_label'].iloc[i]} in B"
-        return Pairing(False, f"{int(differs.sum()):,} samples carry different true labels in A and B (e.g. "
+                              f"not in B, e.g. {example}), so no sample-by-sample test is possible.")  # fmt: skip
+    if not a.true_label.equals(b.true_label):
+        differs = pc.not_equal(a.true_label, b.true_label)
+        i = pc.index(differs, True).as_py()
+        example = f"{a.sample_id[i].as_py()}: {a.true_label[i].as_py()} in A, {b.true_label[i].as_py()} in B"
+        return Pairing(False, f"{pc.sum(differs).as_py():,} samples carry different true labels in A and B (e.g. "
                               f"{example}), so no sample-by-sample test is possible.")  # fmt: skip
     return Pairing(True)
 
@@ -305,33 +331,33 @@ def format_p(p: float | None) -> str:
     return "—" if p is None else f"{p:.2g}"
 
 
-def paired_outcomes(a: pd.DataFrame, b: pd.DataFrame) -> pd.Series:
-    """Per sample of two paired outcome frames: which OUTCOMES key it falls in."""
-    right_a = (a["true_label"] == a["pred_label"]).to_numpy()
-    right_b = (b["true_label"] == b["pred_label"]).to_numpy()
-    kinds = np.select([right_a & right_b, right_a, right_b], ["both_right", "only_a", "only_b"], "both_wrong")
-    return pd.Series(kinds, index=a["sample_id"].to_numpy(), name="outcome")
+def paired_outcomes(a: Outcomes, b: Outcomes) -> np.ndarray:
+    """Per sample (in sample-id order) of two paired runs: which OUTCOMES key it falls in."""
+    right_a, right_b = a.correct, b.correct
+    return np.select([right_a & right_b, right_a, right_b], ["both_right", "only_a", "only_b"], "both_wrong")
 
 
-def _per_class(a: pd.DataFrame, b: pd.DataFrame) -> list[ClassRecall]:
-    frame = pd.DataFrame({
-        "label": a["true_label"].to_numpy(),
-        "a": (a["true_label"] == a["pred_label"]).to_numpy(),
-        "b": (b["true_label"] == b["pred_label"]).to_numpy(),
-    })
-    recall = frame.groupby("label", sort=True).agg(support=("a", "size"), a=("a", "mean"), b=("b", "mean"))
-    return [ClassRecall(str(label), int(r.support), float(r.a), float(r.b)) for label, r in recall.iterrows()]
+def _per_class(a: Outcomes, b: Outcomes) -> list[ClassRecall]:
+    encoded = pc.dictionary_encode(a.true_label)
+    labels = encoded.dictionary.to_pylist()
+    classes = encoded.indices.to_numpy(zero_copy_only=False)
+    support = np.bincount(classes, minlength=len(labels))
+    right_a = np.bincount(classes, weights=a.correct, minlength=len(labels))
+    right_b = np.bincount(classes, weights=b.correct, minlength=len(labels))
+    recalls = [ClassRecall(str(label), int(n), float(ra / n), float(rb / n))
+               for label, n, ra, rb in zip(labels, support, right_a, right_b, strict=True)]  # fmt: skip
+    return sorted(recalls, key=lambda c: c.label)
 
 
-def compare(a: pd.DataFrame, b: pd.DataFrame, name_a: str = "A", name_b: str = "B") -> Comparison:
-    """Compare two runs' outcome frames (outcomes_frame/read_outcomes)."""
-    own_a = Accuracy(int((a["true_label"] == a["pred_label"]).sum()), len(a))
-    own_b = Accuracy(int((b["true_label"] == b["pred_label"]).sum()), len(b))
+def compare(a: Outcomes, b: Outcomes, name_a: str = "A", name_b: str = "B") -> Comparison:
+    """Compare two runs' Outcomes: own intervals always; McNemar, bootstrap and per-class recall when paired."""
+    own_a, own_b = Accuracy(int(a.correct.sum()), len(a)), Accuracy(int(b.correct.sum()), len(b))
     paired = pairing(a, b)
     if not paired.paired:
         return Comparison(name_a, name_b, own_a, own_b, paired)
-    counts = paired_outcomes(a, b).value_counts()
-    outcomes = PairedOutcomes(**{key: int(counts.get(key, 0)) for key in OUTCOMES})
+    kinds, counts = np.unique(paired_outcomes(a, b), return_counts=True)
+    found = dict(zip(kinds.tolist(), counts.tolist(), strict=True))
+    outcomes = PairedOutcomes(**{key: int(found.get(key, 0)) for key in OUTCOMES})
     return Comparison(
         name_a, name_b, own_a, own_b, paired, outcomes,
         difference_interval=paired_bootstrap_interval(outcomes.only_a, outcomes.only_b, outcomes.total),
@@ -356,12 +382,19 @@ class EvalSet:
     correct: np.ndarray  # bool, one per sample
 
 
-def eval_set(outcomes: pd.DataFrame) -> EvalSet:
+def _digest_strings(array: pa.Array, digest) -> None:
+    """Feed a large_string array's values and boundaries to `digest` straight from its Arrow buffers."""
+    _, offsets, data = array.buffers()
+    bounds = np.frombuffer(offsets, dtype=np.int64)[array.offset : array.offset + len(array) + 1]
+    digest.update((bounds - bounds[0]).tobytes())
+    digest.update(memoryview(data)[bounds[0] : bounds[-1]] if len(array) else b"")
+
+
+def eval_set(outcomes: Outcomes) -> EvalSet:
     digest = hashlib.blake2b(digest_size=8)
-    for column in ("sample_id", "true_label"):
-        digest.update("\0".join(outcomes[column].tolist()).encode("utf-8"))
-        digest.update(b"\1")
-    return EvalSet(digest.hexdigest(), (outcomes["true_label"] == outcomes["pred_label"]).to_numpy(dtype=bool))
+    _digest_strings(outcomes.sample_id, digest)
+    _digest_strings(outcomes.true_label, digest)
+    return EvalSet(digest.hexdigest(), outcomes.correct)
 
 
 @lru_cache(maxsize=1 << 14)
