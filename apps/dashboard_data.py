@@ -430,7 +430,7 @@ def paired_comparison(preds_a: pd.DataFrame, preds_b: pd.DataFrame, name_a: str,
 def outcome_samples(preds_a: pd.DataFrame, preds_b: pd.DataFrame, outcome: str) -> pd.DataFrame:
     """The samples of one cell of two paired runs' 2×2 table (outcome: a verdict.OUTCOMES key)."""
     a, b = V.outcomes_frame(preds_a), V.outcomes_frame(preds_b)
-    chosen = pa.array(V.paired_outcomes(a, b) == outcome)
+    chosen = pa.array(V.paired_outcomes(a, b)[outcome])
     return pd.DataFrame({
         "sample_id": a.sample_id.filter(chosen).to_pylist(),
         "true_label": a.true_label.filter(chosen).to_pylist(),

@@ -119,10 +119,11 @@ class Outcomes:
     sample_id: pa.Array
     true_label: pa.Array
     pred_label: pa.Array
+    correct: np.ndarray = field(init=False, repr=False)  # bool per sample
 
-    @property
-    def correct(self) -> np.ndarray:
-        return pc.equal(self.true_label, self.pred_label).to_numpy(zero_copy_only=False).astype(bool)
+    def __post_init__(self) -> None:
+        right = pc.equal(self.true_label, self.pred_label).to_numpy(zero_copy_only=False).astype(bool)
+        object.__setattr__(self, "correct", right)
 
     def __len__(self) -> int:
         return len(self.sample_id)
@@ -331,10 +332,11 @@ def format_p(p: float | None) -> str:
     return "—" if p is None else f"{p:.2g}"
 
 
-def paired_outcomes(a: Outcomes, b: Outcomes) -> np.ndarray:
-    """Per sample (in sample-id order) of two paired runs: which OUTCOMES key it falls in."""
+def paired_outcomes(a: Outcomes, b: Outcomes) -> dict[str, np.ndarray]:
+    """OUTCOMES key -> which samples (a bool mask in sample-id order) of two paired runs fall in that cell."""
     right_a, right_b = a.correct, b.correct
-    return np.select([right_a & right_b, right_a, right_b], ["both_right", "only_a", "only_b"], "both_wrong")
+    return {"both_right": right_a & right_b, "only_a": right_a & ~right_b, "only_b": ~right_a & right_b,
+            "both_wrong": ~(right_a | right_b)}  # fmt: skip
 
 
 def _per_class(a: Outcomes, b: Outcomes) -> list[ClassRecall]:
@@ -355,9 +357,7 @@ def compare(a: Outcomes, b: Outcomes, name_a: str = "A", name_b: str = "B") -> C
     paired = pairing(a, b)
     if not paired.paired:
         return Comparison(name_a, name_b, own_a, own_b, paired)
-    kinds, counts = np.unique(paired_outcomes(a, b), return_counts=True)
-    found = dict(zip(kinds.tolist(), counts.tolist(), strict=True))
-    outcomes = PairedOutcomes(**{key: int(found.get(key, 0)) for key in OUTCOMES})
+    outcomes = PairedOutcomes(**{key: int(mask.sum()) for key, mask in paired_outcomes(a, b).items()})
     return Comparison(
         name_a, name_b, own_a, own_b, paired, outcomes,
         difference_interval=paired_bootstrap_interval(outcomes.only_a, outcomes.only_b, outcomes.total),
