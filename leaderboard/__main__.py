@@ -25,12 +25,12 @@ from runfolder import is_run
 from runfolder.metrics import COSTS, SCORES
 
 # `show` fits an 80-column terminal; `--wide` shows every column in full, `--ids` only the run ids.
-SHOW_COLUMNS = ["run_id", "dataset", "model", "tier", "top1_ci", "top5", "macro_f1", "latency_ms"]
+SHOW_COLUMNS = ["run_id", "dataset", "model", "tier", "top1_ci", "latency_ms"]
 WIDE_COLUMNS = ["run_id", "dataset", "model", "pretrained_tag", "strategy", "tier", "top1_ci", "seeds", *SCORES,
                 *COSTS, "train_images_per_s", "epochs", "hub_repo"]  # fmt: skip
 TIER_NOTE = ("tier 1: the runs of a dataset that cannot be told apart from its best run on the same samples (exact "
-             "McNemar, Holm-corrected, 5%); tier 2 repeats this among the rest. top1 ci: top-1 ± half its 95% Wilson "
-             "interval, in points.")  # fmt: skip
+             "McNemar, Holm-corrected, 5%); tier 2 repeats this among the rest. top-1 ± 95% CI: top-1 ± half its "
+             "Wilson interval, in points (--wide: every figure).")  # fmt: skip
 RUN_ID_FLOOR, NAME_FLOOR = 20, 8  # narrowest a truncated run id / dataset or model name gets
 COLUMN_GAP = 3  # padding either side plus the (blank) divider of box.SIMPLE_HEAD
 

@@ -108,8 +108,10 @@ def _result_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def top1_interval(accuracy: Accuracy | None) -> str | None:
-    """"0.8768–0.8944": the 95% Wilson interval of top-1, in the table's 0–1 fractions."""
-    return None if accuracy is None else f"{accuracy.interval.low:.4f}–{accuracy.interval.high:.4f}"
+    """"87.7%–89.4%": the 95% Wilson interval of top-1, in the results table's format."""
+    if accuracy is None:
+        return None
+    return f"{PERCENT.number(accuracy.interval.low)}–{PERCENT.number(accuracy.interval.high)}"
 
 
 def _per_class_rows(metrics: dict[str, Any]) -> list[list[str]]:

@@ -295,5 +295,5 @@ def test_model_card_gives_the_top1_interval(tmp_path):
 
     card = str(render_card(CIFAR))
     wilson = binomtest(4429, 5000).proportion_ci(method="wilson")
-    assert f"95% interval **{wilson.low:.4f}–{wilson.high:.4f}**" in card
+    assert f"95% interval **{wilson.low:.1%}–{wilson.high:.1%}**" in card
     assert "5,000 evaluation images" in card
