@@ -76,6 +76,11 @@ COLUMN_CONFIG = {
     "best": st.column_config.TextColumn("best", help="highest score of its dataset among the runs shown"),
     "pretrained_on": st.column_config.TextColumn("pretrained on", help="what the backbone saw before fine-tuning"),
     "pretrained_tag": st.column_config.TextColumn("pretrained tag"),
+    "tier": st.column_config.NumberColumn(
+        "tier", format="%d", help="1 = cannot be told apart from the dataset's best run on the same samples (exact "
+        "McNemar, Holm-corrected, 5%); 2 = the same among the rest; empty: no readable predictions"),
+    "top1_ci": st.column_config.TextColumn("top-1 ± 95% CI", help="± half the 95% Wilson interval, in points"),
+    "seeds": st.column_config.TextColumn("seeds", help="runs differing only in --seed: top-1 mean ± std (count)"),
     **{column: metric_column(spec) for column, spec in data.METRIC_COLUMNS.items()},
     "date": st.column_config.DatetimeColumn("date", format="YYYY-MM-DD HH:mm"),
     "hub_url": st.column_config.LinkColumn("Hub", display_text=r"https://huggingface\.co/(.*)"),
@@ -193,8 +198,11 @@ def pick_run(runs: pd.DataFrame, label: str, key: str, index: int = 0) -> pd.Ser
 
 def leaderboard_view(runs: pd.DataFrame) -> None:
     st.header("Leaderboard")
-    rank = st.selectbox("Rank by", RANK_METRICS, format_func=metric_label, key="rank_by")
-    ranked = data.mark_best(runs, rank).sort_values(rank, ascending=False, na_position="last", kind="stable")
+    left, right = st.columns([3, 1])
+    rank = left.selectbox("Rank by", RANK_METRICS, format_func=metric_label, key="rank_by")
+    expand = right.toggle("Expand seed groups", key="expand_seeds", help="one row per run instead of per seed group")
+    shown = runs if expand else data.collapse_seed_groups(runs)
+    ranked = data.mark_best(shown, rank).sort_values(rank, ascending=False, na_position="last", kind="stable")
     flagged = ranked[ranked["flagged"]]
     ranked = ranked.assign(files=np.where(ranked["flagged"], "⚠ " + ranked["files"], ranked["files"]))
     counts = st.columns(4)
@@ -214,6 +222,12 @@ def leaderboard_view(runs: pd.DataFrame) -> None:
         )
     config = table_config(ranked)
     st.dataframe(ranked[data.TABLE_COLUMNS], column_config=config, hide_index=True, placeholder="", key="leaderboard")
+    st.caption(
+        "**Tier**: the runs of a dataset that cannot be told apart from its best run on the same samples form tier 1; "
+        "tier 2 repeats this among the rest. A run without readable predictions has no tier."
+        + ("" if expand or runs["seed_group"].isna().all() else
+           " Seed groups are collapsed: their top-1 is the mean over the seeds (*Expand seed groups* lists each run).")
+    )
     st.download_button(
         "Download CSV",
         partial(data.leaderboard_csv, ranked),  # built on click, not on every rerun
@@ -323,6 +337,9 @@ def compare_view(runs: pd.DataFrame) -> None:
         a = pick_run(runs, "Run A", "compare_a", 0)
     with right:
         b = pick_run(runs, "Run B", "compare_b", 1)
+    (preds_a, problem_a), (preds_b, problem_b) = (run_file(row, data.PREDICTIONS) for row in (a, b))
+    paired = verdict_section(a, b, preds_a, preds_b, problem_a or problem_b)
+    st.subheader("All figures")
     metrics_a, metrics_b = data.run_metrics(a), data.run_metrics(b)
     deltas = data.metric_deltas(metrics_a, metrics_b)
     headline = deltas[deltas["metric"].isin(HEADLINE)]
@@ -345,11 +362,55 @@ def compare_view(runs: pd.DataFrame) -> None:
         return
     diff = data.confusion(metrics_b, True) - data.confusion(metrics_a, True)
     st.plotly_chart(plots.confusion_difference(diff, data.class_labels(metrics_a)), key="confusion_diff")
-    (preds_a, problem_a), (preds_b, problem_b) = (run_file(row, data.PREDICTIONS) for row in (a, b))
-    for problem in filter(None, (problem_a, problem_b)):
-        st.caption(f"Sample-level disagreement unavailable: {problem}")
     st.subheader("Classes where they disagree most")
-    st.dataframe(data.class_disagreement(metrics_a, metrics_b, preds_a, preds_b), hide_index=True, key="disagreement")
+    samples = (preds_a, preds_b) if paired else (None, None)  # counts over other samples would mislead
+    st.dataframe(data.class_disagreement(metrics_a, metrics_b, *samples), hide_index=True, key="disagreement")
+
+
+def verdict_section(
+    a: pd.Series, b: pd.Series, preds_a: pd.DataFrame | None, preds_b: pd.DataFrame | None, problem: str
+) -> bool:
+    """Is the difference real? Both intervals; when paired, the difference's interval, McNemar's p, the verdict and
+    the 2×2 table of paired outcomes, each cell opening its images in the error gallery. True when paired."""
+    st.subheader("Is the difference real?")
+    if problem:
+        st.info(f"No sample-level verdict: {problem}")
+        return False
+    result = data.paired_comparison(preds_a, preds_b, a["run_id"], b["run_id"])
+    columns = st.columns(4)
+    for column, side, accuracy in ((columns[0], "A", result.a), (columns[1], "B", result.b)):
+        right = f"{accuracy.correct:,} of {accuracy.total:,} right"
+        column.metric(f"{side}: top-1", f"{accuracy.top1:.1%}", help=right)
+        column.caption(f"95% CI {accuracy.interval} (Wilson)")
+    if not result.pairing.paired:
+        st.warning(f"Not comparable sample by sample: {result.pairing.reason} Each run's own interval is above.")
+        return False
+    low, high = result.difference_interval.low, result.difference_interval.high
+    columns[2].metric("A − B", f"{result.difference * 100:+.1f} points")
+    columns[2].caption(f"95% CI {low * 100:+.1f} to {high * 100:+.1f} (paired bootstrap, "
+                       f"{data.V.BOOTSTRAP_RESAMPLES:,} resamples)")  # fmt: skip
+    columns[3].metric("McNemar p", data.V.format_p(result.p_value), help="exact test on the samples only one got right")
+    (st.success if result.significant else st.info)(f"Verdict: {result.verdict}")
+    st.markdown("**Paired outcomes** (samples); a cell opens its images in the error gallery")
+    header, right_b, wrong_b = st.columns([1, 2, 2])
+    header.markdown("&nbsp;")
+    right_b.markdown("**B right**")
+    wrong_b.markdown("**B wrong**")
+    for label, cells in (("**A right**", ("both_right", "only_a")), ("**A wrong**", ("only_b", "both_wrong"))):
+        row = st.columns([1, 2, 2])
+        row[0].markdown(label)
+        for column, outcome in zip(row[1:], cells, strict=True):
+            count = getattr(result.outcomes, outcome)
+            column.button(f"{data.V.OUTCOMES[outcome]}: {count:,}", key=f"cell_{outcome}", disabled=not count,
+                          on_click=open_cell, args=(a["run_id"], b["run_id"], outcome), width="stretch")
+    return True
+
+
+def open_cell(run_a: str, run_b: str, outcome: str) -> None:
+    """Button callback (runs before the page, so it may set widget state): the gallery of one 2×2 cell."""
+    st.session_state["view"] = "Error gallery"
+    st.session_state["gallery_run"] = run_a
+    st.session_state["gallery_cell"] = (run_a, run_b, outcome)
 
 
 def gallery_view(runs: pd.DataFrame) -> None:
@@ -359,6 +420,10 @@ def gallery_view(runs: pd.DataFrame) -> None:
     predictions, problem = run_file(row, data.PREDICTIONS)
     if problem:
         st.warning(problem)
+        return
+    cell = st.session_state.get("gallery_cell")
+    if cell and cell[0] == row["run_id"] and (runs["run_id"] == cell[1]).any():
+        cell_gallery(row, predictions, runs[runs["run_id"] == cell[1]].iloc[0], cell[2])
         return
     left, right = st.columns(2)
     labels = ["all classes", *sorted(predictions["true_label"].unique())]
@@ -371,12 +436,37 @@ def gallery_view(runs: pd.DataFrame) -> None:
     st.caption("The most confident mistakes first: wrong and sure, often a label error or a genuinely hard image.")
     confidence = {"confidence": number_column("confidence", PERCENT)}
     st.dataframe(mistakes, column_config=confidence, hide_index=True, key="mistakes")
+    image_grid(row, mistakes, lambda m: f"{m.true_label} → {m.pred_label} ({m.confidence:.0%})")
+
+
+def cell_gallery(row: pd.Series, predictions: pd.DataFrame, other: pd.Series, outcome: str) -> None:
+    """The samples behind one cell of the compare view's 2×2 table (this run = A, `other` = B)."""
+    other_predictions, problem = run_file(other, data.PREDICTIONS)
+    if problem:
+        st.warning(problem)
+        return
+    samples = data.outcome_samples(predictions, other_predictions, outcome)
+    st.subheader(f"{data.V.OUTCOMES[outcome]}: {len(samples):,} samples")
+    st.caption(f"A = `{row['run_id']}`, B = `{other['run_id']}`, from *Compare two runs*.")
+    st.button("Back to the most confident mistakes", key="gallery_back",
+              on_click=lambda: st.session_state.pop("gallery_cell", None))  # fmt: skip
+    st.dataframe(samples, hide_index=True, key="cell_samples", column_config=CELL_COLUMNS)
+    image_grid(row, samples.head(GALLERY_LIMIT), lambda s: f"{s.true_label}: A {s.a_predicted}, B {s.b_predicted}")
+
+
+GALLERY_LIMIT = 48  # images drawn at most; the table lists every sample
+CELL_COLUMNS = {"a_predicted": st.column_config.TextColumn("A predicted"),
+                "b_predicted": st.column_config.TextColumn("B predicted")}  # fmt: skip
+
+
+def image_grid(row: pd.Series, samples: pd.DataFrame, caption: Callable[[tuple], str]) -> None:
+    """The images of `samples` (sample_id column) that are reachable from here, four to a row."""
     root = data.data_dir(row["run_path"])
-    images = [(data.image_file(m.sample_id, root), m) for m in mistakes.itertuples(index=False)]
-    reachable = [(path, m) for path, m in images if path is not None]
+    images = [(data.image_file(s.sample_id, root), s) for s in samples.itertuples(index=False)]
+    reachable = [(path, s) for path, s in images if path is not None]
     grid = st.columns(4)
-    for index, (path, m) in enumerate(reachable):
-        grid[index % 4].image(str(path), caption=f"{m.true_label} → {m.pred_label} ({m.confidence:.0%})")
+    for index, (path, s) in enumerate(reachable):
+        grid[index % 4].image(str(path), caption=caption(s))
     if len(reachable) < len(images):
         st.caption(f"{len(images) - len(reachable)} image(s) not reachable from here (data directory: {root}).")
 

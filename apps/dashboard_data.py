@@ -16,9 +16,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import yaml
 
+import verdict as V
 from leaderboard.columns import short_model_name
+from leaderboard.standings import seed_text, with_verdict
 from leaderboard.store import default_db_path
 from runfolder import (  # noqa: F401  (re-exported for the page)
     CALIBRATED_CONFIDENCE,
@@ -38,11 +41,12 @@ from runfolder.metrics import COSTS, METRIC_SPECS, SCORES
 
 # Metric columns hold each figure in its display unit (MetricSpec.column: params → params_m, in millions).
 METRIC_COLUMNS = {METRIC_SPECS[key].column: METRIC_SPECS[key] for key in (*SCORES, *COSTS, "train_images_per_s")}
-TABLE_COLUMNS = ["run_id", "best", "dataset", "model", "pretrained_on", "pretrained_tag", "strategy",
-                 *METRIC_COLUMNS, "epochs", "date", "hub_url", "files", "note"]  # fmt: skip
+TABLE_COLUMNS = ["run_id", "best", "tier", "dataset", "model", "pretrained_on", "pretrained_tag", "strategy",
+                 "top1_ci", "seeds", *METRIC_COLUMNS, "epochs", "date", "hub_url", "files", "note"]  # fmt: skip
 READABLE_CLASSES = 20  # above this, a confusion matrix's cells are unreadable: a most-confused list says more
 CSV_EXTRA_COLUMNS = ["family", "eval_split", "num_classes", "params", "macs", "wall_s", "git_rev", "hub_repo",
-                     "run_path"]  # fmt: skip
+                     "run_path", "top1_low", "top1_high", "seed_group", "seed_runs", "seed_mean",
+                     "seed_std"]  # fmt: skip
 FILES_OK, HUB_ONLY = "ok", "Hub only"
 BEST_MARK = "★"  # in DejaVu Sans: emoji fonts are often missing on Linux browsers
 OVERLAP_NOTE = "ImageNet-pretrained: pretraining overlaps the evaluation classes"
@@ -158,8 +162,10 @@ def leaderboard_csv(table: pd.DataFrame) -> str:
 
 
 def leaderboard_table(runs: pd.DataFrame) -> pd.DataFrame:
-    """Store rows plus the derived columns the dashboard shows (family, pretraining, units, flags, links)."""
-    table = runs.copy()
+    """Store rows plus the derived columns the dashboard shows (family, pretraining, units, flags, links) and the
+    verdict's (tier, top-1 interval, seed group)."""
+    table = with_verdict(runs)
+    table["seeds"] = table.apply(seed_text, axis=1) if len(table) else None
     table["family"] = table["model"].map(family)
     table["pretrained"] = ~table["pretrained_tag"].fillna("none").isin(["none", ""])
     table["pretrained_on"] = table["pretrained_tag"].map(pretrained_on)
@@ -195,6 +201,24 @@ def mark_best(table: pd.DataFrame, metric: str = "top1") -> pd.DataFrame:
     """Add `best` = BEST_MARK on the row with the highest `metric` of each dataset among the rows given."""
     best = table.dropna(subset=[metric]).groupby("dataset")[metric].idxmax()
     return table.assign(best=np.where(table.index.isin(best.to_numpy()), BEST_MARK, ""))
+
+
+def collapse_seed_groups(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per seed group (runs differing only in --seed): its best run's row, with top-1 = the group's mean,
+    the run id marked, tier = the best tier among its runs and no own interval. Other runs stay as they are."""
+    grouped = table["seed_group"].notna()
+    if not grouped.any():
+        return table
+    best_first = table[grouped].sort_values("top1", ascending=False, kind="stable")
+    heads = best_first.drop_duplicates("seed_group").index
+    collapsed = table[~grouped | table.index.isin(heads)].copy()
+    head = collapsed.index.isin(heads)
+    rows = collapsed.loc[head]
+    collapsed.loc[head, "tier"] = rows["seed_group"].map(best_first.groupby("seed_group")["tier"].min())
+    collapsed.loc[head, "top1"] = rows["seed_mean"].astype(float)
+    collapsed.loc[head, "top1_ci"] = None
+    collapsed.loc[head, "run_id"] = rows["run_id"] + " (+" + (rows["seed_runs"] - 1).astype(str) + " seeds)"
+    return collapsed
 
 
 def pareto_front(table: pd.DataFrame, cost: str, metric: str) -> pd.DataFrame:
@@ -396,3 +420,20 @@ def class_disagreement(
         table[samples.columns] = table[samples.columns].fillna(0).astype(int)
         order = table["samples disagreeing"] + order  # counts first, recall gap (< 1) breaks ties
     return table.loc[order.sort_values(ascending=False, kind="stable").index].reset_index(drop=True)
+
+
+def paired_comparison(preds_a: pd.DataFrame, preds_b: pd.DataFrame, name_a: str, name_b: str) -> V.Comparison:
+    """The verdict on two runs' prediction frames (read_predictions): own intervals, and the paired test if paired."""
+    return V.compare(V.outcomes_frame(preds_a), V.outcomes_frame(preds_b), name_a, name_b)
+
+
+def outcome_samples(preds_a: pd.DataFrame, preds_b: pd.DataFrame, outcome: str) -> pd.DataFrame:
+    """The samples of one cell of two paired runs' 2×2 table (outcome: a verdict.OUTCOMES key)."""
+    a, b = V.outcomes_frame(preds_a), V.outcomes_frame(preds_b)
+    chosen = pa.array(V.paired_outcomes(a, b)[outcome])
+    return pd.DataFrame({
+        "sample_id": a.sample_id.filter(chosen).to_pylist(),
+        "true_label": a.true_label.filter(chosen).to_pylist(),
+        "a_predicted": a.pred_label.filter(chosen).to_pylist(),
+        "b_predicted": b.pred_label.filter(chosen).to_pylist(),
+    })

@@ -1,12 +1,14 @@
-"""How long the dashboard's leaderboard page takes to render with 1,000 runs in the store (budget: 3 s).
+"""How long the dashboard's leaderboard page takes to render with 1,000 runs in the store (budget: 3 s), tiers included.
 
     python benchmarks/bench_dashboard.py [--runs 1000] [--from-run runs/<id>] [--repeats 5]
 
 Fills a temporary store with N run folders copied from one real run (a tiny training when --from-run is not
 given), each with its own metrics.json (varied backbone, dataset, strategy and numbers; per-class figures stay
-the real run's), then times with streamlit.testing.v1.AppTest:
+the real run's) and predictions.parquet (a varied share of answers changed, so tiers differ), then times with
+streamlit.testing.v1.AppTest:
   - store query: the bare `Store.runs()` the page starts from (baseline);
-  - table build: derived columns and the file checks of every run folder, uncached;
+  - table build: derived columns, the file checks and the tiers (every run's predictions) of every run folder,
+    uncached;
   - page, cold: the first render in a fresh process (imports, empty cache);
   - page, warm: a rerun with the cached table (what every click costs);
   - page, store changed: a rerun right after a run was recorded (the cache is invalidated, the table rebuilt).
@@ -74,8 +76,11 @@ def synthetic_metrics(real: dict, index: int, rng: np.random.Generator) -> dict:
 
 
 def fill_runs(real_run: Path, root: Path, count: int) -> Path:
-    """`count` run folders under root/runs: the real run's files (weights hard-linked), varied metrics.json."""
+    """`count` run folders under root/runs: the real run's files (weights hard-linked), varied metrics.json, and
+    predictions with a varied share of the real run's answers changed (so that tiering has real work to do)."""
     real = json.loads((real_run / "metrics.json").read_text())
+    predictions = pd.read_parquet(real_run / "predictions.parquet")
+    classes = np.array(sorted(predictions["true_label"].unique()))
     rng = np.random.default_rng(0)
     runs = root / "runs"
     for index in range(count):
@@ -86,6 +91,10 @@ def fill_runs(real_run: Path, root: Path, count: int) -> Path:
         except OSError:  # another file system: a copy then
             shutil.copy(real_run / "model.safetensors", run / "model.safetensors")
         (run / "metrics.json").write_text(json.dumps(synthetic_metrics(real, index, rng)))
+        changed = rng.random(len(predictions)) < rng.uniform(0, 0.3)
+        varied = predictions.assign(pred_label=np.where(changed, rng.choice(classes, len(predictions)),
+                                                        predictions["pred_label"]))  # fmt: skip
+        varied.assign(correct=varied["pred_label"] == varied["true_label"]).to_parquet(run / "predictions.parquet")
     return runs
 
 
@@ -125,11 +134,21 @@ def measure(db: Path, runs: Path, repeats: int) -> list[tuple[str, list[float], 
     from apps.dashboard_data import _file_problem, leaderboard_table  # imported by the page already
 
     def build() -> None:
+        clear_caches()
         _file_problem.cache_clear()  # really uncached: every file of every run read again
         leaderboard_table(store.runs())
 
     results.insert(1, ("table build (uncached)", timed(build, repeats), None))
     return results
+
+
+def clear_caches() -> None:
+    """Forget every memoised run-folder read of the tiers and seed groups (a cold process)."""
+    import verdict
+    from leaderboard import standings
+
+    verdict._cached_eval_set.cache_clear()
+    standings._train_config.cache_clear()
 
 
 def report(results: list[tuple[str, list[float], float | None]], count: int, out: Path) -> bool:

@@ -1,4 +1,4 @@
-"""Leaderboard CLI: python -m leaderboard {ingest,sync,show,export} [--db PATH] ...
+"""Leaderboard CLI: python -m leaderboard {ingest,sync,show,export,compare} [--db PATH] ...
 
 The store is `--db PATH`, else $ARENA_DB, else ~/.cache/backbone-arena/leaderboard.db.
 """
@@ -6,6 +6,7 @@ The store is `--db PATH`, else $ARENA_DB, else ~/.cache/backbone-arena/leaderboa
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -14,16 +15,22 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+import verdict as V
 from leaderboard import hub
 from leaderboard.columns import Column, short_model_name
 from leaderboard.hub import HubSyncError
+from leaderboard.standings import seed_text, with_verdict
 from leaderboard.store import COLUMNS, Store, StoreError, default_db_path
+from runfolder import is_run
 from runfolder.metrics import COSTS, SCORES
 
 # `show` fits an 80-column terminal; `--wide` shows every column in full, `--ids` only the run ids.
-SHOW_COLUMNS = ["run_id", "dataset", "model", "top1", "top5", "macro_f1", "latency_ms"]
-WIDE_COLUMNS = ["run_id", "dataset", "model", "pretrained_tag", "strategy", *SCORES, *COSTS, "train_images_per_s",
-                "epochs", "hub_repo"]  # fmt: skip
+SHOW_COLUMNS = ["run_id", "dataset", "model", "tier", "top1_ci", "latency_ms"]
+WIDE_COLUMNS = ["run_id", "dataset", "model", "pretrained_tag", "strategy", "tier", "top1_ci", "seeds", *SCORES,
+                *COSTS, "train_images_per_s", "epochs", "hub_repo"]  # fmt: skip
+TIER_NOTE = ("tier 1: the runs of a dataset that cannot be told apart from its best run on the same samples (exact "
+             "McNemar, Holm-corrected, 5%); tier 2 repeats this among the rest. top-1 ± 95% CI: top-1 ± half its "
+             "Wilson interval, in points (--wide: every figure).")  # fmt: skip
 RUN_ID_FLOOR, NAME_FLOOR = 20, 8  # narrowest a truncated run id / dataset or model name gets
 COLUMN_GAP = 3  # padding either side plus the (blank) divider of box.SIMPLE_HEAD
 
@@ -73,7 +80,10 @@ def leaderboard_table(frame: pd.DataFrame, wide: bool, width: int) -> tuple[Tabl
 
 def show(store: Store, dataset: str | None, model: str | None, sort: str, ascending: bool, layout: str) -> None:
     """Print the leaderboard: a table that fits the terminal, every column in full (`wide`), or the run ids."""
-    frame = store.runs(dataset=dataset, model=model).sort_values(sort, ascending=ascending, na_position="last")
+    frame = with_verdict(store.runs(dataset=dataset, model=model))
+    frame = frame.assign(seeds=frame.apply(seed_text, axis=1) if len(frame) else None)
+    frame = frame.sort_values(sort, ascending=ascending, na_position="last")
+    frame = frame.astype(object).where(frame.notna(), None)  # pandas' NA of a run without tier: an empty cell
     if layout == "ids":
         print("\n".join(frame["run_id"]))
         return
@@ -83,7 +93,52 @@ def show(store: Store, dataset: str | None, model: str | None, sort: str, ascend
     console.print(table)
     if shortened:
         console.print("… marks a shortened name: --ids prints the full run ids, --wide every column")
+    console.print(TIER_NOTE, highlight=False)
     console.print(f"store: {store.path}", soft_wrap=True, highlight=False)
+
+
+def resolve_run(store: Store, reference: str) -> tuple[str, Path]:
+    """(name, run folder) of a run folder path or a store run id; ValueError when neither gives a local folder."""
+    path = Path(reference)
+    if is_run(path):
+        return path.resolve().name, path
+    rows = store.runs()
+    row = rows[rows["run_id"] == reference]
+    if row.empty:
+        raise ValueError(f"{reference}: neither a run folder nor a run id in the store {store.path}")
+    run_path = row["run_path"].iloc[0]
+    if not run_path:
+        raise ValueError(f"{reference}: recorded from the Hub only, no local run folder with predictions to compare")
+    return reference, Path(run_path)
+
+
+def print_comparison(result: V.Comparison) -> None:
+    console = Console(width=160)
+    for side, name, accuracy in (("A", result.name_a, result.a), ("B", result.name_b, result.b)):
+        console.print(f"{side}: {name}  top-1 {accuracy}", highlight=False)
+    console.print("    (95% Wilson score intervals)")
+    if not result.pairing.paired:
+        console.print(f"No paired test: {result.pairing.reason}", highlight=False)
+        return
+    outcomes = result.outcomes
+    console.print(
+        f"difference A − B: {result.difference * 100:+.1f} points (95% CI {result.difference_interval.low * 100:+.1f} "
+        f"to {result.difference_interval.high * 100:+.1f}; paired bootstrap, {V.BOOTSTRAP_RESAMPLES:,} resamples, "
+        f"seed {V.BOOTSTRAP_SEED})",
+        highlight=False,
+    )
+    console.print(
+        f"McNemar exact test: both right {outcomes.both_right:,}, only A right {outcomes.only_a:,}, only B right "
+        f"{outcomes.only_b:,}, both wrong {outcomes.both_wrong:,}; p = {V.format_p(result.p_value)}",
+        highlight=False,
+    )
+    table = Table(title="Per-class recall", box=box.SIMPLE_HEAD)
+    for column in ("class", "support", "recall A", "recall B", "A − B (points)"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for c in sorted(result.per_class, key=lambda c: -abs(c.difference)):
+        table.add_row(c.label, f"{c.support:,}", f"{c.recall_a:.1%}", f"{c.recall_b:.1%}", f"{c.difference * 100:+.1f}")
+    console.print(table)
+    console.print(f"verdict: {result.verdict}", highlight=False)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -98,7 +153,8 @@ def parser() -> argparse.ArgumentParser:
     show_cmd = commands.add_parser("show", parents=[db], help="print the leaderboard")
     show_cmd.add_argument("--dataset")
     show_cmd.add_argument("--model")
-    show_cmd.add_argument("--sort", default="top1", choices=COLUMNS, metavar="COL", help="column (default top1)")
+    show_cmd.add_argument("--sort", default="top1", choices=[*COLUMNS, "tier"], metavar="COL",
+                          help="column (default top1)")
     show_cmd.add_argument("--ascending", action="store_true", help="smallest first (default: largest first)")
     layout = show_cmd.add_mutually_exclusive_group()
     layout.add_argument("--wide", dest="layout", action="store_const", const="wide",
@@ -109,6 +165,10 @@ def parser() -> argparse.ArgumentParser:
     target = export.add_mutually_exclusive_group(required=True)
     target.add_argument("--csv", type=Path, metavar="FILE")
     target.add_argument("--parquet", type=Path, metavar="FILE")
+    compare = commands.add_parser("compare", parents=[db], help="is run A better than run B? (paired tests)")
+    compare.add_argument("run_a", metavar="RUN_A", help="run folder or store run id")
+    compare.add_argument("run_b", metavar="RUN_B", help="run folder or store run id")
+    compare.add_argument("--json", action="store_true", help="print the figures as JSON")
     return root
 
 
@@ -126,6 +186,13 @@ def main(argv: list[str] | None = None) -> int:
             return 1 if report.skipped else 0
         if args.command == "show":
             show(store, args.dataset, args.model, args.sort, args.ascending, args.layout)
+        elif args.command == "compare":
+            (name_a, run_a), (name_b, run_b) = (resolve_run(store, ref) for ref in (args.run_a, args.run_b))
+            result = V.compare_runs(run_a, run_b, name_a, name_b)
+            if args.json:
+                print(json.dumps(result.to_dict(), indent=2))
+            else:
+                print_comparison(result)
         else:
             fmt, target = ("csv", args.csv) if args.csv else ("parquet", args.parquet)
             print(f"exported {len(store.runs())} runs to {store.export(target, fmt)}")

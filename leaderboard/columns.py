@@ -11,6 +11,8 @@ import pandas as pd
 from runfolder.metrics import METRIC_SPECS
 
 TIMM_PREFIXES = re.compile(r"^(tf|tv|gluon|timm)_")  # timm's ports of other frameworks' weights
+# The verdict's columns (leaderboard.standings): kept at full width and right-aligned like the metrics.
+VERDICT_HEADINGS = {"tier": "tier", "top1_ci": "top-1 ± 95% CI"}
 
 
 def short_model_name(model: str) -> str:
@@ -28,11 +30,11 @@ class Column:
     @property
     def heading(self) -> str:
         spec = METRIC_SPECS.get(self.key)
-        return spec.label if spec else self.key.replace("_", " ")
+        return spec.label if spec else VERDICT_HEADINGS.get(self.key, self.key.replace("_", " "))
 
     @property
     def numeric(self) -> bool:
-        return self.key in METRIC_SPECS
+        return self.key in METRIC_SPECS or self.key in VERDICT_HEADINGS
 
     def text(self, value: Any) -> str:
         if self.key in METRIC_SPECS:

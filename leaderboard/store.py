@@ -20,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from leaderboard.standings import with_verdict
 from runfolder import METRICS, MetricsError, atomic_path, find_runs, read_metrics
 
 BUSY_TIMEOUT_MS = 60_000
@@ -54,11 +55,16 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX runs_dataset_model ON runs (dataset, model);
     """,
+    # the evaluation's sample count: with top1, each run's top-1 interval without parsing metrics_json
+    """
+    ALTER TABLE runs ADD COLUMN num_samples INTEGER;
+    UPDATE runs SET num_samples = json_extract(metrics_json, '$.num_samples');
+    """,
 ]
 # Columns copied as-is from metrics.json keys of the same name.
 METRIC_COLUMNS = [
     "dataset", "eval_split", "num_classes", "model", "pretrained_tag", "strategy", "top1", "top5", "macro_f1",
-    "auroc", "params", "macs", "train_images_per_s", "latency_ms", "epochs", "wall_s", "git_rev",
+    "auroc", "params", "macs", "train_images_per_s", "latency_ms", "epochs", "wall_s", "git_rev", "num_samples",
 ]  # fmt: skip
 COLUMNS = ["run_id", *METRIC_COLUMNS, "task_type", "created", "run_path", "hub_repo", "metrics_json"]
 
@@ -209,12 +215,13 @@ class Store:
             conn.close()
 
     def export(self, path: Path, fmt: str | None = None) -> Path:
-        """Write all rows to `path` atomically as `fmt` ("csv" or "parquet"; default: from the file suffix)."""
+        """Write all rows with their verdict columns (tier, top-1 interval, seed group) to `path` atomically as `fmt`
+        ("csv" or "parquet"; default: from the file suffix)."""
         path = Path(path)
         fmt = fmt or path.suffix.removeprefix(".")
         writers = {"csv": lambda df, f: df.to_csv(f, index=False), "parquet": lambda df, f: df.to_parquet(f)}
         if fmt not in writers:
             raise ValueError(f"cannot export to {path}: use a .csv or .parquet file (or say which format)")
         with atomic_path(path) as tmp:
-            writers[fmt](self.runs(), tmp)
+            writers[fmt](with_verdict(self.runs()), tmp)
         return path

@@ -17,6 +17,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from model_cards.datasets import DatasetInfo, dataset_info
 from runfolder import CARD, TRAIN_CONFIG, read_config, read_metrics, read_train_config, write_bytes
 from runfolder.metrics import HUB_METRICS, METRIC_SPECS, PERCENT
+from verdict import Accuracy, accuracy_from_metrics
 
 TEMPLATE = Path(__file__).with_name("template.md")
 CONFUSION_PNG = "confusion_matrix.png"
@@ -106,6 +107,13 @@ def _result_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
     return [(spec.title, spec.text(metrics[key])) for key, spec in METRIC_SPECS.items() if metrics.get(key) is not None]
 
 
+def top1_interval(accuracy: Accuracy | None) -> str | None:
+    """"87.7%–89.4%": the 95% Wilson interval of top-1, in the results table's format."""
+    if accuracy is None:
+        return None
+    return f"{PERCENT.number(accuracy.interval.low)}–{PERCENT.number(accuracy.interval.high)}"
+
+
 def _per_class_rows(metrics: dict[str, Any]) -> list[list[str]]:
     return [
         [_cell(c["label"]), *(PERCENT.number(c[score]) for score in ("precision", "recall", "f1")), _cell(c["support"])]
@@ -139,6 +147,7 @@ def render_card(run_dir: Path, hub_repo: str | None = None) -> ModelCard:
         result_rows=_result_rows(metrics),
         per_class_rows=_per_class_rows(metrics),
         confusion_png=CONFUSION_PNG if (run_dir / CONFUSION_PNG).is_file() else None,
+        top1_interval=top1_interval(accuracy_from_metrics(metrics)),
         medical=metrics["dataset"] in MEDICAL_DATASETS,
     )
 

@@ -161,3 +161,22 @@ def make_run(root: Path, run_id: str, dataset: str = "chest-xray", samples: int 
     (run / "checkpoint").mkdir()
     (run / "checkpoint" / "last.pt").write_bytes(b"resumable state: must never be uploaded")
     return run
+
+
+def flipped_copy(source: Path, target: Path, every: int, offset: int = 0) -> Path:
+    """A second run on the same samples: the source run folder with the prediction of every `every`-th sample
+    (by sample id, from `offset`) set to another class, so it is right where the source was wrong and vice versa."""
+    shutil.copytree(source, target)
+    predictions = pd.read_parquet(source / "predictions.parquet")
+    classes = sorted(predictions["true_label"].unique())
+    chosen = predictions["sample_id"].rank(method="first").astype(int).sub(1 + offset) % every == 0
+    other = {c: classes[(i + 1) % len(classes)] for i, c in enumerate(classes)}
+    predictions.loc[chosen, "pred_label"] = np.where(
+        predictions.loc[chosen, "correct"], predictions.loc[chosen, "true_label"].map(other),
+        predictions.loc[chosen, "true_label"])  # fmt: skip
+    predictions["correct"] = predictions["pred_label"] == predictions["true_label"]
+    predictions.to_parquet(target / "predictions.parquet", index=False)
+    metrics = json.loads((source / "metrics.json").read_text())
+    metrics["top1"] = float(predictions["correct"].mean())
+    (target / "metrics.json").write_text(json.dumps(metrics))
+    return target

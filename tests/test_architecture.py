@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("runfolder", "trainers", "leaderboard", "model_cards", "apps")
+PACKAGES = ("runfolder", "verdict", "trainers", "leaderboard", "model_cards", "apps")
 
 
 def module_name(path: Path) -> str:

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from fixtures_runs import flipped_copy
 
 from leaderboard.store import Store
 
@@ -139,3 +140,27 @@ def test_reference_runs_leaderboard_and_200_class_details(browser, tmp_path: Pat
         page.get_by_role("option").filter(has_text="tiny-imagenet").first.click()
         settle(page, "text=Most confused pairs")
         page.screenshot(path=tmp_path / "reference_tiny_imagenet_details.png", full_page=True)
+
+
+def test_compare_view_verdict_in_headless_chromium(browser, tmp_path: Path):
+    """The compare view of two paired real runs (the CIFAR-10 reference run and a copy with every 23rd answer
+    flipped, on the same 5,000 images): intervals, verdict and the 2×2 table; a cell opens the gallery."""
+    reference = REPO / "reference" / "cifar10-efficientnet_lite0"
+    db = tmp_path / "arena.db"
+    Store(db).ingest([reference, flipped_copy(reference, tmp_path / "runs" / "cifar10-flipped", 23)])
+    with serve(db, tmp_path) as url:
+        page = browser.new_page(viewport={"width": 1600, "height": 1200})
+        page.goto(url)
+        settle(page, '[data-testid="stDataFrame"]')
+        page.get_by_text("Compare two runs", exact=True).click()
+        settle(page, "text=Verdict: cifar10-efficientnet_lite0 is better")
+        cells = [page.get_by_role("button", name=name) for name in
+                 ("both right", "only A right", "only B right", "both wrong")]  # fmt: skip
+        assert all(cell.count() == 1 and cell.is_enabled() for cell in cells)
+        assert page.get_by_text("McNemar p").count() == 1
+        compare = tmp_path / "compare.png"
+        page.screenshot(path=compare, full_page=True)
+
+        cells[1].click()  # only A right -> the error gallery of those samples
+        settle(page, "text=only A right: 180 samples")
+    assert compare.read_bytes().startswith(b"\x89PNG") and compare.stat().st_size > 20_000

@@ -78,6 +78,8 @@ class TrainConfig:
     early_stop: int | None = _opt(None, "stop after N epochs without validation top-1 improvement")
     # runtime
     seed: int = _opt(42, "random seed")
+    seeds: int = _opt(1, "train N runs, with seeds seed, seed+1, ...: one seed group on the leaderboard (mean ± std); "
+                         "the run folders are named <name>-seed<S>")
     deterministic: bool = _opt(False, "deterministic algorithms (exactly reproducible resume on CPU)")
     amp: bool = _opt(True, "mixed precision on GPU (bf16)")
     channels_last: bool = _opt(False, "channels-last memory format")

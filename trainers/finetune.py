@@ -13,6 +13,7 @@ every epoch, best epoch kept) -> final evaluation -> run folder files, model car
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import os
 import random
@@ -98,10 +99,24 @@ class Distributed:
 
 
 def main(argv: list[str] | None = None) -> Path:
+    """Train one run, or with --seeds N a seed group of N runs; returns the (first) run folder."""
     try:
-        return train(parse_config(argv))
+        cfg = parse_config(argv)
+        return train(cfg) if cfg.seeds == 1 else train_seeds(cfg)[0]
     except USER_ERRORS as err:  # said in one line; a killed run's last checkpoint stays resumable
         raise SystemExit(f"error: {err}") from None
+
+
+def train_seeds(cfg: TrainConfig) -> list[Path]:
+    """--seeds N: the same configuration trained with seeds seed .. seed+N-1, one run folder each (<name>-seed<S>);
+    the leaderboard groups runs that differ only in the seed."""
+    if cfg.seeds < 1 or cfg.resume:
+        raise RunError("--seeds needs N >= 1 and no --resume (resume each run folder on its own)")
+    base = cfg.name or default_run_name(cfg)
+    seeds = range(cfg.seed, cfg.seed + cfg.seeds)
+    runs = [train(dataclasses.replace(cfg, seed=seed, seeds=1, name=f"{base}-seed{seed}")) for seed in seeds]
+    print(f"seed group of {len(runs)} runs: {', '.join(run.name for run in runs)}")
+    return runs
 
 
 def train(cfg: TrainConfig) -> Path:
@@ -508,14 +523,17 @@ def open_run_dir(cfg: TrainConfig, ddp: Distributed) -> Path:
         if not (run_dir / R.CHECKPOINT / R.CHECKPOINT_FILE).is_file():
             raise RunError(f"--resume {run_dir}: no {R.CHECKPOINT}/{R.CHECKPOINT_FILE} in it")
         return run_dir
-    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    name = cfg.name or f"{cfg.dataset.replace(':', '-').replace('/', '-')}-{cfg.model}-{stamp}"
-    run_dir = Path(cfg.output) / ddp.broadcast(name)
+    run_dir = Path(cfg.output) / ddp.broadcast(cfg.name or default_run_name(cfg))
     if ddp.main:
         if run_dir.exists() and any(run_dir.iterdir()):
             raise RunError(f"run folder {run_dir} already exists (choose another --name, or --resume it)")
         run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
+
+
+def default_run_name(cfg: TrainConfig) -> str:
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return f"{cfg.dataset.replace(':', '-').replace('/', '-')}-{cfg.model}-{stamp}"
 
 
 @dataclass
