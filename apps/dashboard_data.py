@@ -144,9 +144,7 @@ def _file_problem(path: Path, signature: tuple[int, int]) -> str:
 
 
 def run_files_status(run_path: str | None) -> str:
-    """CSV_EXTRA_COLUMNS = ["family", "eval_split", "num_classes", "params", "macs", "wall_s", "git_rev", "hub_repo",
-                         "run_path"]  # fmt: skip
-    FILES_OK, HUB_ONLY (no local folder recorded), or the run folder's problems, '; '-joined."""
+    """FILES_OK, HUB_ONLY (no local folder recorded), or the run folder's problems, '; '-joined."""
     if not run_path:
         return HUB_ONLY
     run = Path(run_path)
