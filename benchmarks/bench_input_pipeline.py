@@ -75,6 +75,31 @@ def train_rate(train: Callable[[Iterable], EpochStats], loader: Iterable, device
     return stats[0].images / seconds
 
 
+def bench_pipelines(roots: dict[str, Path], args: argparse.Namespace, device: torch.device) -> list[dict]:
+    """One row per (dataset, pipeline): loader alone, model step alone and the full loop, images/s."""
+    rows = []
+    base = dataset_config(next(iter(roots)), next(iter(roots.values())), args)
+    steps = -(-args.images // args.batch_size)
+    model, train = product_trainer(base, device, NUM_CLASSES, steps)
+    batches = synthetic_batches(base, steps, device)
+    train(batches[:1])  # warm-up
+    for (dataset, root), pipeline_name in itertools.product(roots.items(), args.pipelines):
+        loader, preload_s = training_loader(dataset_config(dataset, root, args, pipeline_name), model, device)
+        pipeline = pipeline_rate(loader, device)
+        model_rates, full_rates = [], []
+        for _ in range(args.rounds):  # alternate, so load from other processes hits both alike
+            model_rates.append(train_rate(train, batches, device))
+            full_rates.append(train_rate(train, loader, device))
+        rows.append({
+            "dataset": dataset, "pipeline": pipeline_name, "images": len(loader.sampler), "img_size": args.img_size,
+            "batch": args.batch_size, "workers": args.workers, "preload_s": preload_s, "pipeline_img_s": pipeline,
+            "model_step_img_s": statistics.median(model_rates), "full_loop_img_s": statistics.median(full_rates),
+            **common.ratio_summary(full_rates, model_rates),
+            "hardware": common.hardware(device), "load_1min": common.load_average(),
+        })
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=list(common.ARCHIVES), choices=list(common.ARCHIVES))
@@ -88,28 +113,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="model-step / full-loop epochs per dataset, alternating")
     args = parser.parse_args()
     device = torch.device(args.device)
-    rows = []
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
         roots = {d: common.unpack_subset(d, Path(tmp) / d, int(args.images * 1.25)) for d in args.datasets}
-        base = dataset_config(args.datasets[0], roots[args.datasets[0]], args)
-        steps = -(-args.images // args.batch_size)
-        model, train = product_trainer(base, device, NUM_CLASSES, steps)
-        batches = synthetic_batches(base, steps, device)
-        train(batches[:1])  # warm-up
-        for (dataset, root), pipeline_name in itertools.product(roots.items(), args.pipelines):
-            loader, preload_s = training_loader(dataset_config(dataset, root, args, pipeline_name), model, device)
-            pipeline = pipeline_rate(loader, device)
-            model_rates, full_rates = [], []
-            for _ in range(args.rounds):  # alternate, so load from other processes hits both alike
-                model_rates.append(train_rate(train, batches, device))
-                full_rates.append(train_rate(train, loader, device))
-            rows.append({
-                "dataset": dataset, "pipeline": pipeline_name, "images": len(loader.sampler), "img_size": args.img_size,
-                "batch": args.batch_size, "workers": args.workers, "preload_s": preload_s, "pipeline_img_s": pipeline,
-                "model_step_img_s": statistics.median(model_rates), "full_loop_img_s": statistics.median(full_rates),
-                **common.ratio_summary(full_rates, model_rates),
-                "hardware": common.hardware(device), "load_1min": common.load_average(),
-            })
+        rows = bench_pipelines(roots, args, device)
     common.report("bench_input_pipeline", rows,
                   f"input pipeline vs model step ({args.model}; product loader, real images)")
 

@@ -73,24 +73,26 @@ def percentiles(seconds: list[float]) -> dict[str, float]:
     return {"p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95))}
 
 
-def report(name: str, rows: list[dict], header: str) -> Path:
-    """Print `rows` as a table under `header` and write them to benchmarks/out/<name>.csv."""
+def report(name: str, rows: list[dict], header: str, out: Path = OUT) -> Path:
+    """Print `rows` as a table under `header` and write them to `out`/<name>.csv (atomically: a run cut short
+    leaves the previous table, never half of one)."""
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
     rows = [{**row, "date": stamp} for row in rows]
-    columns = list(rows[0])
+    columns = list(dict.fromkeys(c for row in rows for c in row))  # rows may differ (a failed run has fewer)
     cells = [[_fmt(row.get(c)) for c in columns] for row in rows]
     widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
     print(f"\n{header}")
     print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
     for r in cells:
         print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)))
-    OUT.mkdir(parents=True, exist_ok=True)
-    path = OUT / f"{name}.csv"
-    with open(path, "w", newline="") as f:
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.csv"
+    with open(path.with_suffix(".csv.tmp"), "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
-    print(f"wrote {path.relative_to(REPO)}")
+    os.replace(path.with_suffix(".csv.tmp"), path)
+    print(f"wrote {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
     return path
 
 
@@ -109,16 +111,25 @@ ARCHIVES = {
 }
 
 
-def unpack_subset(dataset: str, dest: Path, images: int) -> Path:
-    """Unpack about `images` images of a real dataset (the same number from every class folder, at least 3 so a
-    validation split can be carved) plus its metadata files into `dest`; returns the root to pass as --data-dir."""
+def unpack_subset(dataset: str, dest: Path, images: int, source: Path = SHARED_DATA) -> Path:
+    """Unpack about `images` images of a real dataset (see `unpack_archive`) from the archive in `source`;
+    returns the root to pass as --data-dir."""
+    archive, root = ARCHIVES[dataset]
+    unpack_archive(source / archive, dest, images)
+    return dest / root
+
+
+def unpack_archive(path: Path, dest: Path, images: int | None = None) -> None:
+    """Unpack the archive at `path` into `dest`: every image (`images` None), or about `images` of them (the same
+    number from every class folder, at least 3 so a validation split can be carved), plus its metadata files."""
     from trainers.inference import is_image_file  # after the sys.path insert above
 
-    archive, root = ARCHIVES[dataset]
-    path = SHARED_DATA / archive
     if not path.is_file():
         raise SystemExit(f"error: real data archive {path} not found (set ARENA_SHARED_DATA)")
     with tarfile.open(path) as tar:
+        if images is None:
+            tar.extractall(dest, filter="data")
+            return
         chosen: list[tarfile.TarInfo] = []
         by_folder: dict[str, list[tarfile.TarInfo]] = defaultdict(list)
         for m in (m for m in tar.getmembers() if m.isfile()):
@@ -129,4 +140,3 @@ def unpack_subset(dataset: str, dest: Path, images: int) -> Path:
         per_folder = max(3, images // len(by_folder))
         chosen += [m for folder in by_folder.values() for m in folder[:per_folder]]
         tar.extractall(dest, members=chosen, filter="data")
-    return dest / root

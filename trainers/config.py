@@ -76,6 +76,8 @@ class TrainConfig:
     ema: bool = _opt(False, "keep an exponential moving average of the weights (timm ModelEmaV3) and evaluate it")
     ema_decay: float = _opt(0.998, "EMA decay")
     early_stop: int | None = _opt(None, "stop after N epochs without validation top-1 improvement")
+    time_limit: float | None = _opt(None, "stop after the epoch that ends past N seconds since the start "
+                                          "(data loading included); the best epoch is kept")
     # runtime
     seed: int = _opt(42, "random seed")
     seeds: int = _opt(1, "train N runs, with seeds seed, seed+1, ...: one seed group on the leaderboard (mean ± std); "

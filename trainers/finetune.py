@@ -120,6 +120,7 @@ def train_seeds(cfg: TrainConfig) -> list[Path]:
 
 
 def train(cfg: TrainConfig) -> Path:
+    run_started = time.time()  # history's wall_s and --time-limit count from here: data loading included
     ddp = Distributed()
     device = training_device(cfg, ddp)
     seed_everything(cfg.seed)
@@ -176,7 +177,7 @@ def train(cfg: TrainConfig) -> Path:
         state.train_seconds += stats.seconds
         if ddp.main:
             val = classification_metrics(logits, targets, splits.classes)
-            state.history.append(history_row(epoch, stats, val, trainer.opt.optimizer))
+            state.history.append(history_row(epoch, stats, val, trainer.opt.optimizer, time.time() - run_started))
             if state.best is None or val["top1"] > state.best.top1:
                 state.best = BestEpoch(epoch + 1, val["top1"], {k: v.detach().cpu().clone()
                                                                  for k, v in trainer.eval_model.state_dict().items()})
@@ -189,6 +190,9 @@ def train(cfg: TrainConfig) -> Path:
             save_state(run_dir, trainer, state)
         if ddp.broadcast(ddp.main and early_stop(cfg, state)):
             print(f"early stop: no improvement for {cfg.early_stop} epochs")
+            break
+        if cfg.time_limit and ddp.broadcast(time.time() - run_started) > cfg.time_limit:
+            print(f"time limit: {cfg.time_limit:.0f} s passed after epoch {epoch + 1}; keeping the best epoch")
             break
 
     # ---- final: the best epoch's weights, evaluated on the test split (else validation)
@@ -499,11 +503,12 @@ def predict(model, loader, device, amp, ddp: Distributed) -> tuple[torch.Tensor,
     return logits[order], targets[order], indices[order]
 
 
-def history_row(epoch: int, stats: EpochStats, val: dict, optimizer: torch.optim.Optimizer) -> dict:
+def history_row(epoch: int, stats: EpochStats, val: dict, optimizer: torch.optim.Optimizer, wall_s: float) -> dict:
+    """`wall_s`: seconds since the run started, data loading included, when this epoch's validation ended."""
     row = {"epoch": epoch + 1, "train_loss": stats.loss, "train_acc": stats.acc, "val_loss": val["loss"],
            "val_acc": val["top1"], "val_top5": val.get("top5"), "val_macro_f1": val["macro_f1"],
            "lr": max(g["lr"] for g in optimizer.param_groups), "seconds": stats.seconds,
-           "train_images_per_s": stats.images_per_s}
+           "train_images_per_s": stats.images_per_s, "wall_s": wall_s}
     # Every epoch's confusion matrix and per-class recall, not only the final ones.
     row["val_per_class_recall"] = per_class_recall(val["confusion_matrix"])
     row["val_confusion_matrix"] = val["confusion_matrix"]
