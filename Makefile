@@ -1,10 +1,11 @@
-# Backbone Arena: `make run` (the embedded default training) and `make test` (the suite).
+# Backbone Arena: `make run` (the embedded default training), `make test` (the suite), `make gpu` (the prepared
+# GPU run, benchmarks/gpu_run.py).
 # Both create the virtual environment .venv on first use and refresh it when requirements change.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: run test lint app dashboard
+.PHONY: run test lint app dashboard gpu
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,3 +26,7 @@ app: $(VENV)/.installed
 
 dashboard: $(VENV)/.installed
 	$(VENV)/bin/streamlit run apps/dashboard.py
+
+# On the GPU machine (no .venv there: its own python3), after the transfers `benchmarks/gpu_run.py --dry-run` lists.
+gpu:
+	$(PYTHON) benchmarks/gpu_run.py

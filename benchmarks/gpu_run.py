@@ -251,7 +251,7 @@ def dry_run(data: Path, limit: int = TRANSFER_LIMIT) -> bool:
             print(f"    {part['dest']}  bytes {part['offset']}-{part['offset'] + part['size']} of {part['total']} "
                   f"({part['size'] / MIB:.1f} MiB)")
         last = k == len(folders)
-        command = "PYTHONUNBUFFERED=1 make gpu" if last else "ls -l .device-data"
+        command = "PYTHONUNBUFFERED=1 python3 benchmarks/gpu_run.py" if last else "ls -l .device-data"
         print(f"    call: carry [\"{carried}\"], command \"{command}\"{', timeout_s 600' if last else ''}")
     return fits
 
