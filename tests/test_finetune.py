@@ -147,6 +147,13 @@ def test_regularisation_and_schedule_options(tmp_path):
     assert R.read_metrics(run_dir)["epochs"] == len(history)
 
 
+def test_time_limit_stops_after_the_epoch_that_passes_it(tmp_path):
+    run_dir = train_tiny(tmp_path, "--epochs", "3", "--time-limit", "0.001", name="time-limit")
+    history = R.read_history(run_dir)
+    assert len(history) == 1 and R.read_metrics(run_dir)["epochs"] == 1
+    assert 0 < history.seconds.iloc[0] < history.wall_s.iloc[0]  # wall_s counts data loading and validation too
+
+
 @pytest.mark.parametrize("sched", ["plateau", "none"])
 def test_epoch_schedules_and_channels_last(tmp_path, sched):
     run_dir = train_tiny(tmp_path, "--sched", sched, "--channels-last", "--epochs", "2", "--max-train-samples", "32",
