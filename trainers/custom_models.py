@@ -1,4 +1,4 @@
-"""The seed reports' own networks, registered with timm so every tool treats them like any backbone.
+"""The source studies' own networks (README.md, "Source studies"), registered with timm like any backbone.
 
 Importing this module registers them (trainers.models and trainers.inference do); after that
 `timm.create_model("et_net", num_classes=200)` works, as do `--model xray_cnn2`, run folders (`local-dir:`) and

@@ -23,7 +23,7 @@ from timm.data import create_transform, resolve_data_config
 from torch import nn
 
 from runfolder import CONFIG, ONNX_FILE, WEIGHTS, config_labels, config_temperature, read_config
-from trainers import custom_models  # noqa: F401  (registers the seed reports' networks with timm)
+from trainers import custom_models  # noqa: F401  (registers the source studies' networks with timm)
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}  # files read as images
 

@@ -14,7 +14,7 @@ import torch
 from timm.models import load_state_dict
 from torch import nn
 
-from trainers import custom_models  # noqa: F401  (registers the seed reports' networks with timm)
+from trainers import custom_models  # noqa: F401  (registers the source studies' networks with timm)
 
 # Short names for the seed backbones -> timm name with its pretrained tag (see DESIGN.md).
 SHORT_NAMES: dict[str, str] = {
