@@ -16,7 +16,7 @@ from torch import nn
 
 from trainers import custom_models  # noqa: F401  (registers the source studies' networks with timm)
 
-# Short names for the seed backbones -> timm name with its pretrained tag (see DESIGN.md).
+# Short names for the seed backbones -> timm name with its pretrained tag (docs/DESIGN.md, "Weights").
 SHORT_NAMES: dict[str, str] = {
     "vgg16": "vgg16.tv_in1k",
     "resnet50": "resnet50.a1_in1k",
@@ -66,7 +66,7 @@ def lite0_package_state_dict() -> dict[str, torch.Tensor]:
     return _rename_lite0_keys(source)
 
 
-# efficientnet_pytorch -> timm names (DESIGN.md, "Offline-pretrained default").
+# efficientnet_pytorch -> timm names (docs/DESIGN.md, "Weights").
 _LITE0_TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
 _LITE0_FIRST_BLOCK = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
 _LITE0_BLOCK = {
