@@ -41,7 +41,7 @@ from leaderboard.store import Store  # noqa: E402
 
 APP = REPO / "apps" / "dashboard.py"
 BUDGET_S = 3.0
-# (model, pretrained tag, parameters, GMACs at 224 px): the seed backbones of DESIGN.md
+# (model, pretrained tag, parameters, GMACs at 224 px): the short-named backbones of docs/DESIGN.md
 BACKBONES = [
     ("vgg16", "vgg16.tv_in1k", 138_357_544, 15.5),
     ("resnet50", "resnet50.a1_in1k", 25_557_032, 4.1),

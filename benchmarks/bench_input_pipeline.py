@@ -1,17 +1,18 @@
-"""Input pipeline: decoded and augmented images/s on the real images of ../shared/data, against the model's step rate.
+"""Input pipeline: decoded and augmented images/s on real training images, against the model's step rate.
 
     python benchmarks/bench_input_pipeline.py          # CPU: 4 datasets x 128 images, 128 px, batch 32, 2 workers,
                                                        # both pipelines (--pipeline workers and preload)
     python benchmarks/bench_input_pipeline.py --device cuda --img-size 224 --batch-size 256 --images 8192 \
         --workers 8                                     # GPU
 
-For each dataset (a subset of its archive unpacked into a temporary directory, every class present):
+For each dataset (a subset of its archive in ARENA_SHARED_DATA unpacked into a temporary directory, every class
+present):
   pipeline   - the trainer's own training loader (`finetune.prepare_data`, `make_loader`), iterated alone:
                `workers` = `ImageDataset` decoding through the shared inference path + timm transforms in
                DataLoader workers; `preload` = images decoded once onto the device (the one-off decode time is
                reported as preload_s), crop/flip/normalise per batch there;
   model step - the trainer's `train_one_epoch` on a synthetic batch already on the device (model-only rate);
-  full loop  - `train_one_epoch` over the real loader (the issue's target: >= 95% of the model step rate).
+  full loop  - `train_one_epoch` over the real loader (target: >= 95% of the model step rate).
 Model step and full loop alternate `--rounds` times; the ratio is the median of the per-round ratios.
 Writes benchmarks/out/bench_input_pipeline.csv.
 """

@@ -6,7 +6,7 @@
 bare - `model(x)` in inference mode on an already preprocessed 1-image tensor;
 full - `trainers.inference.Predictor.predict([path])`, what the apps call: decode the file, preprocess with the
        backbone's own eval transform, forward, softmax.
-The two alternate run by run (the CPU is shared, so both see the same load); p50/p95 over `--runs`, and
+The two alternate run by run (so both see the same load from other processes); p50/p95 over `--runs`, and
 full p50 / bare p50 as the ratio (target <= 1.2). Weights are random (latency does not depend on them); the
 image is a real photo (matplotlib's grace_hopper.jpg, 512x600) unless --image is given.
 Writes benchmarks/out/bench_latency.csv.

@@ -39,7 +39,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--repeats", type=int, default=10, help="timed calls per cell")
     parser.add_argument("--threads", type=int, help="CPU threads of both backends (default: each library's own "
-                        "default, one per core; on a shared machine 1 gives steadier figures)")
+                        "default, one per core; on a busy machine 1 gives steadier figures)")
     parser.add_argument("--max-seconds", type=float, default=30.0, help="stop timing a cell after this long")
     return parser.parse_args()
 
@@ -62,7 +62,7 @@ def ensure_onnx(run: Path) -> None:
 def time_backends(backends: dict[str, Predictor], batch: torch.Tensor, repeats: int,
                   max_seconds: float) -> dict[str, list[float]]:
     """Seconds per call for each backend, after two warm-up calls each (allocator, ONNX Runtime's first-run
-    optimisations). The backends take turns call by call, so a burst of load on the shared CPU hits both."""
+    optimisations). The backends take turns call by call, so a burst of load from other processes hits both."""
     for predictor in backends.values():
         for _ in range(2):
             predictor.predict_tensor(batch)

@@ -43,7 +43,7 @@ def hardware(device: torch.device) -> str:
 
 
 def load_average() -> str:
-    """The 1-minute load average: the CPU is shared, so every table says how busy it was."""
+    """The 1-minute load average: other processes slow every figure, so every table says how busy the CPU was."""
     return f"{os.getloadavg()[0]:.1f}"
 
 
@@ -62,7 +62,7 @@ def timed(fn: Callable[[], object], device: torch.device) -> float:
 
 
 def ratio_summary(numerators: list[float], denominators: list[float]) -> dict[str, float | str]:
-    """Median of the per-round ratios (each round's two sides ran back to back) and their range: on a shared
+    """Median of the per-round ratios (each round's two sides ran back to back) and their range: on a busy
     CPU the load drifts between rounds, and the range shows how much."""
     ratios = [a / b for a, b in zip(numerators, denominators, strict=True)]
     return {"ratio": float(np.median(ratios)), "ratio_range": f"{min(ratios):.2f}-{max(ratios):.2f}"}
@@ -102,7 +102,7 @@ def _fmt(value: object) -> str:
     return "" if value is None else str(value)
 
 
-# Real data: (archive in ../shared/data, --dataset value, folder to pass as --data-dir inside the unpacked tree)
+# Real data: --dataset value -> (archive in ARENA_SHARED_DATA, folder to pass as --data-dir inside the unpacked tree)
 ARCHIVES = {
     "cifar10": ("cifar10-train.tar.gz", "cifar10"),
     "tiny-imagenet": ("tiny-imagenet-200-train100.tar.gz", "tiny-imagenet-200"),

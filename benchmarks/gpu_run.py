@@ -13,7 +13,7 @@ On the GPU machine (its python3 has torch, timm and the rest, and can install no
 
 On a CPU, every stage end to end at toy size (a few batches, 32 px images), as tests/test_gpu_run.py does:
 
-    .venv/bin/python benchmarks/gpu_run.py --smoke --out /tmp/gpu-smoke
+    .venv/bin/python benchmarks/gpu_run.py --smoke --out gpu-smoke
 
 Stages, in order of value; each writes its table to --out as soon as it ends, and each run is packed as soon as it
 is trained, so a run cut short still returns what it finished:

@@ -1,4 +1,4 @@
-"""Build realistic run folders that follow DESIGN.md's run-folder contract, for card/publish/leaderboard tests.
+"""Build realistic run folders that follow the run-folder contract (docs/DESIGN.md), for card, publish and store tests.
 
 The weights and timm config come from a real (tiny) timm model saved the way timm saves Hub repos; the metrics are
 computed from seeded synthetic predictions, so every figure in metrics.json is consistent with the others.

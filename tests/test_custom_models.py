@@ -1,4 +1,4 @@
-"""The seed reports' networks (trainers/custom_models.py) behave like any timm model, in and out of the trainer."""
+"""The source studies' networks (trainers/custom_models.py) behave like any timm model, in and out of the trainer."""
 
 from __future__ import annotations
 

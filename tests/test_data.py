@@ -1,4 +1,4 @@
-"""Every dataset format of DESIGN.md, read from real images (../shared/data) or files built in the real format."""
+"""Every dataset format of docs/DESIGN.md, read from real images (../shared/data) or files built in the real format."""
 
 from __future__ import annotations
 

@@ -40,3 +40,11 @@ def test_predictions_match_a_full_decode(tmp_path):
     got = torch.from_numpy(predictor.predict([path]).probs[0])
     torch.testing.assert_close(got, expected, atol=2e-3, rtol=0)
     assert (predictor.preprocess(path) - full).abs().mean() < 0.02  # normalised units
+
+
+def test_a_single_path_is_one_image(tmp_path):
+    path = big_photo(tmp_path)
+    predictor = Predictor(timm.create_model("et_net", num_classes=10))
+    batch = predictor.predict([path]).probs
+    for single in (path, str(path)):
+        torch.testing.assert_close(predictor.predict(single).probs, batch)

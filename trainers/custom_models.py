@@ -1,4 +1,4 @@
-"""The seed reports' own networks, registered with timm so every tool treats them like any backbone.
+"""The source studies' own networks (README.md, "Source studies"), registered with timm like any backbone.
 
 Importing this module registers them (trainers.models and trainers.inference do); after that
 `timm.create_model("et_net", num_classes=200)` works, as do `--model xray_cnn2`, run folders (`local-dir:`) and
@@ -44,15 +44,17 @@ class PooledHead(nn.Module):
         self.pre_logits = nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU()) if hidden else nn.Identity()
         self.drop = nn.Dropout(drop_rate)
         self.hidden_size = hidden or in_features
-        self.fc = nn.Linear(self.hidden_size, num_classes) if num_classes else nn.Identity()
+        self.reset(num_classes)
 
     def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.drop(self.pre_logits(self.norm(self.global_pool(x))))
         return x if pre_logits else self.fc(x)
 
-    def reset(self, num_classes: int, pool_type: str | None = None) -> PooledHead:
-        return PooledHead(self.in_features, num_classes, pool_type or self.global_pool.pool_type, self.drop_rate,
-                          self.hidden, self.use_norm)
+    def reset(self, num_classes: int, pool_type: str | None = None) -> None:
+        """A new output layer (none for 0 classes); normalisation and dense layers stay, as in timm's heads."""
+        if pool_type is not None:
+            self.global_pool = SelectAdaptivePool2d(pool_type=pool_type, flatten=True)
+        self.fc = nn.Linear(self.hidden_size, num_classes) if num_classes else nn.Identity()
 
 
 class ConvPoolHead(nn.Module):
@@ -63,18 +65,20 @@ class ConvPoolHead(nn.Module):
         self.in_features, self.drop_rate = in_features, drop_rate
         self.hidden_size = in_features
         self.drop = nn.Dropout(drop_rate)
-        self.fc = nn.Conv2d(in_features, num_classes, 3, padding=1) if num_classes else nn.Identity()
-        self.global_pool = SelectAdaptivePool2d(pool_type=pool_type, flatten=True)
+        self.reset(num_classes, pool_type)
 
     def forward(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         return self.global_pool(x if pre_logits else self.fc(self.drop(x)))
 
-    def reset(self, num_classes: int, pool_type: str | None = None) -> ConvPoolHead:
-        return ConvPoolHead(self.in_features, num_classes, pool_type or self.global_pool.pool_type, self.drop_rate)
+    def reset(self, num_classes: int, pool_type: str | None = None) -> None:
+        """A new per-class conv (none for 0 classes)."""
+        if pool_type is not None:
+            self.global_pool = SelectAdaptivePool2d(pool_type=pool_type, flatten=True)
+        self.fc = nn.Conv2d(self.in_features, num_classes, 3, padding=1) if num_classes else nn.Identity()
 
 
 class HeadedNet(nn.Module):
-    """timm's classifier interface over a body (`forward_features`) and a self-rebuilding `head`."""
+    """timm's classifier interface over a body (`forward_features`) and a `head` whose output layer `reset` replaces."""
 
     head: PooledHead | ConvPoolHead
 
@@ -87,7 +91,8 @@ class HeadedNet(nn.Module):
         return self.head
 
     def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
-        self._set_head(self.head.reset(num_classes, global_pool), num_classes, self.in_chans)
+        self.head.reset(num_classes, global_pool)
+        self.num_classes = num_classes
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         return self.head(x, pre_logits=pre_logits)
@@ -229,7 +234,7 @@ class BackboneWithHead(HeadedNet):
 
 
 def checkpoint_filter_fn(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
-    """timm's (and the trainer's `load_into`) hook: plain backbone checkpoints load into the head wrappers."""
+    """timm's checkpoint hook: plain backbone checkpoints load into the head wrappers."""
     if isinstance(model, BackboneWithHead) and not any(k.startswith("backbone.") for k in state):
         return model.adapt_backbone_checkpoint(state)
     return state
@@ -247,11 +252,15 @@ def _scratch_cfg(input_size: tuple[int, int, int], num_classes: int, first_conv:
 
 
 def _backbone_cfg(source: str) -> dict:
-    """The plain backbone's pretrained cfg (preprocessing, Hub weights), retargeted at the wrapper."""
+    """The plain backbone's pretrained cfg (preprocessing, Hub weights), retargeted at the wrapper.
+
+    `num_classes=0`: those weights hold no head for the wrapper (timm's convention for a headless checkpoint),
+    so timm drops the head the filter passes through and the report's head keeps its initialisation.
+    """
     cfg = get_pretrained_cfg(source).to_dict()
     for key in ("architecture", "tag", "url"):
         cfg.pop(key)
-    return cfg | dict(first_conv="backbone.conv1", classifier="head.fc")
+    return cfg | dict(first_conv="backbone.conv1", classifier="head.fc", num_classes=0)
 
 
 default_cfgs = generate_default_cfgs({

@@ -1,4 +1,4 @@
-"""Dataset readers for the formats in DESIGN.md, stratified splits, and the torch Dataset.
+"""Dataset readers for the formats in docs/DESIGN.md ("Datasets on disk"), stratified splits, and the torch Dataset.
 
 `load_dataset(name, data_dir)` returns a `DatasetSplits`: class names plus lists of `Sample`s per split.
 Samples are references (a path, or an in-memory uint8 array for pickled/csv formats); decoding happens

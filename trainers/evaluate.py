@@ -1,4 +1,4 @@
-"""Evaluation: logits over a split -> the metrics of DESIGN.md (torchmetrics), per-sample predictions, and the
+"""Evaluation: logits -> the metrics.json figures (docs/DESIGN.md; torchmetrics), per-sample predictions, and the
 temperature that calibrates the softmax."""
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import io
 import json
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from timm.data import create_transform, resolve_data_config
 from torch import nn
 
 from runfolder import CONFIG, ONNX_FILE, WEIGHTS, config_labels, config_temperature, read_config
-from trainers import custom_models  # noqa: F401  (registers the seed reports' networks with timm)
+from trainers import custom_models  # noqa: F401  (registers the source studies' networks with timm)
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}  # files read as images
 
@@ -283,8 +284,10 @@ class Predictor:
         logits = self._onnx(batch) if self._onnx else self.model(batch.to(self.device))
         return (logits.float() / self.temperature).softmax(dim=-1).cpu()
 
-    def predict(self, sources: list[ImageSource]) -> Prediction:
-        """Predict a list of images; undecodable ones get a row of NaN and an entry in `errors`."""
+    def predict(self, sources: ImageSource | Sequence[ImageSource]) -> Prediction:
+        """Predict one image or a list of them; undecodable ones get a row of NaN and an entry in `errors`."""
+        if isinstance(sources, ImageSource):  # one image: a path string is not a sequence of characters
+            sources = [sources]
         tensors, errors = {}, {}
         for i, source in enumerate(sources):
             try:

