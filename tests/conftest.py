@@ -48,6 +48,15 @@ def shared_data(tmp_path_factory) -> callable:
     return unpack
 
 
+def evaluated_images(run: Path) -> list[str]:
+    """The image files behind predictions.parquet, in its order: sample ids are relative to the run's data dir."""
+    import pandas as pd
+
+    import runfolder as R
+
+    return [str(R.data_dir(run) / s) for s in pd.read_parquet(run / R.PREDICTIONS).sample_id]
+
+
 def train_tiny(output: Path, *extra: str, name: str = "tiny") -> Path:
     """A real fine-tuning run (Lite0, offline weights) on the in-repo sample, in a few seconds."""
     from trainers.finetune import main
