@@ -26,12 +26,13 @@ REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path(os.environ.get("ARENA_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]  # fmt: skip
+NO_CHROMIUM = f"needs Chromium, none at {CHROMIUM}: apt-get install -y chromium (or set ARENA_CHROMIUM)"
 STARTUP_S = 90  # server start on a busy 2-core runner
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"no Chromium at {CHROMIUM}: apt-get install -y chromium"),
+    pytest.mark.skipif(not CHROMIUM.is_file(), reason=NO_CHROMIUM),
 ]
 
 

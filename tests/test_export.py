@@ -137,7 +137,8 @@ def classifier(model: torch.nn.Module) -> torch.nn.Module:
     return model.get_submodule(model.pretrained_cfg["classifier"])
 
 
-EVERY_SEED = pytest.mark.skipif(not os.environ.get("ARENA_EXPORT_ALL"), reason="set ARENA_EXPORT_ALL=1")
+OPT_IN = "opt-in, a few minutes each on a CPU: set ARENA_EXPORT_ALL=1 to export this backbone too"
+EVERY_SEED = pytest.mark.skipif(not os.environ.get("ARENA_EXPORT_ALL"), reason=OPT_IN)
 SEED_BACKBONES = [  # EfficientNet-Lite0 is the trained run above
     ("resnet50", 64),
     pytest.param("inception_v3", 96, marks=EVERY_SEED),  # the smallest input its stem and pooling accept is 75
