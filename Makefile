@@ -7,10 +7,13 @@ PY := $(VENV)/bin/python
 
 .PHONY: run test lint app dashboard gpu
 
+# pip prints each package and a progress bar: the first install downloads PyTorch and the rest (several GB).
 $(VENV)/.installed: requirements.txt requirements-dev.txt
+	@echo "Setting up $(VENV): installing requirements-dev.txt (first time: several minutes, about 7 GB on disk)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --disable-pip-version-check -r requirements-dev.txt
 	touch $@
+	@echo "$(VENV) is ready; 'source $(VENV)/bin/activate' puts its python, streamlit and torchrun on your PATH"
 
 run: $(VENV)/.installed
 	$(PY) trainers/finetune.py

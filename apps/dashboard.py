@@ -26,6 +26,7 @@ import streamlit as st  # noqa: E402
 from apps import dashboard_data as data  # noqa: E402
 from apps import dashboard_plots as plots  # noqa: E402
 from leaderboard.store import Store, StoreError  # noqa: E402
+from runfolder import data_dir  # noqa: E402
 from runfolder.metrics import COSTS, METRIC_SPECS, PERCENT, SCORES, Format, MetricSpec, Style  # noqa: E402
 
 EMPTY_HELP = """**No runs in the store yet** (`{db}`).
@@ -421,9 +422,10 @@ def gallery_view(runs: pd.DataFrame) -> None:
     if problem:
         st.warning(problem)
         return
+    folder = data_dir_setting(row)
     cell = st.session_state.get("gallery_cell")
     if cell and cell[0] == row["run_id"] and (runs["run_id"] == cell[1]).any():
-        cell_gallery(row, predictions, runs[runs["run_id"] == cell[1]].iloc[0], cell[2])
+        cell_gallery(row, folder, predictions, runs[runs["run_id"] == cell[1]].iloc[0], cell[2])
         return
     left, right = st.columns(2)
     labels = ["all classes", *sorted(predictions["true_label"].unique())]
@@ -436,10 +438,11 @@ def gallery_view(runs: pd.DataFrame) -> None:
     st.caption("The most confident mistakes first: wrong and sure, often a label error or a genuinely hard image.")
     confidence = {"confidence": number_column("confidence", PERCENT)}
     st.dataframe(mistakes, column_config=confidence, hide_index=True, key="mistakes")
-    image_grid(row, mistakes, lambda m: f"{m.true_label} → {m.pred_label} ({m.confidence:.0%})")
+    image_grid(row, folder, mistakes, lambda m: f"{m.true_label} → {m.pred_label} ({m.confidence:.0%})")
 
 
-def cell_gallery(row: pd.Series, predictions: pd.DataFrame, other: pd.Series, outcome: str) -> None:
+def cell_gallery(row: pd.Series, folder: Path | None, predictions: pd.DataFrame, other: pd.Series,
+                 outcome: str) -> None:
     """The samples behind one cell of the compare view's 2×2 table (this run = A, `other` = B)."""
     other_predictions, problem = run_file(other, data.PREDICTIONS)
     if problem:
@@ -451,7 +454,8 @@ def cell_gallery(row: pd.Series, predictions: pd.DataFrame, other: pd.Series, ou
     st.button("Back to the most confident mistakes", key="gallery_back",
               on_click=lambda: st.session_state.pop("gallery_cell", None))  # fmt: skip
     st.dataframe(samples, hide_index=True, key="cell_samples", column_config=CELL_COLUMNS)
-    image_grid(row, samples.head(GALLERY_LIMIT), lambda s: f"{s.true_label}: A {s.a_predicted}, B {s.b_predicted}")
+    image_grid(row, folder, samples.head(GALLERY_LIMIT),
+               lambda s: f"{s.true_label}: A {s.a_predicted}, B {s.b_predicted}")
 
 
 GALLERY_LIMIT = 48  # images drawn at most; the table lists every sample
@@ -459,16 +463,38 @@ CELL_COLUMNS = {"a_predicted": st.column_config.TextColumn("A predicted"),
                 "b_predicted": st.column_config.TextColumn("B predicted")}  # fmt: skip
 
 
-def image_grid(row: pd.Series, samples: pd.DataFrame, caption: Callable[[tuple], str]) -> None:
-    """The images of `samples` (sample_id column) that are reachable from here, four to a row."""
-    root = data.data_dir(row["run_path"])
+def image_grid(row: pd.Series, folder: Path | None, samples: pd.DataFrame, caption: Callable[[tuple], str]) -> None:
+    """The images of `samples` (sample_id column) found under the data directory `folder`, four to a row."""
+    root = data.image_root(folder, samples["sample_id"].tolist())
     images = [(data.image_file(s.sample_id, root), s) for s in samples.itertuples(index=False)]
     reachable = [(path, s) for path, s in images if path is not None]
     grid = st.columns(4)
     for index, (path, s) in enumerate(reachable):
         grid[index % 4].image(str(path), caption=caption(s))
     if len(reachable) < len(images):
-        st.caption(f"{len(images) - len(reachable)} image(s) not reachable from here (data directory: {root}).")
+        st.warning(f"{len(images) - len(reachable)} of {len(images)} images not found under `{folder or '—'}`: "
+                   f"set the data directory above to your copy of the {row['dataset']} images (the folder given to "
+                   f"`--data-dir`, or the one it was unpacked into); e.g. `{samples['sample_id'].iloc[0]}` is "
+                   "looked for below it.")
+
+
+def data_dir_setting(row: pd.Series) -> Path | None:
+    """The gallery's visible "data directory" for the run's dataset: remembered per dataset beside the store, first
+    filled with the run's own data_dir (right for runs trained on this machine)."""
+    db, dataset = data.db_path(script_args()), row["dataset"]
+    saved = data.saved_data_dirs(db).get(dataset)
+    trained_on = data_dir(row["run_path"]) if row["run_path"] else None
+    shown = saved or (str(trained_on) if trained_on else "")
+    folder = st.text_input(
+        f"Data directory of {dataset}",
+        value=shown,
+        key=f"data_dir_{dataset}",
+        help="The folder holding this dataset's images, as given to `--data-dir` when training. The sample ids of "
+             "predictions.parquet are relative to it. Remembered for every run of this dataset.",
+    ).strip()
+    if folder != shown:  # the user's choice (an empty field forgets it)
+        data.save_data_dir(db, dataset, folder)
+    return Path(folder).expanduser() if folder else None
 
 
 VIEWS: dict[str, Callable[[pd.DataFrame], None]] = {

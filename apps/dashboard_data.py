@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import yaml
 
 import verdict as V
 from leaderboard.columns import short_model_name
@@ -36,6 +35,7 @@ from runfolder import (  # noqa: F401  (re-exported for the page)
     MetricsError,
     read_history,
     read_metrics,
+    write_json,
 )
 from runfolder.metrics import COSTS, METRIC_SPECS, SCORES
 
@@ -332,15 +332,6 @@ def calibration_note(metrics: dict[str, Any]) -> str:
     return note
 
 
-def data_dir(run_path: str) -> Path | None:
-    """The dataset root the run was trained on (train_config.yaml), to find images by relative sample ids."""
-    try:
-        root = yaml.safe_load((Path(run_path) / TRAIN_CONFIG).read_text(encoding="utf-8")).get("data_dir")
-    except (OSError, yaml.YAMLError, AttributeError):
-        return None
-    return Path(root) if root else None
-
-
 def confident_mistakes(predictions: pd.DataFrame, limit: int, true_label: str | None = None) -> pd.DataFrame:
     """The wrong predictions the model was most sure of, optionally of one true class."""
     wrong = predictions[~predictions["correct"].astype(bool)]
@@ -354,12 +345,53 @@ def confident_mistakes(predictions: pd.DataFrame, limit: int, true_label: str | 
     return wrong[["sample_id", "true_label", "pred_label", "confidence"]].assign(top_k=top_k)
 
 
+# --- where a run's images are: the gallery's data directory, remembered per dataset ------------------------------
+
+
+def data_dirs_path(db: Path) -> Path:
+    """The data directories set in the gallery, kept beside the store they were set for (leaderboard.db ->
+    leaderboard.data-dirs.json): a path on this machine is a preference of whoever looks, not a fact of a run, so
+    it stays out of the store (which is rebuilt from run folders and the Hub) and out of the shipped run folders."""
+    return db.with_name(f"{db.stem}.data-dirs.json")
+
+
+def saved_data_dirs(db: Path) -> dict[str, str]:
+    """{dataset: data directory}; empty when none was set or the file is unreadable (the gallery then asks again)."""
+    try:
+        saved = json.loads(data_dirs_path(db).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in saved.items() if isinstance(v, str)} if isinstance(saved, dict) else {}
+
+
+def save_data_dir(db: Path, dataset: str, folder: str) -> None:
+    """Remember (or, for an empty `folder`, forget) the data directory of `dataset`; written atomically."""
+    saved = saved_data_dirs(db)
+    if folder:
+        saved[dataset] = folder
+    else:
+        saved.pop(dataset, None)
+    write_json(data_dirs_path(db), saved)
+
+
+def image_root(folder: Path | None, sample_ids: Sequence[str]) -> Path | None:
+    """Where `sample_ids` (relative to the run's data dir) are found: `folder` itself or one of its subfolders, so
+    that pointing at the folder an archive was unpacked into works as well as at the dataset folder (as
+    `--data-dir` accepts both). None when no image is found there."""
+    if folder is None or not folder.is_dir() or not len(sample_ids):
+        return None
+    probe = next(iter(sample_ids))
+    candidates = [folder, *sorted(p for p in folder.iterdir() if p.is_dir())]
+    return next((root for root in candidates if (root / probe).is_file()), None)
+
+
 def image_file(sample_id: str, root: Path | None) -> Path | None:
-    """The image of a prediction when it is reachable: the sample id itself, or relative to the data dir."""
-    for candidate in (Path(sample_id), root / sample_id if root else None):
-        if candidate is not None and candidate.is_file():
-            return candidate
-    return None
+    """The image of a prediction when it is reachable: the id relative to `root`, or the id itself where it is an
+    absolute path (runs written before sample ids were relative to the data directory)."""
+    path = Path(sample_id)
+    if not path.is_absolute():
+        path = root / path if root else None
+    return path if path is not None and path.is_file() else None
 
 
 # --- comparing two runs ------------------------------------------------------------------------------------------

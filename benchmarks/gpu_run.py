@@ -27,7 +27,7 @@ is trained, so a run cut short still returns what it finished:
   4. the return check: every file in --out within what comes back (8 files, 16 MiB each, 64 MiB in all)
 Each run's epochs are cut from the recipe's to what its time budget holds at the img/s stage 1 measured (the
 schedule then anneals fully); the trainer's --time-limit is the backstop. Packing is reference/pack_run.py's: fp16
-weights, no checkpoint, sample ids relative to the data root. Each run folder's metrics.json names the card.
+weights, no checkpoint, sample ids relative to the run's data directory. Each run folder's metrics.json names the card.
 """
 
 from __future__ import annotations
@@ -422,7 +422,7 @@ def pack_run(run_dir: Path, run: Run) -> dict:
     from reference.pack_run import pack
 
     packed = run.work / "packed" / run_dir.name
-    pack(run_dir, packed, run.data_root)
+    pack(run_dir, packed, R.data_dir(run_dir))  # sample ids stay relative to the run's --data-dir
     note = ""
     if (packed / R.WEIGHTS).stat().st_size > RETURN_FILE_BYTES * 0.9:
         (packed / R.WEIGHTS).unlink()
@@ -484,7 +484,7 @@ def gpu_run(args: argparse.Namespace, scale: Scale) -> None:
     started = time.time()
     if scale.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("error: no CUDA device here (--smoke runs every stage on the CPU at toy size)")
-    work = Path(args.work or tempfile.mkdtemp(prefix="arena-gpu-")).resolve()  # pack_run relativises to it
+    work = Path(args.work or tempfile.mkdtemp(prefix="arena-gpu-")).resolve()
     present = assemble(args.data, work)
     sys.path.insert(0, str(work / SITE))  # the Lite0 weights package, as it is installed here
     if scale.device == "cuda":

@@ -1,11 +1,23 @@
 #!/usr/bin/env python
 """Pack a finished run folder as a shipped reference model.
 
-    python reference/pack_run.py RUN_DIR reference/<name> --data-dir DATA_ROOT
+    python reference/pack_run.py RUN_DIR reference/<name> [--data-dir DIR] [--relabel]
 
-Copies the run folder without its resumable `checkpoint/` (optimizer state: tens of MB), stores the weights as
-fp16 safetensors (half the size), makes the sample ids in predictions.parquet relative to DATA_ROOT (the images
-do not ship), and checks that the fp16 model predicts what the fp32 run predicted on its evaluation images.
+The reference form of a run folder:
+- no resumable `checkpoint/` (optimizer state: tens of MB);
+- fp16 safetensors weights (half the size);
+- sample ids in predictions.parquet relative to the dataset's data directory, because the images do not ship;
+- no path of the packing machine: `data_dir` in train_config.yaml names a placeholder for the user's copy of the
+  dataset (`path/to/chest_xray`), other absolute paths (`output`, `resume`, ...) fall back to their defaults;
+- the model card and the confusion matrix drawn again from these files.
+
+DIR is where the run's images are on this machine (default: the run's own `data_dir`). The fp16 model is then
+checked to predict what the run predicted on its evaluation images.
+
+RUN_DIR may be a reference folder packed earlier, and DEST the same folder: the pack is then redone in place.
+Sample ids that an earlier pack made relative to the folder above DIR are rebased onto DIR. `--relabel` replaces
+the class names by those the dataset reader gives now (Tiny ImageNet: words.txt names instead of WordNet ids),
+class index by class index, in every file; the weights and the predictions themselves do not change.
 """
 
 from __future__ import annotations
@@ -14,6 +26,7 @@ import argparse
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from safetensors.torch import load_file, save_file
@@ -21,45 +34,110 @@ from safetensors.torch import load_file, save_file
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import runfolder as R  # noqa: E402
+from model_cards.card import write_card  # noqa: E402
+from trainers.config import TrainConfig  # noqa: E402
+from trainers.data import load_dataset  # noqa: E402
 from trainers.inference import Predictor  # noqa: E402
 
 
-def pack(run: Path, dest: Path, data_root: Path) -> pd.DataFrame:
-    """Copy `run` to `dest` in reference form; returns the fp32 run's predictions (absolute sample paths)."""
-    if dest.exists():
-        raise SystemExit(f"error: {dest} exists")
-    predictions = pd.read_parquet(run / R.PREDICTIONS)
-    root = data_root.resolve()
-    relative = predictions.assign(sample_id=[str(Path(p).relative_to(root)) for p in predictions.sample_id])
-    shutil.copytree(run, dest, ignore=shutil.ignore_patterns(R.CHECKPOINT))
-    weights = dest / R.WEIGHTS
-    state = load_file(str(weights))
-    save_file({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, str(weights))
-    R.write_predictions(dest, relative)
-    return predictions
+def relative_ids(sample_ids: pd.Series, data_dir: Path) -> list[str]:
+    """Each file id relative to `data_dir`: absolute paths (runs written before ids were relative) are made relative,
+    ids relative to `data_dir`'s parent (`chest_xray/train/...`, an earlier pack's form) lose that first part."""
+    ids = []
+    for sample_id in sample_ids:
+        path = Path(sample_id)
+        if path.is_absolute():
+            path = path.relative_to(data_dir)
+        elif not (data_dir / path).is_file() and path.parts[0] == data_dir.name:
+            path = path.relative_to(data_dir.name)
+        if not (data_dir / path).is_file():
+            raise SystemExit(f"error: {sample_id}: no such image under --data-dir {data_dir}")
+        ids.append(path.as_posix())
+    return ids
 
 
-def fp16_agreement(dest: Path, predictions: pd.DataFrame, batch: int = 64) -> float:
-    """Fraction of evaluation images on which the fp16 reference predicts the fp32 run's label."""
+def portable_train_config(config: dict[str, Any]) -> dict[str, Any]:
+    """train_config.yaml without the packing machine's paths."""
+    defaults = TrainConfig().to_dict()
+    portable = {
+        key: defaults.get(key) if isinstance(value, str) and Path(value).is_absolute() else value
+        for key, value in config.items()
+    }
+    if config.get("data_dir"):
+        portable["data_dir"] = f"path/to/{Path(config['data_dir']).name}"  # a placeholder for the user's copy
+    return portable
+
+
+def relabel(dest: Path, data_dir: Path) -> None:
+    """Replace the class names in config.json, metrics.json and predictions.parquet by the reader's current ones."""
+    metrics, config = R.read_metrics(dest), R.read_config(dest)
+    splits = load_dataset(metrics["dataset"], data_dir)
+    old = config["label_names"]
+    if old not in (splits.classes, splits.class_ids):
+        raise SystemExit(f"error: {dest}: its {len(old)} classes are not the dataset's, in the same order")
+    name = dict(zip(old, splits.classes, strict=True))
+    config = {key: value for key, value in config.items() if key not in ("label_descriptions", R.LABEL_IDS)}
+    config["label_names"] = splits.classes
+    if splits.descriptions:
+        config["label_descriptions"] = splits.descriptions
+    if splits.class_ids:
+        config[R.LABEL_IDS] = splits.class_ids
+    R.write_json(dest / R.CONFIG, config)
+    for row in metrics["per_class"]:
+        row["label"] = name[row["label"]]
+    R.write_json(dest / R.METRICS, metrics)
+    predictions = pd.read_parquet(dest / R.PREDICTIONS)
+    R.write_predictions(dest, predictions.assign(
+        true_label=predictions.true_label.map(name),
+        pred_label=predictions.pred_label.map(name),
+        topk_labels=predictions.topk_labels.map(lambda labels: [name[label] for label in labels]),
+    ))
+
+
+def pack(run: Path, dest: Path, data_dir: Path, new_labels: bool = False) -> None:
+    """Write the reference form of `run` to `dest` (which may be `run` itself: repacked in place)."""
+    if dest.resolve() != run.resolve():
+        if dest.exists():
+            raise SystemExit(f"error: {dest} exists")
+        shutil.copytree(run, dest, ignore=shutil.ignore_patterns(R.CHECKPOINT))
+    state = load_file(str(dest / R.WEIGHTS))
+    with R.atomic_path(dest / R.WEIGHTS) as tmp:
+        save_file({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, str(tmp))
+    predictions = pd.read_parquet(dest / R.PREDICTIONS)
+    R.write_predictions(dest, predictions.assign(sample_id=relative_ids(predictions.sample_id, data_dir)))
+    R.write_train_config(dest, portable_train_config(R.read_train_config(dest)))
+    if new_labels:
+        relabel(dest, data_dir)
+    write_card(dest)
+
+
+def fp16_agreement(dest: Path, data_dir: Path, batch: int = 64) -> float:
+    """Fraction of evaluation images on which the fp16 reference predicts the label the run recorded."""
     predictor = Predictor.from_run(dest)
-    paths = predictions.sample_id.tolist()
+    recorded = pd.read_parquet(dest / R.PREDICTIONS)
+    paths = [str(data_dir / sample_id) for sample_id in recorded.sample_id]
     labels = []
     for start in range(0, len(paths), batch):
         result = predictor.predict(paths[start:start + batch])
         labels += [predictor.labels[i] for i in result.probs.argmax(axis=1)]
-    return float((pd.Series(labels) == predictions.pred_label.reset_index(drop=True)).mean())
+    return float((pd.Series(labels) == recorded.pred_label).mean())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run", type=Path)
-    parser.add_argument("dest", type=Path)
-    parser.add_argument("--data-dir", type=Path, required=True, help="root the sample ids are made relative to")
+    parser.add_argument("run", type=Path, help="finished run folder (or a reference folder packed earlier)")
+    parser.add_argument("dest", type=Path, help="reference folder to write (the run folder itself: in place)")
+    parser.add_argument("--data-dir", type=Path, help="the run's dataset on this machine (default: its data_dir)")
+    parser.add_argument("--relabel", action="store_true", help="take the class names the dataset reader gives now")
     args = parser.parse_args()
-    predictions = pack(args.run, args.dest, args.data_dir)
+    data_dir = args.data_dir or R.data_dir(args.run)
+    if data_dir is None or not data_dir.is_dir():
+        raise SystemExit(f"error: the run's images are not at {data_dir}: give --data-dir")
+    pack(args.run, args.dest, data_dir, args.relabel)
     size = (args.dest / R.WEIGHTS).stat().st_size / 1e6
-    print(f"{args.dest}: {size:.1f} MB fp16 weights; fp16 agrees with the fp32 run on "
-          f"{fp16_agreement(args.dest, predictions):.1%} of {len(predictions)} evaluation images")
+    agreement = fp16_agreement(args.dest, data_dir)
+    print(f"{args.dest}: {size:.1f} MB fp16 weights; fp16 agrees with the recorded predictions on {agreement:.1%} "
+          f"of {len(pd.read_parquet(args.dest / R.PREDICTIONS))} evaluation images")
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ CHECKPOINT = "checkpoint"
 CHECKPOINT_FILE = "state.pt"
 METRICS_SCHEMA = 1
 SUPPORTED_SCHEMAS = {METRICS_SCHEMA}  # metrics.json `schema` values this code reads (absent = 1)
+LABEL_IDS = "label_ids"  # config.json: the dataset's own class ids, parallel to timm's label_names
 REQUIRED_METRICS = {"dataset": str, "eval_split": str, "num_classes": int, "model": str, "top1": float}
 # Temperature scaling: the softmax temperature fit on the validation logits, a top-level key of config.json (timm's
 # `local-dir:`/`hf-hub:` loaders read only their own keys there) and of metrics.json. Absent: T = 1, uncalibrated.
@@ -53,6 +54,13 @@ def _umask() -> int:
     return current
 
 
+def _move_into_place(tmp: Path, path: Path) -> None:
+    """Atomically replace `path` by `tmp`, with the mode open() would give under the user's umask: temp files
+    (mkstemp, and safetensors' writer behind timm's save_for_hf) are created 0600, unreadable to a web server."""
+    os.chmod(tmp, 0o666 & ~_umask())
+    os.replace(tmp, path)
+
+
 @contextmanager
 def atomic_path(path: Path):
     """Yield a temporary path beside `path`; move it into place only if the block succeeds."""
@@ -61,8 +69,7 @@ def atomic_path(path: Path):
     os.close(fd)
     try:
         yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file the mode open() would
-        os.replace(tmp, path)
+        _move_into_place(Path(tmp), path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -90,10 +97,19 @@ def _json_default(value):
 
 
 def write_model(
-    run_dir: Path, model: nn.Module, labels: list[str], descriptions: dict[str, str] | None, data_config: dict,
+    run_dir: Path,
+    model: nn.Module,
+    labels: list[str],
+    descriptions: dict[str, str] | None,
+    data_config: dict,
     temperature: float | None = None,
+    label_ids: list[str] | None = None,
 ) -> None:
-    """config.json + model.safetensors through timm's own Hub exporter, so `local-dir:`/`hf-hub:` load it."""
+    """config.json + model.safetensors through timm's own Hub exporter, so `local-dir:`/`hf-hub:` load it.
+
+    timm's keys: `label_names` (the names shown to users), `label_descriptions` (name -> longer text). `label_ids`,
+    where the dataset has its own class ids (Tiny ImageNet's WordNet ids), is ours: timm keeps it in config.json.
+    """
     from timm.models import save_for_hf
 
     model_config: dict[str, Any] = {"label_names": labels}
@@ -101,10 +117,12 @@ def write_model(
         model_config["label_descriptions"] = descriptions
     if temperature is not None:  # save_for_hf writes the keys it does not know at the top level
         model_config[TEMPERATURE] = check_temperature(temperature)
+    if label_ids:
+        model_config[LABEL_IDS] = label_ids
     with tempfile.TemporaryDirectory(dir=run_dir, prefix=".export.") as tmp:
         save_for_hf(model, tmp, model_config=model_config, safe_serialization=True, data_config=data_config)
         for name in (CONFIG, WEIGHTS):
-            os.replace(Path(tmp) / name, run_dir / name)
+            _move_into_place(Path(tmp) / name, run_dir / name)
 
 
 def write_history(run_dir: Path, rows: list[dict]) -> None:
@@ -204,6 +222,16 @@ def read_history(run_dir: Path) -> pd.DataFrame:
 
 def read_train_config(run_dir: Path) -> dict:
     return yaml.safe_load((Path(run_dir) / TRAIN_CONFIG).read_text(encoding="utf-8"))
+
+
+def data_dir(run_dir: Path) -> Path | None:
+    """The data directory the run was trained on (train_config.yaml `data_dir`): predictions.parquet's file sample
+    ids are relative to it (a shipped reference run names a placeholder for the user's copy). None when unknown."""
+    try:
+        root = read_train_config(run_dir).get("data_dir")
+    except (OSError, yaml.YAMLError, AttributeError):
+        return None
+    return Path(root) if isinstance(root, str) and root else None
 
 
 def is_run(path: Path) -> bool:

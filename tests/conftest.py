@@ -1,7 +1,8 @@
 """Shared fixtures: the real image archives of ../shared/data, and tiny real trainings.
 
 Tiny trainings use the repository's own CIFAR-10 sample (data/sample) so the core suite is meaningful on a
-fresh clone; tests that need the other datasets skip with a reason when ../shared/data is absent.
+fresh clone; tests that need the other datasets look for their archives in ../shared/data beside the checkout (or
+$ARENA_SHARED_DATA) and skip, naming the archive, when it is absent.
 """
 
 from __future__ import annotations
@@ -24,10 +25,21 @@ TINY = ["--img-size", "64", "--epochs", "1", "--batch-size", "16", "--workers", 
         "--max-train-samples", "40", "--max-eval-samples", "20"]
 
 
+# The real-image archives some tests unpack, and what each holds (README, "Tests on real images").
+ARCHIVES = {
+    "cifar10-train.tar.gz": "cifar10/train/<class>/*.jpg, the CIFAR-10 training split as JPEG",
+    "tiny-imagenet-200-train100.tar.gz": "tiny-imagenet-200/{wnids.txt,words.txt,train/<wnid>/images/*.JPEG}",
+    "chest_xray-train.tar.gz": "chest_xray/train/{NORMAL,PNEUMONIA}/*.jpeg, the Kermany chest X-ray training split",
+    "fer2013-train.tar.gz": "fer2013/train/<emotion>/*.jpg, the FER2013 training split",
+    "fer2013-publictest.tar.gz": "fer2013/publictest/<emotion>/*.jpg, the FER2013 PublicTest split",
+}
+
+
 def shared_archive(name: str) -> Path:
     path = SHARED_DATA / name
     if not path.is_file():
-        pytest.skip(f"real data archive {path} not found (it ships in ../shared/data beside the checkout)")
+        pytest.skip(f"needs the real-image archive {name} ({ARCHIVES[name]}): not found in {SHARED_DATA}; put it "
+                    "there, or set ARENA_SHARED_DATA to the folder holding it (README, 'Tests on real images')")
     return path
 
 
@@ -46,6 +58,15 @@ def shared_data(tmp_path_factory) -> callable:
         return cache[name]
 
     return unpack
+
+
+def evaluated_images(run: Path) -> list[str]:
+    """The image files behind predictions.parquet, in its order: sample ids are relative to the run's data dir."""
+    import pandas as pd
+
+    import runfolder as R
+
+    return [str(R.data_dir(run) / s) for s in pd.read_parquet(run / R.PREDICTIONS).sample_id]
 
 
 def train_tiny(output: Path, *extra: str, name: str = "tiny") -> Path:

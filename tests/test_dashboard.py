@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+import runfolder as R
 from apps import dashboard_data as data
 from leaderboard.store import Store
 from tests.conftest import SAMPLE, train_tiny
@@ -399,6 +400,37 @@ def test_error_gallery_shows_confident_mistakes_with_images(app):
     assert len(app.image) == len(mistakes)  # sample ids are paths to the in-repo sample images
     app.selectbox(key="gallery_class").set_value("cat").run()
     assert set(table(app, "sample_id")["true_label"]) <= {"cat"}
+
+
+def test_data_directories_are_remembered_per_dataset_beside_the_store(tmp_path):
+    db = tmp_path / "arena.db"
+    assert data.saved_data_dirs(db) == {}
+    data.save_data_dir(db, "chest-xray", "/data/chest_xray")
+    data.save_data_dir(db, "fer2013", "/data/fer2013")
+    data.save_data_dir(db, "fer2013", "")  # an emptied field forgets
+    assert data.saved_data_dirs(db) == {"chest-xray": "/data/chest_xray"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["arena.data-dirs.json"]  # no temp file left behind
+    data.data_dirs_path(db).write_text("{not json")
+    assert data.saved_data_dirs(db) == {}  # unreadable: asked again, no crash
+
+
+def test_error_gallery_finds_a_moved_dataset_once_its_data_directory_is_set(tiny_run, tmp_path, monkeypatch):
+    """A run trained elsewhere (here: its train_config names a placeholder, as the shipped runs do): no images
+    until the user points the gallery at the dataset; the choice is remembered for the next visit."""
+    run = Path(shutil.copytree(tiny_run, tmp_path / "runs" / "moved", ignore=shutil.ignore_patterns("checkpoint")))
+    config = R.read_train_config(run)
+    R.write_train_config(run, config | {"data_dir": "path/to/cifar10"})
+    db = tmp_path / "arena.db"
+    Store(db).record_run(run)
+    monkeypatch.setenv("ARENA_DB", str(db))
+    at = show(AppTest.from_file(APP, default_timeout=TIMEOUT).run(), "Error gallery")
+    assert at.text_input(key="data_dir_cifar10").value == "path/to/cifar10"
+    assert len(at.image) == 0 and "not found under `path/to/cifar10`" in texts(at.warning)
+    at.text_input(key="data_dir_cifar10").set_value(str(SAMPLE.parent)).run()  # the folder above works too
+    assert not at.exception and len(at.image) == len(table(at, "sample_id")) > 0
+    assert data.saved_data_dirs(db) == {"cifar10": str(SAMPLE.parent)}
+    again = show(AppTest.from_file(APP, default_timeout=TIMEOUT).run(), "Error gallery")
+    assert again.text_input(key="data_dir_cifar10").value == str(SAMPLE.parent) and len(again.image) > 0
 
 
 def test_error_gallery_of_a_run_with_corrupt_predictions(app):

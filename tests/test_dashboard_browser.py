@@ -19,18 +19,20 @@ from pathlib import Path
 import pytest
 from fixtures_runs import flipped_copy
 
+from apps import dashboard_data as data
 from leaderboard.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = Path(os.environ.get("ARENA_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]  # fmt: skip
+NO_CHROMIUM = f"needs Chromium, none at {CHROMIUM}: apt-get install -y chromium (or set ARENA_CHROMIUM)"
 STARTUP_S = 90  # server start on a busy 2-core runner
 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.is_file(), reason=f"no Chromium at {CHROMIUM}: apt-get install -y chromium"),
+    pytest.mark.skipif(not CHROMIUM.is_file(), reason=NO_CHROMIUM),
 ]
 
 
@@ -164,3 +166,38 @@ def test_compare_view_verdict_in_headless_chromium(browser, tmp_path: Path):
         cells[1].click()  # only A right -> the error gallery of those samples
         settle(page, "text=only A right: 180 samples")
     assert compare.read_bytes().startswith(b"\x89PNG") and compare.stat().st_size > 20_000
+
+
+def test_gallery_shows_a_shipped_runs_images_once_the_data_directory_is_set(shared_data, browser, tmp_path: Path):
+    """The shipped chest X-ray run's images are the user's copy of the dataset: the gallery shows none until its
+    data directory is set, then every mistake's picture (decoded by the browser), and the setting is kept."""
+    from playwright.sync_api import expect
+
+    chest_xray = shared_data("chest_xray-train.tar.gz") / "chest_xray"
+    db = tmp_path / "arena.db"
+    Store(db).record_run(REPO / "reference" / "chest-xray-efficientnet_lite0")
+    with serve(db, tmp_path) as url:
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url)
+        settle(page, '[data-testid="stDataFrame"]')
+        page.get_by_text("Error gallery", exact=True).click()
+        setting = page.get_by_role("textbox", name="Data directory of chest-xray")
+        expect(setting).to_have_value("path/to/chest_xray", timeout=STARTUP_S * 1000)
+        expect(page.get_by_text("images not found under")).to_be_visible()
+        assert page.locator('[data-testid="stImage"] img').count() == 0
+        page.screenshot(path=tmp_path / "gallery_before.png")
+
+        setting.fill(str(chest_xray))
+        setting.press("Enter")
+        images = page.locator('[data-testid="stImage"] img')
+        expect(images).to_have_count(12, timeout=STARTUP_S * 1000)  # the 12 most confident of 15 mistakes
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('[data-testid=stImage] img')].every(i => i.naturalWidth > 0)",
+            timeout=STARTUP_S * 1000,
+        )
+        assert page.get_by_text("images not found under").count() == 0
+        assert page.locator('[data-testid="stException"]').count() == 0
+        images.nth(4).scroll_into_view_if_needed()  # Streamlit scrolls its main block, not the page
+        page.wait_for_timeout(1000)
+        page.screenshot(path=tmp_path / "gallery.png")
+    assert data.saved_data_dirs(db) == {"chest-xray": str(chest_xray)}

@@ -59,15 +59,20 @@ def test_cifar10_image_folder(shared_data):
 def test_tiny_imagenet(shared_data, tmp_path):
     root = shared_data("tiny-imagenet-200-train100.tar.gz") / "tiny-imagenet-200"
     splits = D.load_dataset("tiny-imagenet", root.parent)
-    assert len(splits.classes) == 200 and splits.classes[0] == "n01443537"
-    assert splits.descriptions["n01443537"] == "goldfish, Carassius auratus"
+    assert len(splits.classes) == len(set(splits.classes)) == 200
+    assert splits.classes[:2] == ["goldfish", "European fire salamander"]  # words.txt's first synonym
+    assert splits.class_ids[:2] == ["n01443537", "n01629819"]  # the WordNet ids stay, in the same order
+    assert splits.descriptions["goldfish"] == "goldfish, Carassius auratus"
     assert splits.counts("train") == [100] * 200
+    first = splits.train[0]  # relative to the directory given, which here is the archive's top
+    assert first.sample_id == "tiny-imagenet-200/train/n01443537/images/n01443537_0.JPEG"
+    assert (root.parent / first.sample_id).samefile(first.source)
     # The official val/ layout: images/ plus val_annotations.txt
     copy = tmp_path / "tiny-imagenet-200"
     (copy / "train").mkdir(parents=True)
     for name in ("wnids.txt", "words.txt"):
         shutil.copy(root / name, copy / name)
-    for wnid in splits.classes:
+    for wnid in splits.class_ids:
         (copy / "train" / wnid / "images").mkdir(parents=True)
     shutil.copy(root / "train/n01443537/images/n01443537_0.JPEG", copy / "train/n01443537/images/a.JPEG")
     (copy / "val/images").mkdir(parents=True)
@@ -75,6 +80,23 @@ def test_tiny_imagenet(shared_data, tmp_path):
     (copy / "val/val_annotations.txt").write_text("val_0.JPEG\tn01629819\t0\t0\t63\t63\n")
     with pytest.raises(D.DataError, match="classes with no training images"):
         D.load_dataset("tiny-imagenet", copy)
+
+
+def test_class_names_are_unique_where_synonyms_repeat():
+    """ImageNet-1k has two "crane"s (n02012849 the bird, n03126707 the machine) and two "maillot"s whose second
+    synonyms also match (n03710637 "maillot", n03710721 "maillot, tank suit"); a class without words keeps its id."""
+    words = {"n02012849": "crane", "n03126707": "crane, derrick", "n01443537": "goldfish, Carassius auratus",
+             "n03710637": "maillot, tank suit", "n03710721": "maillot, tank suit"}
+    ids = [*words, "n09999999"]
+    assert D.class_names(ids, words) == ["crane (n02012849)", "crane (derrick)", "goldfish",
+                                         "maillot (n03710637)", "maillot (n03710721)", "n09999999"]
+
+
+def test_sample_ids_are_relative_to_the_data_dir_given():
+    """predictions.parquet stores these: no machine path, and any copy of the dataset finds the images again."""
+    splits = D.load_dataset("cifar10", SAMPLE)
+    assert splits.train[0].sample_id == "train/airplane/" + Path(splits.train[0].source).name
+    assert all((SAMPLE / s.sample_id).samefile(s.source) for s in splits.train + splits.val)
 
 
 def test_chest_xray_two_and_three_classes(shared_data):

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 import timm
 import torch
-from conftest import SAMPLE
+from conftest import SAMPLE, evaluated_images
 from safetensors.torch import load_file, save_file
 from timm.data import resolve_data_config
 
@@ -83,11 +83,12 @@ def test_onnx_backend_agrees_with_evaluator_cli_and_app(exported, tmp_path):
     run, _ = exported
     evaluated = pd.read_parquet(run / R.PREDICTIONS)
     listed = tmp_path / "eval.txt"
-    listed.write_text("\n".join(evaluated["sample_id"]) + "\n")
+    images = evaluated_images(run)
+    listed.write_text("\n".join(images) + "\n")
     cli = predict.main([str(run), str(listed), "--backend", "onnx"])
     app = Predictor.from_run(run, backend="onnx")
     assert app.backend == "onnx" and app.model is None
-    probs = app.predict(evaluated["sample_id"].tolist()).probs
+    probs = app.predict(images).probs
     assert [r["label_1"] for r in cli] == evaluated["pred_label"].tolist()
     assert [app.labels[i] for i in probs.argmax(1)] == evaluated["pred_label"].tolist()
     assert np.allclose(probs.max(1), evaluated[R.CALIBRATED_CONFIDENCE], atol=1e-4)  # the run's temperature too
@@ -136,7 +137,8 @@ def classifier(model: torch.nn.Module) -> torch.nn.Module:
     return model.get_submodule(model.pretrained_cfg["classifier"])
 
 
-EVERY_SEED = pytest.mark.skipif(not os.environ.get("ARENA_EXPORT_ALL"), reason="set ARENA_EXPORT_ALL=1")
+OPT_IN = "opt-in, a few minutes each on a CPU: set ARENA_EXPORT_ALL=1 to export this backbone too"
+EVERY_SEED = pytest.mark.skipif(not os.environ.get("ARENA_EXPORT_ALL"), reason=OPT_IN)
 SEED_BACKBONES = [  # EfficientNet-Lite0 is the trained run above
     ("resnet50", 64),
     pytest.param("inception_v3", 96, marks=EVERY_SEED),  # the smallest input its stem and pooling accept is 75
@@ -210,7 +212,7 @@ def test_gradio_app_serves_the_onnx_backend(exported):
     pool = ModelPool(catalog, backend="onnx")
     with pool.use(entry.name) as predictor:
         assert predictor.backend == "onnx"
-    image = pd.read_parquet(run / R.PREDICTIONS)["sample_id"].iloc[0]
+    image = evaluated_images(run)[0]
     served = api_predict(pool, {"path": image}, [entry.name])[entry.name]
     direct = Predictor.from_run(run).predict([image])
     assert max(served, key=served.get) == direct.topk(0, 1)[0][0]

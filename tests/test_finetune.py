@@ -18,7 +18,7 @@ import pytest
 import timm
 import torch
 import yaml
-from conftest import REPO, SAMPLE, TINY, train_tiny
+from conftest import REPO, SAMPLE, TINY, evaluated_images, train_tiny
 from safetensors.torch import load_file
 
 import runfolder as R
@@ -72,7 +72,8 @@ def test_run_folder_contract(tiny_run):
     assert len(json.loads(history.val_confusion_matrix[0])) == 10  # every epoch keeps its confusion matrix
     predictions = pd.read_parquet(tiny_run / "predictions.parquet")
     assert len(predictions) == 20 and predictions.correct.mean() == pytest.approx(metrics["top1"])
-    assert Path(predictions.sample_id[0]).is_file()
+    assert not Path(predictions.sample_id[0]).is_absolute()  # relative to --data-dir: no machine path
+    assert all(Path(image).is_file() for image in evaluated_images(tiny_run))
     assert yaml.safe_load((tiny_run / "train_config.yaml").read_text())["model"] == "efficientnet_lite0"
 
 
@@ -82,7 +83,7 @@ def test_local_dir_round_trip_reproduces_accuracy(tiny_run):
     assert model.pretrained_cfg["label_names"] == CIFAR10_CLASSES
     predictions = pd.read_parquet(tiny_run / "predictions.parquet")
     predictor = Predictor(model)
-    result = predictor.predict(list(predictions.sample_id))
+    result = predictor.predict(evaluated_images(tiny_run))
     top1 = [predictor.labels[i] for i in result.probs.argmax(1)]
     assert top1 == list(predictions.pred_label)
     assert np.mean(np.array(top1) == predictions.true_label) == pytest.approx(R.read_metrics(tiny_run)["top1"])
@@ -210,9 +211,25 @@ def test_config_file_and_flag_precedence(tmp_path):
         parse_config(["--config", str(recipe)])
 
 
+def test_flags_without_data_apply_the_default_recipe(tmp_path):
+    """`--model X` alone is the default run with another model, not a demand for --data-dir."""
+    from trainers.config import DEFAULT_RECIPE, load_yaml, parse_config
+
+    recipe = load_yaml(DEFAULT_RECIPE)
+    cfg = parse_config(["--model", "resnet50", "--epochs", "1"])
+    assert (cfg.model, cfg.epochs) == ("resnet50", 1)
+    assert (cfg.dataset, cfg.data_dir, cfg.img_size) == (recipe["dataset"], recipe["data_dir"], recipe["img_size"])
+    assert parse_config(["--dataset", "fer2013"]).data_dir is None  # naming data leaves the recipe out
+    result = run_cli("--model", "not_a_model", "--no-record", cwd=tmp_path)
+    assert "unknown model 'not_a_model'" in result.stderr and "--data-dir" not in result.stderr
+    assert not any(tmp_path.iterdir())
+
+
 def test_help_documents_every_flag():
     result = run_cli("--help")
     assert result.returncode == 0
+    options = [" ".join(text.split()) for text in re.split(r"\n  (?=-)", result.stdout.split("options:")[1])[2:]]
+    assert len(options) > 50 and [o for o in options if "(default: " not in o] == []  # every flag after --help
     for flag in ("--dataset", "--data-dir", "--model", "--no-pretrained", "--weights", "--strategy", "--epochs",
                  "--batch-size", "--lr", "--opt", "--sched", "--warmup-epochs", "--weight-decay", "--label-smoothing",
                  "--mixup", "--cutmix", "--aug", "--img-size", "--val-split", "--balanced-val", "--class-weights",

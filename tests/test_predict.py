@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SAMPLE
+from conftest import SAMPLE, evaluated_images
 
 from runfolder import CALIBRATED_CONFIDENCE, PREDICTIONS
 from trainers import predict
@@ -136,11 +136,12 @@ def test_three_code_paths_agree_on_every_image(tiny_run, tmp_path):
     with --no-calibration, the calibrated top-1 by default."""
     evaluated = pd.read_parquet(tiny_run / PREDICTIONS)
     listed = tmp_path / "eval.txt"
-    listed.write_text("\n".join(evaluated["sample_id"]) + "\n")
+    images = evaluated_images(tiny_run)
+    listed.write_text("\n".join(images) + "\n")
     cli = run_cli(tiny_run, listed, "--topk", "5", "--no-calibration")
-    app = Predictor.from_run(tiny_run).predict(evaluated["sample_id"].tolist())
+    app = Predictor.from_run(tiny_run).predict(images)
 
-    assert [r["path"] for r in cli] == evaluated["sample_id"].tolist()
+    assert [r["path"] for r in cli] == images
     assert [r["label_1"] for r in cli] == evaluated["pred_label"].tolist()
     assert [app.labels[i] for i in app.probs.argmax(1)] == evaluated["pred_label"].tolist()
     for row, expected in zip(cli, evaluated["topk_probs"], strict=True):

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import SAMPLE
 from safetensors import safe_open
 
 import runfolder as R
@@ -14,14 +18,15 @@ from trainers.inference import Predictor
 REPO = Path(__file__).resolve().parents[1]
 REFERENCES = sorted(p.parent for p in (REPO / "reference").glob("*/metrics.json"))
 EXAMPLES = REPO / "apps" / "examples"
-# dataset -> the archive in ../shared/data holding its evaluation images (sample ids are relative to its top)
+# dataset -> (the archive holding its evaluation images, the data directory inside it that sample ids are relative to)
 ARCHIVES = {
-    "cifar10": "cifar10-train.tar.gz",
-    "tiny-imagenet": "tiny-imagenet-200-train100.tar.gz",
-    "chest-xray": "chest_xray-train.tar.gz",
-    "chest-xray-3": "chest_xray-train.tar.gz",
-    "fer2013": "fer2013-publictest.tar.gz",
+    "cifar10": ("cifar10-train.tar.gz", "cifar10"),
+    "tiny-imagenet": ("tiny-imagenet-200-train100.tar.gz", "tiny-imagenet-200"),
+    "chest-xray": ("chest_xray-train.tar.gz", "chest_xray"),
+    "chest-xray-3": ("chest_xray-train.tar.gz", "chest_xray"),
+    "fer2013": ("fer2013-publictest.tar.gz", "fer2013"),
 }
+MACHINE_PATH = re.compile(r"(?<![\w.])(/tmp/|/work/|/home/|/root/|/Users/|[A-Z]:\\)")
 
 
 def test_one_reference_model_per_task():
@@ -43,11 +48,33 @@ def test_reference_is_a_complete_fp16_run_folder(run):
     assert "model-index" in (run / R.CARD).read_text()
 
 
+@pytest.mark.parametrize("run", REFERENCES, ids=[r.name for r in REFERENCES])
+def test_reference_holds_no_path_of_the_machine_that_packed_it(run):
+    """Sample ids are relative to the dataset's data directory; train_config.yaml names a placeholder for it."""
+    for name in (R.CARD, R.TRAIN_CONFIG, R.CONFIG, R.METRICS):
+        assert not MACHINE_PATH.search((run / name).read_text()), name
+    sample_ids = pd.read_parquet(run / R.PREDICTIONS).sample_id
+    assert not sample_ids.map(lambda s: Path(s).is_absolute()).any()
+    folder = ARCHIVES[R.read_metrics(run)["dataset"]][1]
+    assert R.read_train_config(run)["data_dir"] == f"path/to/{folder}"
+    assert not sample_ids.str.startswith(f"{folder}/").any()  # relative to the dataset folder, not the one above
+
+
+def test_tiny_imagenet_reference_speaks_class_names_and_keeps_wordnet_ids():
+    run = REPO / "reference" / "tiny-imagenet-efficientnet_lite0"
+    config = R.read_config(run)
+    names, ids = config["label_names"], config[R.LABEL_IDS]
+    assert names[:2] == ["goldfish", "European fire salamander"] and ids[:2] == ["n01443537", "n01629819"]
+    assert len(set(names)) == len(set(ids)) == 200 and ids == sorted(ids)
+    assert config["label_descriptions"]["goldfish"] == "goldfish, Carassius auratus"
+    assert [c["label"] for c in R.read_metrics(run)["per_class"]] == names
+    predictions = pd.read_parquet(run / R.PREDICTIONS)
+    assert set(predictions.true_label) | set(predictions.pred_label) <= set(names)
+    assert "goldfish" in (run / R.CARD).read_text()
+
+
 def example_label(image: Path, dataset: str) -> str:
-    """Example files are named <true class>_<source name>; chest-xray-3 reads bacteria/virus from the name, and
-    Tiny ImageNet's class is the wnid of the source name (goldfish_n01443537_0.JPEG)."""
-    if dataset == "tiny-imagenet":
-        return image.name.split("_")[1]
+    """Example files are named <true class>_<source name>; chest-xray-3 reads bacteria/virus from the name."""
     label = image.name.split("_")[0]
     if dataset == "chest-xray-3" and label == "PNEUMONIA":
         return "BACTERIA" if "bacteria" in image.name else "VIRUS"
@@ -73,9 +100,38 @@ def test_reference_models_recognise_the_apps_example_images():
 @pytest.mark.parametrize("run", REFERENCES, ids=[r.name for r in REFERENCES])
 def test_fp16_weights_reproduce_the_recorded_predictions(run, shared_data):
     """On real images of its evaluation split, the shipped model predicts what predictions.parquet recorded."""
-    root = shared_data(ARCHIVES[R.read_metrics(run)["dataset"]])
+    archive, folder = ARCHIVES[R.read_metrics(run)["dataset"]]
+    root = shared_data(archive) / folder
     recorded = pd.read_parquet(run / R.PREDICTIONS).groupby("true_label").head(8)  # every class
     predictor = Predictor.from_run(run)
     probs = predictor.predict([str(root / s) for s in recorded.sample_id]).probs
     got = pd.Series([predictor.labels[i] for i in probs.argmax(axis=1)], index=recorded.index)
     assert (got == recorded.pred_label).mean() >= 0.97
+
+
+def pack(*args: str | Path) -> str:
+    result = subprocess.run([sys.executable, str(REPO / "reference" / "pack_run.py"), *map(str, args)],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_pack_run_writes_the_reference_form_and_repacks_in_place(tiny_run, tmp_path):
+    """A fresh pack (data dir from the run), then an earlier pack's ids (`cifar10/val/...`) rebased in place."""
+    packed = tmp_path / "packed"
+    assert re.search(r"fp16 agrees with the recorded predictions on (9[5-9]|100)\.\d% of 20 ", pack(tiny_run, packed))
+    assert not (packed / R.CHECKPOINT).exists()
+    with safe_open(packed / R.WEIGHTS, "pt") as weights:
+        assert "F32" not in {str(weights.get_slice(k).get_dtype()) for k in weights.keys()}  # noqa: SIM118
+    train_config = R.read_train_config(packed)
+    assert (train_config["data_dir"], train_config["output"]) == ("path/to/cifar10", "runs")
+    machine_paths = (str(SAMPLE), str(tiny_run.parent))  # its data dir and output folder
+    for name in (R.CARD, R.TRAIN_CONFIG):
+        assert not any(path in (packed / name).read_text() for path in machine_paths), name
+    ids = pd.read_parquet(tiny_run / R.PREDICTIONS).sample_id
+    assert pd.read_parquet(packed / R.PREDICTIONS).sample_id.equals(ids)
+
+    recorded = pd.read_parquet(packed / R.PREDICTIONS)
+    R.write_predictions(packed, recorded.assign(sample_id="cifar10/" + recorded.sample_id))
+    pack(packed, packed, "--data-dir", SAMPLE)
+    assert pd.read_parquet(packed / R.PREDICTIONS).sample_id.equals(ids)

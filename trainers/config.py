@@ -104,17 +104,22 @@ class TrainConfig:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    recipe = DEFAULT_RECIPE.relative_to(REPO_ROOT)
     parser = argparse.ArgumentParser(
         prog="python trainers/finetune.py",
         description="Fine-tune a timm backbone on an image dataset and write a Hub-ready run folder. "
-                    f"With no arguments it runs {DEFAULT_RECIPE.relative_to(REPO_ROOT)}: EfficientNet-Lite0 "
-                    "(offline ImageNet weights) on the CIFAR-10 sample in data/sample, a few minutes on a CPU.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                    f"Without --config, --dataset, --data-dir or --resume it runs {recipe} (EfficientNet-Lite0 with "
+                    "offline ImageNet weights on the CIFAR-10 sample in data/sample, a few minutes on a CPU), with "
+                    "the flags given on top. The defaults below apply where neither that recipe nor --config sets "
+                    "a value.",
     )
-    parser.add_argument("--config", help="YAML file of these options (flags given here override it)")
+    parser.add_argument("--config", help=f"YAML file of these options; flags given here override it "
+                                          f"(default: {recipe} when no data is named)")
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
-        kwargs = {"help": f.metadata["help"], "default": argparse.SUPPRESS}
+        # SUPPRESS keeps unset flags out of the namespace (a --config file may set them), so the help names the
+        # dataclass default itself: ArgumentDefaultsHelpFormatter shows nothing for SUPPRESS.
+        kwargs = {"help": f"{f.metadata['help']} (default: {_shown(f.default)})", "default": argparse.SUPPRESS}
         if f.type == "bool":
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
@@ -124,6 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _shown(default: Any) -> str:
+    return "none" if default is None else str(default)
+
+
 def _arg_type(annotation: str):
     base = annotation.replace(" | None", "")
     return {"int": int, "float": float, "str": str}[base]
@@ -131,10 +140,13 @@ def _arg_type(annotation: str):
 
 def parse_config(argv: list[str] | None = None) -> TrainConfig:
     argv = sys.argv[1:] if argv is None else argv
-    args = vars(build_parser().parse_args(argv or ["--config", str(DEFAULT_RECIPE)]))
+    args = vars(build_parser().parse_args(argv))
     values: dict[str, Any] = {}
     if path := args.pop("config", None):
         values |= load_yaml(Path(path))
+    elif not {"dataset", "data_dir", "resume"} & set(args):
+        # No data named: the default recipe, with the flags given on top (`--model resnet50` alone runs).
+        values |= load_yaml(DEFAULT_RECIPE)
     if resume := args.get("resume"):
         # A resumed run continues with the configuration it was started with; flags given now override it.
         values |= load_yaml(Path(resume) / TRAIN_CONFIG)

@@ -12,7 +12,7 @@ import pickle
 import random
 from collections import Counter, defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +36,7 @@ class DataError(ValueError):
 class Sample:
     source: str | np.ndarray  # file path, or pixels for array-backed formats
     label: int
-    sample_id: str  # stable id for predictions.parquet: the path, or "<file>#<index>"
+    sample_id: str  # stable id for predictions.parquet: the path relative to --data-dir, or "<file>#<index>"
 
 
 @dataclass
@@ -46,7 +46,8 @@ class DatasetSplits:
     train: list[Sample]
     val: list[Sample] = field(default_factory=list)
     test: list[Sample] = field(default_factory=list)
-    descriptions: dict[str, str] | None = None  # label -> human-readable name (Tiny ImageNet's words.txt)
+    descriptions: dict[str, str] | None = None  # class name -> longer description (Tiny ImageNet's words.txt)
+    class_ids: list[str] | None = None  # dataset ids of `classes`, in order, where they differ (WordNet ids)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -80,7 +81,18 @@ def load_dataset(name: str, data_dir: str | Path | None) -> DatasetSplits:
     splits = reader(root)
     splits.name = name
     _check_classes(splits, root)
+    _ids_relative_to(root, splits)
     return splits
+
+
+def _ids_relative_to(root: Path, splits: DatasetSplits) -> None:
+    """File sample ids relative to the data dir the user gave: predictions.parquet then holds no machine path, and
+    the images are found again under any copy of the dataset (the dashboard's gallery, reference/pack_run.py)."""
+    for split in ("train", "val", "test"):
+        setattr(splits, split, [
+            replace(s, sample_id=Path(s.sample_id).relative_to(root).as_posix()) if isinstance(s.source, str) else s
+            for s in getattr(splits, split)
+        ])
 
 
 def _check_classes(splits: DatasetSplits, root: Path) -> None:
@@ -168,12 +180,7 @@ def _read_tiny_imagenet(root: Path) -> DatasetSplits:
     if base is None:
         raise DataError(f"{root}: no tiny-imagenet-200/wnids.txt found")
     wnids = sorted(base.joinpath("wnids.txt").read_text().split())
-    descriptions = {}
-    if (base / "words.txt").exists():
-        for line in base.joinpath("words.txt").read_text().splitlines():
-            wnid, _, words = line.partition("\t")
-            if wnid in wnids:
-                descriptions[wnid] = words.strip()
+    words = _wordnet_words(base / "words.txt", set(wnids))
     index = {w: i for i, w in enumerate(wnids)}
     train = [Sample(str(p), index[w], str(p)) for w in wnids for p in images_in(base / "train" / w)]
     val = []
@@ -182,7 +189,32 @@ def _read_tiny_imagenet(root: Path) -> DatasetSplits:
         for line in annotations.read_text().splitlines():
             file, wnid, *_ = line.split("\t")
             val.append(Sample(str(base / "val" / "images" / file), index[wnid], str(base / "val" / "images" / file)))
-    return DatasetSplits("tiny-imagenet", wnids, train, val=val, descriptions=descriptions or None)
+    if not words:  # no words.txt: the WordNet ids are the only names there are
+        return DatasetSplits("tiny-imagenet", wnids, train, val=val)
+    names = class_names(wnids, words)
+    return DatasetSplits("tiny-imagenet", names, train, val=val, class_ids=wnids,
+                         descriptions={name: words.get(w, w) for name, w in zip(names, wnids, strict=True)})
+
+
+def _wordnet_words(path: Path, wnids: set[str]) -> dict[str, str]:
+    """words.txt (`<wnid>\\t<synonym>, <synonym>, ...`) for the given ids; {} when the file is absent."""
+    if not path.exists():
+        return {}
+    lines = (line.partition("\t") for line in path.read_text().splitlines())
+    return {wnid: words.strip() for wnid, _, words in lines if wnid in wnids}
+
+
+def class_names(ids: list[str], words: dict[str, str]) -> list[str]:
+    """A short human name per class: the first synonym of its words.txt entry. Where classes share a first synonym
+    (ImageNet has two "crane"s, a bird and a machine), each gets its second synonym in brackets; where that still
+    repeats, its id."""
+    synonyms = {i: [w.strip() for w in words.get(i, "").split(",") if w.strip()] or [i] for i in ids}
+    names = [synonyms[i][0] for i in ids]
+    for qualifier in (lambda i: synonyms[i][1] if len(synonyms[i]) > 1 else i, lambda i: i):
+        repeated = {name for name, count in Counter(names).items() if count > 1}
+        names = [f"{synonyms[i][0]} ({qualifier(i)})" if name in repeated else name
+                 for i, name in zip(ids, names, strict=True)]
+    return names
 
 
 def _read_chest_xray(root: Path, three_class: bool) -> DatasetSplits:

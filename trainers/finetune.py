@@ -637,7 +637,8 @@ def write_run(run_dir: Path, model: torch.nn.Module, splits: D.DatasetSplits, da
     from model_cards.card import write_card
 
     model.to(memory_format=torch.contiguous_format)  # safetensors refuses channels-last tensors
-    R.write_model(run_dir, model, splits.classes, splits.descriptions, data_config, evaluation.temperature)
+    R.write_model(run_dir, model, splits.classes, splits.descriptions, data_config, evaluation.temperature,
+                  splits.class_ids)
     R.write_predictions(run_dir, predictions_frame(evaluation.logits, evaluation.targets, evaluation.sample_ids,
                                                    splits.classes, temperature=evaluation.temperature))
     R.write_json(run_dir / R.METRICS, metrics)
