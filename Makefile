@@ -8,12 +8,14 @@ PY := $(VENV)/bin/python
 .PHONY: run test lint app dashboard gpu
 
 # pip prints each package and a progress bar: the first install downloads PyTorch and the rest (several GB).
-$(VENV)/.installed: requirements.txt requirements-dev.txt
-	@echo "Setting up $(VENV): installing requirements-dev.txt (first time: several minutes, about 7 GB on disk)"
+# The project itself is installed editable (pip install -e .): its packages import from this checkout, and the
+# arena-* console scripts land in $(VENV)/bin.
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+	@echo "Setting up $(VENV): installing requirements-dev.txt and the project (first time: several minutes, about 7 GB on disk)"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --disable-pip-version-check -r requirements-dev.txt -e .
 	touch $@
-	@echo "$(VENV) is ready; 'source $(VENV)/bin/activate' puts its python, streamlit and torchrun on your PATH"
+	@echo "$(VENV) is ready; 'source $(VENV)/bin/activate' puts its python, the arena-* commands, streamlit and torchrun on your PATH"
 
 run: $(VENV)/.installed
 	$(PY) trainers/finetune.py
@@ -25,11 +27,12 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 
 app: $(VENV)/.installed
-	$(PY) apps/gradio_app.py
+	$(VENV)/bin/arena-app
 
 dashboard: $(VENV)/.installed
-	$(VENV)/bin/streamlit run apps/dashboard.py
+	$(VENV)/bin/arena-dashboard
 
-# On the GPU machine (no .venv there: its own python3), after the transfers `benchmarks/gpu_run.py --dry-run` lists.
+# On the GPU machine (no .venv there, nothing can be installed: its own python3 and the checkout on PYTHONPATH),
+# after the transfers `benchmarks/gpu_run.py --dry-run` lists.
 gpu:
-	$(PYTHON) benchmarks/gpu_run.py
+	PYTHONPATH=. $(PYTHON) benchmarks/gpu_run.py

@@ -15,19 +15,15 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # `streamlit run` puts apps/ on sys.path, not the repository root
-    sys.path.insert(0, str(REPO))
+import numpy as np
+import pandas as pd
+import streamlit as st
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import streamlit as st  # noqa: E402
-
-from apps import dashboard_data as data  # noqa: E402
-from apps import dashboard_plots as plots  # noqa: E402
-from leaderboard.store import Store, StoreError  # noqa: E402
-from runfolder import data_dir  # noqa: E402
-from runfolder.metrics import COSTS, METRIC_SPECS, PERCENT, SCORES, Format, MetricSpec, Style  # noqa: E402
+from apps import dashboard_data as data
+from apps import dashboard_plots as plots
+from leaderboard.store import Store, StoreError
+from runfolder import data_dir
+from runfolder.metrics import COSTS, METRIC_SPECS, PERCENT, SCORES, Format, MetricSpec, Style
 
 EMPTY_HELP = """**No runs in the store yet** (`{db}`).
 
@@ -44,7 +40,7 @@ python trainers/finetune.py --db {db}
 **Just looking?** Load the reference models that ship in `reference/` (EfficientNet-Lite0 fine-tuned on each task's
 real images) with the button below.
 """
-REFERENCE = REPO / "reference"
+REFERENCE = Path(__file__).resolve().parents[1] / "reference"  # the shipped reference runs
 RANK_METRICS = list(SCORES)
 RUN_ID_WIDTH_PX = 8  # per character of the longest run id: the column shows whole ids
 

@@ -16,16 +16,12 @@ import argparse
 import html
 import logging
 import os
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
 from pathlib import Path
-
-if __package__ in (None, ""):  # run as a script (also on a Space): make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import gradio as gr
 from PIL import Image

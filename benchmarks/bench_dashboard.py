@@ -34,10 +34,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from leaderboard.store import Store
 
-from leaderboard.store import Store  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 APP = REPO / "apps" / "dashboard.py"
 BUDGET_S = 3.0

@@ -1,7 +1,7 @@
 """Shared pieces of the benchmarks: hardware description, tables and CSV output, timing, real data subsets.
 
-Importing it puts the repository root on sys.path, so a benchmark run as `python benchmarks/bench_x.py`
-imports the product's own modules (`trainers.*`).
+The benchmarks import the product (`trainers.*`), installed with `pip install -e .` (as `make` does); on a
+machine where nothing can be installed, run them with `PYTHONPATH=.` from the repository root.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import csv
 import os
 import platform
 import subprocess
-import sys
 import tarfile
 import time
 from collections import defaultdict
@@ -21,8 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from trainers.inference import is_image_file
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 OUT = REPO / "benchmarks" / "out"
 SHARED_DATA = Path(os.environ.get("ARENA_SHARED_DATA", REPO.parent / "shared" / "data"))
 os.environ.setdefault("TQDM_DISABLE", "1")  # the trainer's progress bar is not part of what is measured
@@ -122,8 +122,6 @@ def unpack_subset(dataset: str, dest: Path, images: int, source: Path = SHARED_D
 def unpack_archive(path: Path, dest: Path, images: int | None = None) -> None:
     """Unpack the archive at `path` into `dest`: every image (`images` None), or about `images` of them (the same
     number from every class folder, at least 3 so a validation split can be carved), plus its metadata files."""
-    from trainers.inference import is_image_file  # after the sys.path insert above
-
     if not path.is_file():
         raise SystemExit(f"error: real data archive {path} not found (set ARENA_SHARED_DATA)")
     with tarfile.open(path) as tar:

@@ -9,7 +9,7 @@ Here, on the development machine (the data and the Lite0 weights travel in the w
 
 On the GPU machine (its python3 has torch, timm and the rest, and can install nothing), after the transfers:
 
-    make gpu            # = python3 benchmarks/gpu_run.py --out $OUT
+    make gpu            # = PYTHONPATH=. python3 benchmarks/gpu_run.py --out $OUT
 
 On a CPU, every stage end to end at toy size (a few batches, 32 px images), as tests/test_gpu_run.py does:
 
@@ -49,7 +49,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import common  # first: puts the repository root on sys.path
+import common
 import torch
 from bench_input_pipeline import bench_pipelines
 from bench_train_step import bench_model
@@ -251,7 +251,7 @@ def dry_run(data: Path, limit: int = TRANSFER_LIMIT) -> bool:
             print(f"    {part['dest']}  bytes {part['offset']}-{part['offset'] + part['size']} of {part['total']} "
                   f"({part['size'] / MIB:.1f} MiB)")
         last = k == len(folders)
-        command = "PYTHONUNBUFFERED=1 python3 benchmarks/gpu_run.py" if last else "ls -l .device-data"
+        command = "PYTHONUNBUFFERED=1 PYTHONPATH=. python3 benchmarks/gpu_run.py" if last else "ls -l .device-data"
         print(f"    call: carry [\"{carried}\"], command \"{command}\"{', timeout_s 600' if last else ''}")
     return fits
 

@@ -24,20 +24,17 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from safetensors.torch import load_file, save_file
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import runfolder as R  # noqa: E402
-from model_cards.card import write_card  # noqa: E402
-from trainers.config import TrainConfig  # noqa: E402
-from trainers.data import load_dataset  # noqa: E402
-from trainers.inference import Predictor  # noqa: E402
+import runfolder as R
+from model_cards.card import write_card
+from trainers.config import TrainConfig
+from trainers.data import load_dataset
+from trainers.inference import Predictor
 
 
 def relative_ids(sample_ids: pd.Series, data_dir: Path) -> list[str]:

@@ -13,6 +13,7 @@ import random
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,6 @@ from trainers.inference import ImageError, images_in, load_image
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 FER_CLASSES = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
 FER_CSV_ORDER = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]  # fer2013.csv's emotion ids
-DATASETS = ("cifar10", "tiny-imagenet", "chest-xray", "chest-xray-3", "fer2013", "folder")
 VAL_NAMES = ("val", "valid", "validation")
 
 
@@ -70,15 +70,7 @@ def load_dataset(name: str, data_dir: str | Path | None) -> DatasetSplits:
     root = Path(data_dir)
     if not root.is_dir():
         raise DataError(f"data directory not found: {root}")
-    reader = {
-        "cifar10": _read_cifar10,
-        "tiny-imagenet": _read_tiny_imagenet,
-        "chest-xray": lambda r: _read_chest_xray(r, three_class=False),
-        "chest-xray-3": lambda r: _read_chest_xray(r, three_class=True),
-        "fer2013": _read_fer2013,
-        "folder": _read_folder,
-    }[name]
-    splits = reader(root)
+    splits = READERS[name](root)
     splits.name = name
     _check_classes(splits, root)
     _ids_relative_to(root, splits)
@@ -277,6 +269,18 @@ def _read_fer_csv(path: Path) -> DatasetSplits:
             label = FER_CLASSES.index(FER_CSV_ORDER[int(row["emotion"])])
             target[row["Usage"]].append(Sample(pixels.reshape(48, 48), label, f"{path.name}#{row_number}"))
     return splits
+
+
+# The --dataset choices (besides hf:<id>) and the reader of each one's on-disk layout.
+READERS: dict[str, Callable[[Path], DatasetSplits]] = {
+    "cifar10": _read_cifar10,
+    "tiny-imagenet": _read_tiny_imagenet,
+    "chest-xray": partial(_read_chest_xray, three_class=False),
+    "chest-xray-3": partial(_read_chest_xray, three_class=True),
+    "fer2013": _read_fer2013,
+    "folder": _read_folder,
+}
+DATASETS = tuple(READERS)
 
 
 def _read_hf(dataset_id: str) -> DatasetSplits:

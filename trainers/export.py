@@ -250,5 +250,11 @@ def main(argv: list[str] | None = None) -> Validation:
         raise SystemExit(f"error: {err}") from None
 
 
-if __name__ == "__main__":
+
+def cli() -> None:
+    """The `arena-export` console script: `main` without its return value (which would become the exit status)."""
     main()
+
+
+if __name__ == "__main__":
+    cli()

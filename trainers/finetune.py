@@ -25,9 +25,6 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the repository importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import numpy as np
 import torch
 import torch.distributed as dist
@@ -666,5 +663,11 @@ def publish_and_record(cfg: TrainConfig, run_dir: Path) -> None:
         raise SystemExit(1)
 
 
-if __name__ == "__main__":
+
+def cli() -> None:
+    """The `arena-finetune` console script: `main` without its return value (which would become the exit status)."""
     main()
+
+
+if __name__ == "__main__":
+    cli()

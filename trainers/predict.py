@@ -206,5 +206,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     return rows
 
 
-if __name__ == "__main__":
+
+def cli() -> None:
+    """The `arena-predict` console script: `main` without its return value (which would become the exit status)."""
     main()
+
+
+if __name__ == "__main__":
+    cli()
