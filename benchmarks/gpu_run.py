@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """One prepared GPU run: every GPU figure and the full-resolution reference models, in one command.
 
-Here, on the development machine (the data and the Lite0 weights travel in the working tree, not from ../shared):
+On a machine with the dataset archives (`ARENA_SHARED_DATA`); the data and the Lite0 weights travel in the working tree:
 
     .venv/bin/python benchmarks/gpu_run.py --prepare    # split archives + weights into .device-data/t1, t2, ...
     .venv/bin/python benchmarks/gpu_run.py --dry-run    # print each planned transfer and its size; exit 1 if one
@@ -174,7 +174,8 @@ def payload(sources: Path) -> dict[str, Path]:
     files |= {f"data/{name}": sources / name for name in ARCHIVES}
     missing = [str(p) for p in files.values() if not p.is_file()]
     if missing:
-        raise SystemExit(f"error: not found: {', '.join(missing)} (the archives ship in ../shared/data; --sources)")
+        raise SystemExit(f"error: not found: {', '.join(missing)} "
+                         "(set ARENA_SHARED_DATA or --sources to the folder of the dataset archives)")
     return files
 
 
