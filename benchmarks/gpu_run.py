@@ -1,7 +1,9 @@
 #!/usr/bin/env python
 """One prepared GPU run: every GPU figure and the full-resolution reference models, in one command.
 
-On a machine with the dataset archives (`ARENA_SHARED_DATA`); the data and the Lite0 weights travel in the working tree:
+On a machine with the dataset archives (`ARENA_SHARED_DATA`), from the repository root; the data and the Lite0
+weights travel in the working tree. Stages that pack runs use reference/pack_run.py, so those commands put the
+checkout on PYTHONPATH:
 
     .venv/bin/python benchmarks/gpu_run.py --prepare    # split archives + weights into .device-data/t1, t2, ...
     .venv/bin/python benchmarks/gpu_run.py --dry-run    # print each planned transfer and its size; exit 1 if one
@@ -13,7 +15,7 @@ On the GPU machine (its python3 has torch, timm and the rest, and can install no
 
 On a CPU, every stage end to end at toy size (a few batches, 32 px images), as tests/test_gpu_run.py does:
 
-    .venv/bin/python benchmarks/gpu_run.py --smoke --out gpu-smoke
+    PYTHONPATH=. .venv/bin/python benchmarks/gpu_run.py --smoke --out gpu-smoke
 
 Stages, in order of value; each writes its table to --out as soon as it ends, and each run is packed as soon as it
 is trained, so a run cut short still returns what it finished:

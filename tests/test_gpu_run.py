@@ -4,6 +4,7 @@ limit; `--smoke` runs every stage end to end on the CPU and leaves every table a
 from __future__ import annotations
 
 import csv
+import os
 import subprocess
 import sys
 import tarfile
@@ -47,7 +48,8 @@ def test_smoke_runs_every_stage_and_returns_tables_and_packs(tmp_path):
     out = tmp_path / "out"
     result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_run.py"), "--smoke", "--out", str(out),
                              "--work", str(tmp_path / "work"), "--data", str(tmp_path / "dd")],
-                            capture_output=True, text=True, timeout=900)
+                            capture_output=True, text=True, timeout=900, cwd=REPO,
+                            env=os.environ | {"PYTHONPATH": "."})  # as documented: it packs with reference/
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "FAILED" not in result.stdout
     assert f"Lite0 weights read from {tmp_path / 'work' / 'site'}" in result.stdout  # the travelled copy
