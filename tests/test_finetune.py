@@ -313,6 +313,19 @@ def test_lr_find_saves_plot_and_suggests(tmp_path):
     assert len(lrs) > 3 and lrs.lr.is_monotonic_increasing
 
 
+@pytest.mark.parametrize("keep", ["last", "best"])
+def test_keep_chooses_the_saved_weights(tmp_path, keep):
+    """--keep last (the default) saves the final weights; --keep best those of the lowest validation loss."""
+    flags = ("--epochs", "2", "--max-train-samples", "64") + (("--keep", "best") if keep == "best" else ())
+    run_dir = train_tiny(tmp_path, *flags, name=keep)
+    checkpoint = torch.load(run_dir / "checkpoint" / "state.pt", weights_only=False)
+    expected = checkpoint["model"] if keep == "last" else checkpoint["best"]["weights"]
+    saved = load_file(run_dir / "model.safetensors")
+    assert all(torch.equal(saved[name], expected[name].float()) for name in saved)
+    metrics, history = R.read_metrics(run_dir), R.read_history(run_dir)
+    assert metrics["kept"] == keep and metrics["best_epoch"] == int(history.val_loss.idxmin()) + 1
+
+
 def test_lr_find_takes_the_training_step_with_mixup(tmp_path):
     """The range test runs on the one training loop, so mixup's soft targets reach the soft-target loss."""
     run_dir = train_tiny(tmp_path, "--lr-find", "--mixup", "0.4", "--max-train-samples", "96", name="lrmix")

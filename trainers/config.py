@@ -25,6 +25,15 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_RECIPE = REPO_ROOT / "trainers" / "recipes" / "default.yaml"
 
 
+# --keep: the weights a finished run keeps. "last" is the default: on a validation split carved from train,
+# the epoch with the best top-1 was often the first, before the learning rate annealed, and did worse on the
+# held-out test split (benchmarks/RESULTS.md, "Which weights to keep").
+KEEP_POLICIES = {
+    "last": "the last epoch's weights (the EMA's with --ema), as the Hugging Face Trainer keeps by default",
+    "best": "the weights of the epoch with the lowest validation loss",
+}
+
+
 def _opt(default: Any, help: str, **argparse_kwargs: Any):
     return field(default=default, metadata={"help": help, **argparse_kwargs})
 
@@ -75,9 +84,10 @@ class TrainConfig:
     clip_grad: float | None = _opt(None, "clip gradient norm to this value")
     ema: bool = _opt(False, "keep an exponential moving average of the weights (timm ModelEmaV3) and evaluate it")
     ema_decay: float = _opt(0.998, "EMA decay")
-    early_stop: int | None = _opt(None, "stop after N epochs without validation top-1 improvement")
+    keep: str = _choice("last", "the weights the run keeps", KEEP_POLICIES)
+    early_stop: int | None = _opt(None, "stop after N epochs without a lower validation loss")
     time_limit: float | None = _opt(None, "stop after the epoch that ends past N seconds since the start "
-                                          "(data loading included); the best epoch is kept")
+                                          "(data loading included)")
     # runtime
     seed: int = _opt(42, "random seed")
     seeds: int = _opt(1, "train N runs, with seeds seed, seed+1, ...: one seed group on the leaderboard (mean ± std); "

@@ -7,7 +7,8 @@
     torchrun --nproc_per_node=4 trainers/finetune.py --config trainers/recipes/cifar10-arena.yaml
 
 The story, top to bottom: configuration -> data -> model -> run folder -> training epochs (checkpoint
-every epoch, best epoch kept) -> final evaluation -> run folder files, model card, leaderboard row.
+every epoch) -> the kept weights (--keep last|best) -> final evaluation -> run folder files, model card,
+leaderboard row.
 """
 
 from __future__ import annotations
@@ -157,7 +158,7 @@ def train(cfg: TrainConfig) -> Path:
         state = resume_from(run_dir, trainer)
         print(f"resuming {run_dir} at epoch {state.epoch + 1}, step {state.step}")
 
-    # ---- epochs: train, validate, keep the best weights, checkpoint
+    # ---- epochs: train, validate, remember the best epoch, checkpoint
     val_loader = make_eval_loader(cfg, splits.val, eval_tf, mode, ddp, eval_side)
     started = time.time()
     for epoch in range(state.epoch, cfg.epochs):
@@ -175,9 +176,10 @@ def train(cfg: TrainConfig) -> Path:
         if ddp.main:
             val = classification_metrics(logits, targets, splits.classes)
             state.history.append(history_row(epoch, stats, val, trainer.opt.optimizer, time.time() - run_started))
-            if state.best is None or val["top1"] > state.best.top1:
+            if state.best is None or val["loss"] < state.best.loss:
                 state.best = BestEpoch(epoch + 1, val["top1"], {k: v.detach().cpu().clone()
-                                                                 for k, v in trainer.eval_model.state_dict().items()})
+                                                                 for k, v in trainer.eval_model.state_dict().items()},
+                                       val["loss"])
             print(f"epoch {epoch + 1}/{cfg.epochs}: train loss {stats.loss:.4f} acc {stats.acc:.3f} | "
                   f"val loss {val['loss']:.4f} top1 {val['top1']:.3f} | {stats.images_per_s:.1f} img/s")
         trainer.opt.scheduler.step(epoch + 1, ddp.broadcast(state.history[-1]["val_acc"] if ddp.main else None))
@@ -189,12 +191,12 @@ def train(cfg: TrainConfig) -> Path:
             print(f"early stop: no improvement for {cfg.early_stop} epochs")
             break
         if cfg.time_limit and ddp.broadcast(time.time() - run_started) > cfg.time_limit:
-            print(f"time limit: {cfg.time_limit:.0f} s passed after epoch {epoch + 1}; keeping the best epoch")
+            print(f"time limit: {cfg.time_limit:.0f} s passed after epoch {epoch + 1}")
             break
 
-    # ---- final: the best epoch's weights, evaluated on the test split (else validation)
-    best = ddp.broadcast(state.best if ddp.main else None)
-    trainer.eval_model.load_state_dict(best.weights)
+    # ---- final: the kept weights, evaluated on the test split (else validation)
+    if cfg.keep == "best":
+        trainer.eval_model.load_state_dict(ddp.broadcast(state.best.weights if ddp.main else None))
     eval_samples = splits.test or splits.val
     logits, targets, indices = predict(trainer.eval_model,
                                        make_eval_loader(cfg, eval_samples, eval_tf, mode, ddp, eval_side),
@@ -540,9 +542,12 @@ def default_run_name(cfg: TrainConfig) -> str:
 
 @dataclass
 class BestEpoch:
+    """The epoch with the lowest validation loss so far (--keep best, --early-stop)."""
+
     epoch: int  # 1-based
     top1: float  # validation top-1
     weights: dict[str, torch.Tensor]  # the evaluated model's, on the CPU
+    loss: float = math.inf  # validation loss (absent from checkpoints written before it was the criterion)
 
 
 @dataclass
@@ -621,7 +626,7 @@ def final_metrics(cfg: TrainConfig, model: torch.nn.Module, splits: D.DatasetSpl
         **calibration_metrics(evaluation.logits, evaluation.targets, evaluation.temperature, fit_split="val"),
         **measure_cost(model, data_config["input_size"], device),
         "train_images_per_s": state.train_images / max(state.train_seconds, 1e-9),
-        "epochs": len(state.history), "best_epoch": state.best.epoch, "wall_s": wall_s,
+        "epochs": len(state.history), "best_epoch": state.best.epoch, "kept": cfg.keep, "wall_s": wall_s,
         "img_size": data_config["input_size"][-1], "train_samples": len(splits.train),
         "seed": cfg.seed, "created": datetime.now(UTC).isoformat(timespec="seconds"),
         **run_environment(device),

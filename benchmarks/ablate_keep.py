@@ -1,0 +1,97 @@
+"""Which weights should a run keep, and do the trainer's regularisation defaults generalise? Scored on a held-out
+split that no choice looks at.
+
+    python benchmarks/ablate_keep.py                    # 3 seeds, chest X-ray, 1,200 training images, 160 px, 2 epochs
+    python benchmarks/ablate_keep.py --seeds 0 1 2 3 4  # more seeds
+
+The chest X-ray training archive (chest_xray-train.tar.gz, ARENA_SHARED_DATA) is split once, stratified and
+seeded, into `train/` and a held-out `test/` of 600 images; `--dataset folder` then carves its validation split
+from `train/` as every run does. Each seed trains:
+  - defaults, `--keep last` (the baseline) and `--keep best` (lowest validation loss): same settings, so the
+    held-out difference is the choice of weights alone;
+  - `--backbone-lr-scale 1 --label-smoothing 0 --drop-rate 0 --weight-decay 0.01`, `--keep last`.
+Every run is scored on the same 600 held-out images, so `python -m leaderboard compare` pairs any two of them.
+Writes benchmarks/out/ablate_keep.csv and prints the table, with each setting's held-out top-1 minus the baseline's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import tempfile
+from pathlib import Path
+
+import common
+import torch
+
+import runfolder as R
+from trainers.finetune import main as finetune
+
+HELD_OUT = 600  # about the size of the official chest X-ray test split (624)
+SETTINGS = {
+    "defaults, keep last": [],
+    "defaults, keep best": ["--keep", "best"],
+    "no regularisation, keep last": ["--backbone-lr-scale", "1", "--label-smoothing", "0", "--drop-rate", "0",
+                                     "--weight-decay", "0.01"],
+}
+BASELINE = "defaults, keep last"
+
+
+def held_out_layout(archive_root: Path, dest: Path, seed: int = 0) -> Path:
+    """`dest/{train,test}/<class>/` as links into the unpacked archive: a stratified, seeded held-out split."""
+    source = archive_root / "chest_xray" / "train"
+    classes = sorted(p.name for p in source.iterdir() if p.is_dir())
+    total = sum(len(list((source / c).iterdir())) for c in classes)
+    for name in classes:
+        files = sorted((source / name).iterdir())
+        random.Random(f"{seed}-{name}").shuffle(files)
+        cut = round(HELD_OUT * len(files) / total)
+        for split, chosen in (("test", files[:cut]), ("train", files[cut:])):
+            (dest / split / name).mkdir(parents=True, exist_ok=True)
+            for file in chosen:
+                (dest / split / name / file.name).symlink_to(file)
+    return dest
+
+
+def run(data: Path, runs: Path, setting: str, seed: int, args: argparse.Namespace) -> dict:
+    name = f"{setting.replace(', ', '-').replace(' ', '_')}-seed{seed}"
+    run_dir = finetune(["--dataset", "folder", "--data-dir", str(data), "--model", "efficientnet_lite0",
+                        "--img-size", str(args.img_size), "--epochs", str(args.epochs), "--batch-size", "32",
+                        "--max-train-samples", str(args.train_images), "--workers", "2", "--seed", str(seed),
+                        "--no-record", "--output", str(runs), "--name", name, *SETTINGS[setting]])
+    metrics, history = R.read_metrics(run_dir), R.read_history(run_dir)
+    return {"setting": setting, "seed": seed, "val_top1_best": history.val_acc.max(),
+            "best_epoch": metrics["best_epoch"], "kept": metrics["kept"], "held_out_top1": metrics["top1"],
+            "held_out_specificity": metrics.get("specificity"), "held_out_sensitivity": metrics.get("sensitivity"),
+            "wall_s": metrics["wall_s"], "run": str(run_dir)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--train-images", type=int, default=1200)
+    parser.add_argument("--img-size", type=int, default=160)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--keep-runs", type=Path, help="write the run folders here (default: a temporary folder)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="ablate-keep-") as tmp:
+        common.unpack_archive(common.SHARED_DATA / "chest_xray-train.tar.gz", Path(tmp) / "archive")
+        data = held_out_layout(Path(tmp) / "archive", Path(tmp) / "data")
+        runs = args.keep_runs or Path(tmp) / "runs"
+        rows = [run(data, runs, setting, seed, args) for seed in args.seeds for setting in SETTINGS]
+    baseline = {r["seed"]: r["held_out_top1"] for r in rows if r["setting"] == BASELINE}
+    for row in rows:
+        row["vs_baseline_points"] = 100 * (row["held_out_top1"] - baseline[row["seed"]])
+    summary = [{"setting": s, "seeds": len(args.seeds),
+                "held_out_top1_mean": statistics.mean(r["held_out_top1"] for r in rows if r["setting"] == s),
+                "held_out_top1_sd": statistics.stdev(r["held_out_top1"] for r in rows if r["setting"] == s),
+                "vs_baseline_points_mean": statistics.mean(r["vs_baseline_points"] for r in rows if r["setting"] == s),
+                "hardware": common.hardware(torch.device("cpu")), "load_1min": common.load_average()}
+               for s in SETTINGS]
+    common.report("ablate_keep", rows, "held-out chest X-ray, per run")
+    common.report("ablate_keep_summary", summary, f"held-out chest X-ray ({HELD_OUT} images), mean over seeds")
+
+
+if __name__ == "__main__":
+    main()
