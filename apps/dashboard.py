@@ -83,12 +83,7 @@ COLUMN_CONFIG = {
     "hub_url": st.column_config.LinkColumn("Hub", display_text=r"https://huggingface\.co/(.*)"),
     "files": st.column_config.TextColumn("files", help="⚠: the run folder has missing or corrupt files"),
 }
-# Compare's headline cards: metric -> (label, number format, scale)
-HEADLINE = {
-    "top1": ("top-1", "{:.1%}", 1), "top5": ("top-5", "{:.1%}", 1), "macro_f1": ("macro-F1", "{:.1%}", 1),
-    "auroc": ("AUROC", "{:.3f}", 1), "params": ("params (M)", "{:,.2f}", 1e-6),
-    "latency_ms": ("latency (ms)", "{:,.1f}", 1),
-}  # fmt: skip
+HEADLINE = ("top1", "top5", "macro_f1", "auroc", "params", "latency_ms")  # compare's metric cards
 CURVES = {  # title: (history.csv column: legend name, y tick format)
     "Loss": ({"train_loss": "train", "val_loss": "val"}, ""),
     "Accuracy": ({"train_acc": "train", "val_acc": "val", "val_top5": "val top-5"}, ".0%"),
@@ -342,14 +337,14 @@ def compare_view(runs: pd.DataFrame) -> None:
     headline = deltas[deltas["metric"].isin(HEADLINE)]
     columns = st.columns(max(len(headline), 1))
     for column, (metric, _, value, delta) in zip(columns, headline.itertuples(index=False, name=None), strict=False):
-        label, number, scale = HEADLINE[metric]
+        spec = METRIC_SPECS[metric]
         column.metric(
-            f"{label} (B)",
-            number.format(value * scale),
-            ("{:+" + number.removeprefix("{:")).format(delta * scale),  # the same format, signed
+            f"{spec.heading} (B)",
+            spec.number(value),
+            ("+" if delta >= 0 else "") + spec.number(delta),  # the same format, signed
             delta_color="inverse" if metric in data.LOWER_IS_BETTER else "normal",
         )
-    st.dataframe(deltas, hide_index=True, key="deltas")
+    st.dataframe(data.formatted_deltas(deltas), hide_index=True, key="deltas")
     if (
         not data.comparable(metrics_a, metrics_b)
         or data.confusion(metrics_a) is None

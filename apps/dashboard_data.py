@@ -411,6 +411,17 @@ def metric_deltas(a: dict[str, Any], b: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["metric", "A", "B", "delta (B − A)"])
 
 
+def formatted_deltas(deltas: pd.DataFrame) -> pd.DataFrame:
+    """`metric_deltas` as the page shows it: each metric's label, and values in its display format and unit."""
+    specs = deltas["metric"].map(METRIC_SPECS)
+    signed = [("+" if delta >= 0 else "") + spec.text(delta) for spec, delta in zip(specs, deltas["delta (B − A)"],
+                                                                                     strict=True)]
+    return pd.DataFrame({"metric": [spec.label for spec in specs],
+                         "A": [spec.text(v) for spec, v in zip(specs, deltas["A"], strict=True)],
+                         "B": [spec.text(v) for spec, v in zip(specs, deltas["B"], strict=True)],
+                         "B − A": signed})
+
+
 def comparable(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """Class-level comparison needs the same dataset and the same classes in the same order."""
     return a.get("dataset") == b.get("dataset") and class_labels(a) == class_labels(b)

@@ -367,13 +367,15 @@ def test_training_curves_have_whole_epochs_and_a_readable_single_epoch(app, runs
         assert "One epoch per run" in texts(app.caption)
 
 
-def test_compare_two_runs_of_one_dataset(app):
+def test_compare_two_runs_of_one_dataset(app, runs_root):
     show(app, "Compare two runs")
     app.selectbox(key="compare_a").set_value("cifar10-tiny").run()
     app.selectbox(key="compare_b").set_value("cifar10-probe").run()
     assert not app.exception
-    deltas = table(app, "delta (B − A)").set_index("metric")
-    assert deltas.loc["top1", "delta (B − A)"] == pytest.approx(deltas.loc["top1", "B"] - deltas.loc["top1", "A"])
+    deltas = table(app, "B − A").set_index("metric")  # as shown: one format per metric, with its unit
+    a, b = (R.read_metrics(runs_root / "runs" / name) for name in ("cifar10-tiny", "cifar10-probe"))
+    assert deltas.loc["top-1", "A"] == f"{a['top1']:.1%}" and deltas.loc["top-1", "B"] == f"{b['top1']:.1%}"
+    assert deltas.loc["top-1", "B − A"] == f"{b['top1'] - a['top1']:+.1%}"
     assert {"top-1 (B)", "params (M) (B)", "latency (ms) (B)"} <= {m.label for m in app.metric}
     diff = matrix(charts(app)["confusion_diff"]["data"][0])
     assert np.allclose(diff.sum(axis=1), 0)  # rows of two normalised matrices both sum to 1
