@@ -14,7 +14,7 @@ import pandas as pd
 import yaml
 
 import verdict as V
-from runfolder import TRAIN_CONFIG
+from runfolder import TRAIN_CONFIG, read_train_config
 
 VERDICT_COLUMNS = ["tier", "top1_ci", "top1_low", "top1_high", "seed_group", "seed_runs", "seed_mean", "seed_std"]
 
@@ -29,8 +29,7 @@ def top1_text(top1: float, accuracy: V.Accuracy | None) -> str | None:
 @lru_cache(maxsize=1 << 14)
 def _train_config(path: str, signature: tuple[int, int]) -> dict | None:
     try:
-        # the C loader where PyYAML has it: the page reads a thousand of these on a cold start
-        loaded = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        loaded = read_train_config(Path(path).parent)
     except (OSError, yaml.YAMLError):
         return None
     return loaded if isinstance(loaded, dict) else None

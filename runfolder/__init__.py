@@ -49,9 +49,15 @@ class MetricsError(ValueError):
 
 
 def _umask() -> int:
-    current = os.umask(0)
-    os.umask(current)
-    return current
+    """The process's umask. Linux states it in /proc; elsewhere it is read by setting and restoring it, which
+    for a moment leaves other threads (the apps') creating files with umask 0."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            return next(int(line.split()[1], 8) for line in status if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError):
+        current = os.umask(0)
+        os.umask(current)
+        return current
 
 
 def _move_into_place(tmp: Path, path: Path) -> None:
@@ -221,7 +227,9 @@ def read_history(run_dir: Path) -> pd.DataFrame:
 
 
 def read_train_config(run_dir: Path) -> dict:
-    return yaml.safe_load((Path(run_dir) / TRAIN_CONFIG).read_text(encoding="utf-8"))
+    # the C loader where PyYAML has it: the leaderboard reads a thousand of these on a cold start
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return yaml.load((Path(run_dir) / TRAIN_CONFIG).read_text(encoding="utf-8"), Loader=loader)
 
 
 def data_dir(run_dir: Path) -> Path | None:
