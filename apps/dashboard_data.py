@@ -33,6 +33,7 @@ from runfolder import (  # noqa: F401  (re-exported for the page)
     TRAIN_CONFIG,
     WEIGHTS,
     MetricsError,
+    read_config,
     read_history,
     read_metrics,
     write_json,
@@ -127,7 +128,7 @@ def _file_problem(path: Path, signature: tuple[int, int]) -> str:
         if name == METRICS:
             read_metrics(path.parent)
         elif name == CONFIG:
-            json.loads(path.read_text(encoding="utf-8"))["label_names"]
+            read_config(path.parent)["label_names"]
         elif name == HISTORY:
             with path.open(encoding="utf-8", errors="replace") as f:
                 if not f.readline().startswith("epoch,"):
