@@ -54,6 +54,7 @@ SMOKE = [
     ("tiny-imagenet-et", "tiny-imagenet-200-train100.tar.gz", ["--img-size", "32"]),
     ("fer2013-mini-xception", "fer2013-train.tar.gz", ["--img-size", "40"]),
     ("cifar10-resnet50-report", "cifar10-train.tar.gz", ["--img-size", "64", "--no-pretrained"]),
+    ("cifar10-lite0-report-head", "cifar10-train.tar.gz", ["--img-size", "64"]),  # offline weights, cached features
     ("chest-xray-arena", "chest_xray-train.tar.gz", ["--img-size", "64"]),
     ("cifar10-arena", "cifar10-train.tar.gz", ["--img-size", "64"]),  # --pipeline preload, randaug, mixup, EMA
 ]

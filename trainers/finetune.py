@@ -50,6 +50,7 @@ from trainers.evaluate import (
     per_class_recall,
     predictions_frame,
 )
+from trainers.feature_cache import FeatureCache, FeatureHead, cache_key, cacheable
 from trainers.inference import ImageError, eval_resize_side, image_mode
 from trainers.lr_find import LR_FIND_PLOT, LR_FIND_STEPS, LRRangeTest
 from trainers.models import ModelError, create_backbone, param_groups, pretrained_tag, set_trainable
@@ -118,7 +119,7 @@ def train_seeds(cfg: TrainConfig) -> list[Path]:
 
 
 def train(cfg: TrainConfig) -> Path:
-    run_started = time.time()  # history's wall_s and --time-limit count from here: data loading included
+    run_started = time.time()  # wall_s and --time-limit count from here: data loading (and caching) included
     ddp = Distributed()
     device = training_device(cfg, ddp)
     seed_everything(cfg.seed)
@@ -128,12 +129,14 @@ def train(cfg: TrainConfig) -> Path:
 
     # ---- model and its input pipeline
     model, notes = create_backbone(cfg.model, len(splits.classes), cfg.pretrained, cfg.weights,
-                                   drop_rate=cfg.drop_rate)
+                                   drop_rate=cfg.drop_rate,
+                                   class_ids=splits.class_ids if cfg.head_init == "auto" else None)
     in_chans = model.pretrained_cfg["input_size"][0]  # timm assumes 3 when img_size is overridden
     data_config = resolve_data_config({"img_size": cfg.img_size, "in_chans": in_chans} if cfg.img_size else {},
                                       model=model)
     mode = image_mode(data_config["input_size"][0])
-    train_tf = training_transform(cfg, splits, data_config, mode, device)
+    cached = caches_features(cfg, model, ddp)
+    train_tf = None if cached else training_transform(cfg, splits, data_config, mode, device)
     eval_tf = create_transform(**data_config, is_training=False)
     eval_side = eval_resize_side(data_config)
 
@@ -148,6 +151,11 @@ def train(cfg: TrainConfig) -> Path:
     # ---- optimisation
     steps_per_epoch = math.ceil(len(splits.train) / (cfg.batch_size * ddp.world))
     trainer = build_trainer(cfg, model, splits.counts("train"), steps_per_epoch, device, ddp)
+    if cached:  # the frozen backbone's one pass; from here on the head trains and evaluates on its output
+        trainer.features = train_tf = cache_features(cfg, model, splits, data_config,
+                                                     lambda samples: make_eval_loader(cfg, samples, eval_tf, mode,
+                                                                                      ddp, eval_side))
+        trainer.train_model = FeatureHead(model)
     if cfg.lr_find and ddp.main:
         suggestion = find_lr(trainer, make_loader(cfg, splits.train, train_tf, mode, 0, ddp), run_dir)
         print(f"lr_find: suggested --lr {suggestion:.2e} (plot: {run_dir / LR_FIND_PLOT})")
@@ -159,8 +167,7 @@ def train(cfg: TrainConfig) -> Path:
         print(f"resuming {run_dir} at epoch {state.epoch + 1}, step {state.step}")
 
     # ---- epochs: train, validate, remember the best epoch, checkpoint
-    val_loader = make_eval_loader(cfg, splits.val, eval_tf, mode, ddp, eval_side)
-    started = time.time()
+    val_loader = make_eval_loader(cfg, splits.val, eval_tf, mode, ddp, eval_side, trainer.features, "val")
     for epoch in range(state.epoch, cfg.epochs):
         set_trainable(model, cfg.strategy, epoch, cfg.epochs)
         seed_everything(epoch_seed(cfg, epoch))
@@ -170,7 +177,7 @@ def train(cfg: TrainConfig) -> Path:
         loader = make_loader(cfg, splits.train, train_tf, mode, epoch, ddp, skip_batches=skip)
         callbacks = [MidEpochCheckpoint(run_dir, trainer, state, epoch)] if cfg.checkpoint_every and ddp.main else []
         stats = train_one_epoch(trainer, loader, epoch, skip, callbacks)
-        logits, targets, _ = predict(trainer.eval_model, val_loader, device, trainer.opt.amp, ddp)
+        logits, targets, _ = predict(trainer.evaluator, val_loader, device, trainer.opt.amp, ddp)
         state.train_images += stats.images
         state.train_seconds += stats.seconds
         if ddp.main:
@@ -198,17 +205,17 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.keep == "best":
         trainer.eval_model.load_state_dict(ddp.broadcast(state.best.weights if ddp.main else None))
     eval_samples = splits.test or splits.val
-    logits, targets, indices = predict(trainer.eval_model,
-                                       make_eval_loader(cfg, eval_samples, eval_tf, mode, ddp, eval_side),
-                                       device, trainer.opt.amp, ddp)
+    eval_loader = make_eval_loader(cfg, eval_samples, eval_tf, mode, ddp, eval_side, trainer.features,
+                                   "test" if splits.test else "val")
+    logits, targets, indices = predict(trainer.evaluator, eval_loader, device, trainer.opt.amp, ddp)
     # Temperature scaling on the validation logits; without a test split they are the evaluation logits above.
-    val_logits, val_targets, _ = predict(trainer.eval_model, val_loader, device, trainer.opt.amp, ddp) \
+    val_logits, val_targets, _ = predict(trainer.evaluator, val_loader, device, trainer.opt.amp, ddp) \
         if splits.test else (logits, targets, indices)
     if ddp.main:
         evaluation = Evaluation(logits, targets, [eval_samples[i].sample_id for i in indices.tolist()],
                                 fit_temperature(val_logits, val_targets))
         metrics = final_metrics(cfg, trainer.eval_model, splits, data_config, evaluation, state,
-                                time.time() - started)
+                                time.time() - run_started, trainer.features)
         write_run(run_dir, trainer.eval_model, splits, data_config, evaluation, metrics)
         print_summary(run_dir, metrics)
         publish_and_record(cfg, run_dir)
@@ -264,7 +271,8 @@ def make_loader(cfg: TrainConfig, samples: list[D.Sample], transform, mode: str,
                 ddp: Distributed, skip_batches: int = 0) -> DataLoader | P.PreloadedBatches:
     """Training loader whose order depends only on (seed, epoch), so a resumed run sees the same batches.
 
-    `transform` is a timm transform (decode in workers), or a `DeviceAugment` (images preloaded on the device).
+    `transform` is a timm transform (decode in workers), a `DeviceAugment` (images preloaded on the device), or
+    a `FeatureCache` (a linear probe's cached features).
     """
     generator = torch.Generator().manual_seed(epoch_seed(cfg, epoch))
     if ddp.world > 1:
@@ -278,6 +286,8 @@ def make_loader(cfg: TrainConfig, samples: list[D.Sample], transform, mode: str,
         sampler = torch.randperm(len(samples), generator=generator).tolist()
     order = list(sampler)[skip_batches * cfg.batch_size:]
     drop_last = len(order) > cfg.batch_size
+    if isinstance(transform, FeatureCache):
+        return transform.batches("train", order, cfg.batch_size, drop_last)
     if isinstance(transform, P.DeviceAugment):
         return P.PreloadedBatches(transform, order, cfg.batch_size, drop_last, seed=epoch_seed(cfg, epoch),
                                   first_batch=skip_batches)
@@ -288,14 +298,48 @@ def make_loader(cfg: TrainConfig, samples: list[D.Sample], transform, mode: str,
 
 
 def make_eval_loader(cfg: TrainConfig, samples: list[D.Sample], transform, mode: str, ddp: Distributed,
-                     min_side: int) -> DataLoader:
+                     min_side: int, features: FeatureCache | None = None, split: str = "val") -> Iterable:
     """Each rank evaluates every world-th sample; `predict` gathers them back into dataset order.
 
-    Decodes as `Predictor` does (JPEGs straight at `min_side`), so the recorded metrics are the apps' figures."""
+    Decodes as `Predictor` does (JPEGs straight at `min_side`), so the recorded metrics are the apps' figures.
+    With `features`, the batches are the cached features of `split` instead."""
+    if features is not None:
+        return features.batches(split, list(range(len(samples))), cfg.batch_size * 2)
     dataset = D.ImageDataset(samples, transform, mode, cfg.skip_corrupt, min_side)
     shard = list(range(ddp.rank, len(samples), ddp.world))
     return DataLoader(dataset, batch_size=cfg.batch_size * 2, sampler=shard, num_workers=cfg.workers,
                       collate_fn=D.collate_skip_none)
+
+
+def caches_features(cfg: TrainConfig, model: torch.nn.Module, ddp: Distributed) -> bool:
+    """Whether this run trains its head on cached features (trainers/feature_cache.py): a single-process linear
+    probe whose classifier starts from a pooled vector."""
+    if cfg.strategy != "linear-probe" or not cfg.feature_cache:
+        return False
+    why_not = cacheable(model) or ("it is distributed; each process would need every image" if ddp.world > 1 else
+                                   "--cutmix cuts images, not features" if cfg.cutmix else None)
+    if why_not and ddp.main:
+        print(f"note: features not cached ({why_not}); the backbone runs at every step")
+    return why_not is None
+
+
+def cache_features(cfg: TrainConfig, model: torch.nn.Module, splits: D.DatasetSplits, data_config: dict,
+                   loader_of: Callable[[list[D.Sample]], Iterable]) -> FeatureCache:
+    """Every split's features, computed once (or read from --feature-cache-dir); images that --skip-corrupt
+    skipped leave their split."""
+    samples = {"train": splits.train, "val": splits.val} | ({"test": splits.test} if splits.test else {})
+    cache_file = None
+    if cfg.feature_cache_dir:
+        key = cache_key(model, data_config, {split: [s.sample_id for s in ss] for split, ss in samples.items()})
+        cache_file = Path(cfg.feature_cache_dir) / f"{key}.safetensors"
+    cache = FeatureCache.build(model, {split: loader_of(ss) for split, ss in samples.items()},
+                               next(model.parameters()).device, cache_file)
+    for split, kept in cache.indices.items():
+        if len(kept) < len(samples[split]):
+            setattr(splits, split, [samples[split][i] for i in kept.tolist()])
+    sizes = ", ".join(f"{len(f):,} {split}" for split, f in cache.features.items())
+    print(f"feature cache: {sizes} features of {cache.dim} values, computed in {cache.seconds:.0f} s")
+    return cache
 
 
 # -------------------------------------------------------------------------------------------- training
@@ -350,11 +394,17 @@ class Trainer:
     device: torch.device
     ddp: Distributed
     steps_per_epoch: int
+    features: FeatureCache | None = None  # a linear probe's cached features; the batches are then features
 
     @property
     def eval_model(self) -> torch.nn.Module:
         """The weights that are validated and kept: the EMA's with --ema."""
         return self.opt.ema.module if self.opt.ema else self.model
+
+    @property
+    def evaluator(self) -> torch.nn.Module:
+        """What evaluation batches go through: the kept model, or its head alone on cached features."""
+        return FeatureHead(self.eval_model) if self.features is not None else self.eval_model
 
 
 def build_trainer(cfg: TrainConfig, model: torch.nn.Module, class_counts: list[int], steps_per_epoch: int,
@@ -416,7 +466,7 @@ def train_one_epoch(trainer: Trainer, loader: Iterable, epoch: int, first_step: 
             callback.before_step(step)
         images, labels, _ = batch
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        if cfg.channels_last:
+        if cfg.channels_last and images.ndim == 4:
             images = images.contiguous(memory_format=torch.channels_last)
         targets = labels
         if opt.mixup is not None and len(images) % 2 == 0:
@@ -615,8 +665,10 @@ class Evaluation:
 
 
 def final_metrics(cfg: TrainConfig, model: torch.nn.Module, splits: D.DatasetSplits, data_config: dict,
-                  evaluation: Evaluation, state: TrainState, wall_s: float) -> dict:
-    """metrics.json: the evaluation's figures, the model's cost, and how the run was made."""
+                  evaluation: Evaluation, state: TrainState, wall_s: float,
+                  features: FeatureCache | None = None) -> dict:
+    """metrics.json: the evaluation's figures, the model's cost, and how the run was made (a cached linear
+    probe adds what computing its features took: with --feature-cache-dir, maybe in an earlier run)."""
     device = next(model.parameters()).device
     return {
         "schema": R.METRICS_SCHEMA, "dataset": cfg.dataset, "eval_split": splits.eval_split,
@@ -629,6 +681,7 @@ def final_metrics(cfg: TrainConfig, model: torch.nn.Module, splits: D.DatasetSpl
         "epochs": len(state.history), "best_epoch": state.best.epoch, "kept": cfg.keep, "wall_s": wall_s,
         "img_size": data_config["input_size"][-1], "train_samples": len(splits.train),
         "seed": cfg.seed, "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        **({"feature_cache_s": features.seconds} if features is not None else {}),
         **run_environment(device),
     }
 

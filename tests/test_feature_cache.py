@@ -1,0 +1,91 @@
+"""Linear probes on cached features (trainers/feature_cache.py) and heads that start from ImageNet's own rows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import timm
+import torch
+from conftest import evaluated_images, train_tiny
+from timm.data import ImageNetInfo
+
+import runfolder as R
+from trainers.custom_models import BackboneWithHead
+from trainers.feature_cache import FeatureHead, cacheable, extract
+from trainers.inference import Predictor
+from trainers.models import create_backbone, lite0_package_state_dict
+
+
+def test_cached_probe_predictions_are_the_full_models(tmp_path):
+    """The run's predictions, made by the head on cached features, are what the saved model gives the images."""
+    run = train_tiny(tmp_path, "--strategy", "linear-probe", "--epochs", "3", name="probe")
+    recorded = pd.read_parquet(run / R.PREDICTIONS)
+    probs = Predictor.from_run(run, calibrated=False).predict(evaluated_images(run)).probs
+    labels = R.read_config(run)["label_names"]
+    assert [labels[i] for i in probs.argmax(1)] == recorded.pred_label.tolist()
+    assert R.read_train_config(run)["feature_cache"] is True
+
+
+def test_feature_cache_dir_is_reused_and_keyed(tmp_path, capsys):
+    cache = tmp_path / "features"
+    first = train_tiny(tmp_path, "--strategy", "linear-probe", "--feature-cache-dir", str(cache), name="a")
+    assert len(list(cache.glob("*.safetensors"))) == 1
+    capsys.readouterr()
+    second = train_tiny(tmp_path, "--strategy", "linear-probe", "--feature-cache-dir", str(cache), name="b")
+    assert "feature cache: read" in capsys.readouterr().out
+    pd.testing.assert_frame_equal(pd.read_parquet(first / R.PREDICTIONS), pd.read_parquet(second / R.PREDICTIONS))
+    train_tiny(tmp_path, "--strategy", "linear-probe", "--feature-cache-dir", str(cache), "--img-size", "72",
+               name="c")
+    assert len(list(cache.glob("*.safetensors"))) == 2  # other preprocessing, other features
+
+
+def test_uncached_probe_says_why(tmp_path, capsys):
+    train_tiny(tmp_path, "--strategy", "linear-probe", "--cutmix", "1.0", name="cutmix")
+    assert "features not cached (--cutmix cuts images, not features)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("make", [
+    lambda: timm.create_model("resnet18", num_classes=5, drop_rate=0.3),
+    lambda: BackboneWithHead("resnet18", num_classes=5, global_pool="max", drop_rate=0.3, norm=True),
+], ids=["timm-linear", "pooled-report-head"])
+def test_head_on_cached_features_equals_the_model(make):
+    torch.manual_seed(0)
+    model = make().eval()
+    images = torch.randn(6, 3, 64, 64)
+    batches = [(images[:4], torch.zeros(4, dtype=torch.long), torch.arange(4)),
+               (images[4:], torch.zeros(2, dtype=torch.long), torch.arange(4, 6))]
+    cached = extract(model, batches, torch.device("cpu"), "val")
+    with torch.no_grad():
+        torch.testing.assert_close(FeatureHead(model).eval()(cached["features"]), model(images))
+    assert cached["indices"].tolist() == list(range(6))
+
+
+def test_conv_heads_are_not_cacheable():
+    model = timm.create_model("mini_xception", num_classes=7)
+    assert "ConvPoolHead" in cacheable(model)
+    assert cacheable(timm.create_model("resnet18", num_classes=3)) is None
+
+
+def test_head_starts_from_the_imagenet_rows_of_known_classes():
+    wnids = ImageNetInfo().label_names()
+    picked = [wnids[1], wnids[500], wnids[999]]
+    model, notes = create_backbone("efficientnet_lite0", 3, class_ids=picked)
+    source = lite0_package_state_dict()
+    torch.testing.assert_close(model.classifier.weight, source["classifier.weight"][[1, 500, 999]])
+    torch.testing.assert_close(model.classifier.bias, source["classifier.bias"][[1, 500, 999]])
+    assert any("ImageNet classifier's rows" in n for n in notes)
+
+    other, _ = create_backbone("efficientnet_lite0", 3, class_ids=[*picked[:2], "not-a-wnid"])
+    assert not other.classifier.weight.any()  # a class ImageNet lacks: the head starts at zero
+
+
+def test_imagenet_head_gives_the_imagenet_models_logits_for_its_classes():
+    wnids = ImageNetInfo().label_names()
+    subset = wnids[::5]  # 200 classes, as Tiny ImageNet has
+    model, _ = create_backbone("efficientnet_lite0", len(subset), class_ids=subset)
+    full = timm.create_model("tf_efficientnet_lite0", num_classes=1000)
+    full.load_state_dict(lite0_package_state_dict())
+    x = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        np.testing.assert_allclose(model.eval()(x).numpy(), full.eval()(x)[:, ::5].numpy(), atol=1e-4)
