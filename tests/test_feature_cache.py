@@ -35,6 +35,9 @@ def test_feature_cache_dir_is_reused_and_keyed(tmp_path, capsys):
     second = train_tiny(tmp_path, "--strategy", "linear-probe", "--feature-cache-dir", str(cache), name="b")
     assert "feature cache: read" in capsys.readouterr().out
     pd.testing.assert_frame_equal(pd.read_parquet(first / R.PREDICTIONS), pd.read_parquet(second / R.PREDICTIONS))
+    computed, read = R.read_metrics(first), R.read_metrics(second)
+    assert (computed["feature_cache_read"], read["feature_cache_read"]) == (False, True)
+    assert read["feature_cache_s"] == pytest.approx(computed["feature_cache_s"], abs=0.1)  # the first run's cost
     train_tiny(tmp_path, "--strategy", "linear-probe", "--feature-cache-dir", str(cache), "--img-size", "72",
                name="c")
     assert len(list(cache.glob("*.safetensors"))) == 2  # other preprocessing, other features

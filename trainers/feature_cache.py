@@ -118,6 +118,7 @@ class FeatureCache:
     labels: dict[str, torch.Tensor]
     indices: dict[str, torch.Tensor]
     seconds: float  # what computing them took (read from a cache file: what it took when it was written)
+    read: bool = False  # read from a --feature-cache-dir file, not computed in this run
 
     @property
     def dim(self) -> int:
@@ -128,7 +129,8 @@ class FeatureCache:
               cache_file: Path | None = None) -> FeatureCache:
         """Features of every split's loader, read from `cache_file` when it holds them, else computed (and saved
         there when a file is given)."""
-        if cache_file is not None and cache_file.is_file():
+        read = cache_file is not None and cache_file.is_file()
+        if read:
             with safe_open(cache_file, "pt") as f:
                 tensors, seconds = {k: f.get_tensor(k) for k in f.keys()}, float(f.metadata()["seconds"])  # noqa: SIM118
             print(f"feature cache: read {cache_file}")
@@ -141,7 +143,8 @@ class FeatureCache:
                 with R.atomic_path(cache_file) as tmp:
                     save_file({k: t.contiguous() for k, t in tensors.items()}, str(tmp),
                               metadata={"seconds": f"{seconds:.1f}"})
-        return cls(*({split: tensors[f"{split}.{kind}"] for split in loaders} for kind in KINDS), seconds)
+        features, labels, indices = ({split: tensors[f"{split}.{kind}"] for split in loaders} for kind in KINDS)
+        return cls(features, labels, indices, seconds, read)
 
     def batches(self, split: str, order: list[int], batch_size: int, drop_last: bool = False) -> CachedBatches:
         return CachedBatches(self, split, order, batch_size, drop_last)

@@ -681,7 +681,7 @@ def final_metrics(cfg: TrainConfig, model: torch.nn.Module, splits: D.DatasetSpl
         "epochs": len(state.history), "best_epoch": state.best.epoch, "kept": cfg.keep, "wall_s": wall_s,
         "img_size": data_config["input_size"][-1], "train_samples": len(splits.train),
         "seed": cfg.seed, "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        **({"feature_cache_s": features.seconds} if features is not None else {}),
+        **({"feature_cache_s": features.seconds, "feature_cache_read": features.read} if features else {}),
         **run_environment(device),
     }
 
