@@ -1,0 +1,120 @@
+#!/usr/bin/env python
+"""The reproduction tables of reference/README.md, written from the shipped run folders.
+
+    python reference/contest.py            # rewrite the tables between the contest markers in reference/README.md
+    python reference/contest.py --check    # exit 1 when the README's tables are not what the run folders say
+
+One table per task, best validation top-1 first: the system, how it learned, its cost, its figures and the source
+study's figure for that system where there is one. Under each table, the CNN lecture's question (head only, or the
+whole network?) answered by the task's linear-probe and full fine-tuning rows, with the paired test of
+`python -m leaderboard compare`, and each run's command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import runfolder as R
+from runfolder.metrics import METRIC_SPECS
+from verdict import compare_runs
+
+REFERENCE = Path(__file__).resolve().parent
+README = REFERENCE / "README.md"
+BEGIN, END = "<!-- contest tables: begin (python reference/contest.py) -->", "<!-- contest tables: end -->"
+TASKS = {  # dataset -> (heading, folder its sample ids are relative to)
+    "chest-xray": ("Chest X-ray, 2 classes (NORMAL / PNEUMONIA)", "chest_xray"),
+    "chest-xray-3": ("Chest X-ray, 3 classes (NORMAL / BACTERIA / VIRUS)", "chest_xray"),
+    "fer2013": ("FER2013", "fer2013"),
+    "tiny-imagenet": ("Tiny ImageNet-200", "tiny-imagenet-200"),
+    "cifar10": ("CIFAR-10", "cifar10"),
+}
+# (dataset, architecture) -> the source study's figure for that system (README.md, "Source studies").
+STUDY_FIGURES = {
+    ("chest-xray", "xray_cnn1"): "chest X-ray report: 92.3% test, its best network (not attributed)",
+    ("chest-xray-3", "xray_cnn1"): "chest X-ray report: 87.1% test, its best network (not attributed)",
+    ("fer2013", "mini_xception"): "mini-Xception, Arriaga et al. (2017): 66% test",
+    ("tiny-imagenet", "et_net"): "Tiny ImageNet report, E.T.: 34.7% / 55.1% top-5",
+    ("tiny-imagenet", "tf_efficientnet_lite0"): "Tiny ImageNet report's best, ResNet50 pretrained: 62.3% / 82.1% top-5",
+    ("cifar10", "efficientnet_lite0_gmp_bn_head"): "CIFAR-10 report, this head on a frozen ResNet50: 82% test",
+}
+
+
+def runs_by_task() -> dict[str, list[Path]]:
+    tasks: dict[str, list[Path]] = {}
+    for run in sorted(R.find_runs(REFERENCE)):
+        tasks.setdefault(R.read_metrics(run)["dataset"], []).append(run)
+    return {task: sorted(runs, key=lambda r: -R.read_metrics(r)["top1"]) for task, runs in tasks.items()}
+
+
+def shown(key: str, metrics: dict) -> str:
+    """A metric as the product shows it everywhere ('94.4%', '3.38 M')."""
+    return METRIC_SPECS[key].text(metrics.get(key))
+
+
+def wall_time(metrics: dict) -> str:
+    """The whole run, feature caching included even when an earlier run computed the features."""
+    seconds = metrics["wall_s"] + (metrics.get("feature_cache_s", 0) if metrics.get("feature_cache_read") else 0)
+    return f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f} s"
+
+
+def row(run: Path, dataset: str) -> list[str]:
+    m = R.read_metrics(run)
+    figure = STUDY_FIGURES.get((dataset, m["model"]), "")
+    cells = [f"`{run.name}`", m["strategy"], shown("params", m), shown("macs", m), f"{m['img_size']} px",
+             str(m["epochs"]), f"{m['train_samples']:,}", wall_time(m), m["hardware"], f"**{shown('top1', m)}**",
+             shown("top5", m), shown("macro_f1", m)]
+    if dataset == "chest-xray":
+        cells.append(f"{shown('sensitivity', m)} / {shown('specificity', m)}")
+    return [*cells, figure]
+
+
+def head_only_against_full(runs: list[Path]) -> str:
+    by_strategy = {R.read_metrics(r)["strategy"]: r for r in runs if "lite0" in R.read_metrics(r)["model"]}
+    if not {"linear-probe", "full"} <= set(by_strategy):
+        return ""
+    comparison = compare_runs(by_strategy["linear-probe"], by_strategy["full"], "head only", "full fine-tuning")
+    return (f"Head only against full fine-tuning (the CNN lecture's question): {comparison.a.top1:.1%} against "
+            f"{comparison.b.top1:.1%} on the same {comparison.a.total:,} images; {comparison.verdict} "
+            f"(exact McNemar test).")
+
+
+def task_table(dataset: str, runs: list[Path]) -> str:
+    heading, folder = TASKS[dataset]
+    header = ["system", "strategy", "params", "MACs", "input", "epochs", "training images", "wall time", "hardware",
+              "val top-1", "top-5", "macro-F1", "source study"]
+    if dataset == "chest-xray":
+        header.insert(-1, "sensitivity / specificity")
+    lines = [f"### {heading}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row(run, dataset)) + " |" for run in runs]
+    lines += ["", head_only_against_full(runs), "", "Commands:", "", "```sh"]
+    lines += [f"python trainers/finetune.py --config reference/{run.name}/{R.TRAIN_CONFIG} --data-dir DATA/{folder}"
+              for run in runs]
+    lines += ["```", ""]
+    return "\n".join(lines)
+
+
+def tables() -> str:
+    tasks = runs_by_task()
+    return "\n".join(task_table(dataset, tasks[dataset]) for dataset in TASKS if dataset in tasks)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if README.md's tables are out of date")
+    args = parser.parse_args()
+    text = README.read_text()
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"error: {README} lacks the markers {BEGIN} ... {END}")
+    head, rest = text.split(BEGIN, 1)
+    updated = f"{head}{BEGIN}\n\n{tables()}\n{END}{rest.split(END, 1)[1]}"
+    if args.check:
+        if updated != text:
+            sys.exit(f"{README} is out of date: run python reference/contest.py")
+        return
+    R.write_text(README, updated)
+
+
+if __name__ == "__main__":
+    main()
