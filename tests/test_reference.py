@@ -157,3 +157,12 @@ def test_pack_run_writes_the_reference_form_and_repacks_in_place(tiny_run, tmp_p
     R.write_predictions(packed, recorded.assign(sample_id="cifar10/" + recorded.sample_id))
     pack(packed, packed, "--data-dir", SAMPLE)
     assert pd.read_parquet(packed / R.PREDICTIONS).sample_id.equals(ids)
+
+
+def test_reproduction_tables_are_what_the_run_folders_say():
+    result = subprocess.run([sys.executable, str(REPO / "reference" / "contest.py"), "--check"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr or result.stdout
+    text = (REPO / "reference" / "README.md").read_text()
+    for run in REFERENCES:
+        assert f"reference/{run.name}/{R.TRAIN_CONFIG}" in text  # each run's command
