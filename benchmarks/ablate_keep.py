@@ -3,15 +3,18 @@ split that no choice looks at.
 
     python benchmarks/ablate_keep.py                    # 3 seeds, chest X-ray, 1,200 training images, 160 px, 2 epochs
     python benchmarks/ablate_keep.py --seeds 0 1 2 3 4  # more seeds
+    python benchmarks/ablate_keep.py --dataset cifar10 --settings "backbone lr x1" "no label smoothing"
 
-The chest X-ray training archive (chest_xray-train.tar.gz, ARENA_SHARED_DATA) is split once, stratified and
-seeded, into `train/` and a held-out `test/` of 600 images; `--dataset folder` then carves its validation split
-from `train/` as every run does. Each seed trains:
-  - defaults, `--keep last` (the baseline) and `--keep best` (lowest validation loss): same settings, so the
-    held-out difference is the choice of weights alone;
-  - `--backbone-lr-scale 1 --label-smoothing 0 --drop-rate 0 --weight-decay 0.01`, `--keep last`.
+The training archive of `--dataset` (ARENA_SHARED_DATA) is split once, stratified and seeded, into `train/` and a
+held-out `test/` of 600 images; `--dataset folder` then carves its validation split from `train/` as every run
+does. Each seed trains the baseline (the trainer's defaults, `--keep last`) and each of `--settings` (all by
+default):
+  - `--keep best` (lowest validation loss): same settings, so the held-out difference is the choice of weights alone;
+  - `--backbone-lr-scale 1 --label-smoothing 0 --drop-rate 0 --weight-decay 0.01`, `--keep last`;
+  - each of those four changes on its own.
 Every run is scored on the same 600 held-out images, so `python -m leaderboard compare` pairs any two of them.
-Writes benchmarks/out/ablate_keep.csv and prints the table, with each setting's held-out top-1 minus the baseline's.
+Writes benchmarks/out/ablate_keep_<dataset>.csv and prints the table, with each setting's held-out top-1 minus the
+baseline's.
 """
 
 from __future__ import annotations
@@ -34,13 +37,23 @@ SETTINGS = {
     "defaults, keep best": ["--keep", "best"],
     "no regularisation, keep last": ["--backbone-lr-scale", "1", "--label-smoothing", "0", "--drop-rate", "0",
                                      "--weight-decay", "0.01"],
+    # each of the four changes on its own
+    "backbone lr x1": ["--backbone-lr-scale", "1"],
+    "no label smoothing": ["--label-smoothing", "0"],
+    "no dropout": ["--drop-rate", "0"],
+    "weight decay 0.01": ["--weight-decay", "0.01"],
+}
+# --dataset -> (archive, folder of <class>/ image folders inside it): a held-out split is carved from that folder
+DATASETS = {
+    "chest-xray": ("chest_xray-train.tar.gz", "chest_xray/train"),
+    "cifar10": ("cifar10-train.tar.gz", "cifar10/train"),
+    "fer2013": ("fer2013-train.tar.gz", "fer2013/train"),
 }
 BASELINE = "defaults, keep last"
 
 
-def held_out_layout(archive_root: Path, dest: Path, seed: int = 0) -> Path:
-    """`dest/{train,test}/<class>/` as links into the unpacked archive: a stratified, seeded held-out split."""
-    source = archive_root / "chest_xray" / "train"
+def held_out_layout(source: Path, dest: Path, seed: int = 0) -> Path:
+    """`dest/{train,test}/<class>/` as links into `source/<class>/`: a stratified, seeded held-out split."""
     classes = sorted(p.name for p in source.iterdir() if p.is_dir())
     total = sum(len(list((source / c).iterdir())) for c in classes)
     for name in classes:
@@ -74,12 +87,17 @@ def main() -> None:
     parser.add_argument("--img-size", type=int, default=160)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--keep-runs", type=Path, help="write the run folders here (default: a temporary folder)")
+    parser.add_argument("--dataset", default="chest-xray", choices=list(DATASETS))
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS),
+                        help=f"settings to train (the baseline, {BASELINE!r}, is always trained)")
     args = parser.parse_args()
+    settings = [BASELINE, *(s for s in args.settings if s != BASELINE)]
+    archive, folder = DATASETS[args.dataset]
     with tempfile.TemporaryDirectory(prefix="ablate-keep-") as tmp:
-        common.unpack_archive(common.SHARED_DATA / "chest_xray-train.tar.gz", Path(tmp) / "archive")
-        data = held_out_layout(Path(tmp) / "archive", Path(tmp) / "data")
+        common.unpack_archive(common.SHARED_DATA / archive, Path(tmp) / "archive")
+        data = held_out_layout(Path(tmp) / "archive" / folder, Path(tmp) / "data")
         runs = args.keep_runs or Path(tmp) / "runs"
-        rows = [run(data, runs, setting, seed, args) for seed in args.seeds for setting in SETTINGS]
+        rows = [run(data, runs, setting, seed, args) for seed in args.seeds for setting in settings]
     baseline = {r["seed"]: r["held_out_top1"] for r in rows if r["setting"] == BASELINE}
     for row in rows:
         row["vs_baseline_points"] = 100 * (row["held_out_top1"] - baseline[row["seed"]])
@@ -88,9 +106,10 @@ def main() -> None:
                 "held_out_top1_sd": statistics.stdev(r["held_out_top1"] for r in rows if r["setting"] == s),
                 "vs_baseline_points_mean": statistics.mean(r["vs_baseline_points"] for r in rows if r["setting"] == s),
                 "hardware": common.hardware(torch.device("cpu")), "load_1min": common.load_average()}
-               for s in SETTINGS]
-    common.report("ablate_keep", rows, "held-out chest X-ray, per run")
-    common.report("ablate_keep_summary", summary, f"held-out chest X-ray ({HELD_OUT} images), mean over seeds")
+               for s in settings]
+    common.report(f"ablate_keep_{args.dataset}", rows, f"held-out {args.dataset}, per run")
+    common.report(f"ablate_keep_{args.dataset}_summary", summary,
+                  f"held-out {args.dataset} ({HELD_OUT} images), mean over seeds")
 
 
 if __name__ == "__main__":
