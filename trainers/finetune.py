@@ -168,6 +168,7 @@ def train(cfg: TrainConfig) -> Path:
 
     # ---- epochs: train, validate, remember the best epoch, checkpoint
     val_loader = make_eval_loader(cfg, splits.val, eval_tf, mode, ddp, eval_side, trainer.features, "val")
+    last_val = None  # the last epoch's validation logits, targets and indices
     for epoch in range(state.epoch, cfg.epochs):
         set_trainable(model, cfg.strategy, epoch, cfg.epochs)
         seed_everything(epoch_seed(cfg, epoch))
@@ -177,7 +178,8 @@ def train(cfg: TrainConfig) -> Path:
         loader = make_loader(cfg, splits.train, train_tf, mode, epoch, ddp, skip_batches=skip)
         callbacks = [MidEpochCheckpoint(run_dir, trainer, state, epoch)] if cfg.checkpoint_every and ddp.main else []
         stats = train_one_epoch(trainer, loader, epoch, skip, callbacks)
-        logits, targets, _ = predict(trainer.evaluator, val_loader, device, trainer.opt.amp, ddp)
+        last_val = predict(trainer.evaluator, val_loader, device, trainer.opt.amp, ddp)
+        logits, targets, _ = last_val
         state.train_images += stats.images
         state.train_seconds += stats.seconds
         if ddp.main:
@@ -204,16 +206,19 @@ def train(cfg: TrainConfig) -> Path:
     # ---- final: the kept weights, evaluated on the test split (else validation)
     if cfg.keep == "best":
         trainer.eval_model.load_state_dict(ddp.broadcast(state.best.weights if ddp.main else None))
+    # The kept weights' validation logits: the last epoch's, when those were the weights it validated.
+    val_logits, val_targets, val_indices = (
+        last_val if last_val is not None and cfg.keep == "last" else
+        predict(trainer.evaluator, val_loader, device, trainer.opt.amp, ddp))
     eval_samples = splits.test or splits.val
-    eval_loader = make_eval_loader(cfg, eval_samples, eval_tf, mode, ddp, eval_side, trainer.features,
-                                   "test" if splits.test else "val")
-    logits, targets, indices = predict(trainer.evaluator, eval_loader, device, trainer.opt.amp, ddp)
-    # Temperature scaling on the validation logits; without a test split they are the evaluation logits above.
-    val_logits, val_targets, _ = predict(trainer.evaluator, val_loader, device, trainer.opt.amp, ddp) \
-        if splits.test else (logits, targets, indices)
+    if splits.test:
+        test_loader = make_eval_loader(cfg, splits.test, eval_tf, mode, ddp, eval_side, trainer.features, "test")
+        logits, targets, indices = predict(trainer.evaluator, test_loader, device, trainer.opt.amp, ddp)
+    else:
+        logits, targets, indices = val_logits, val_targets, val_indices
     if ddp.main:
         evaluation = Evaluation(logits, targets, [eval_samples[i].sample_id for i in indices.tolist()],
-                                fit_temperature(val_logits, val_targets))
+                                fit_temperature(val_logits, val_targets))  # on validation, never on test
         metrics = final_metrics(cfg, trainer.eval_model, splits, data_config, evaluation, state,
                                 time.time() - run_started, trainer.features)
         write_run(run_dir, trainer.eval_model, splits, data_config, evaluation, metrics)
