@@ -37,8 +37,8 @@ python trainers/finetune.py --db {db}
 **Already have run folders?** Open *Add runs* in the sidebar and press *Ingest run folders*, or run
 `python -m leaderboard ingest runs/ --db {db}`. Then reload this page.
 
-**Just looking?** Load the reference models that ship in `reference/` (EfficientNet-Lite0 fine-tuned on each task's
-real images) with the button below.
+**Just looking?** Load the reference models that ship in `reference/` (on each task's real images: the source
+study's own network from scratch, EfficientNet-Lite0 as a linear probe and fully fine-tuned) with the button below.
 """
 REFERENCE = Path(__file__).resolve().parents[1] / "reference"  # the shipped reference runs
 RANK_METRICS = list(SCORES)
