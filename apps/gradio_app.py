@@ -265,7 +265,7 @@ def size_caption(image: Image.Image) -> str:
 
 
 def summary_table(pool: ModelPool, predictions: dict[str, Prediction]) -> str:
-    """One row per model, cells that never wrap; the backbone's full pretrained tag is its tooltip."""
+    """One row per model, cells that never wrap; what each backbone's weights started from is its tooltip."""
     entries = [pool.entry(name) for name in predictions]
     splits = {entry.eval_split for entry in entries}
     split = splits.pop() if len(splits) == 1 else None  # one split: say it once, in the header
@@ -274,7 +274,7 @@ def summary_table(pool: ModelPool, predictions: dict[str, Prediction]) -> str:
         (best, p), = prediction.topk(0, 1)
         cells = [
             f"<td>{html.escape(entry.name)}</td>",
-            f'<td><abbr title="{html.escape(entry.backbone)}">{html.escape(entry.architecture)}</abbr></td>',
+            f'<td><abbr title="{html.escape(entry.pretraining)}">{html.escape(entry.architecture)}</abbr></td>',
             f'<td class="number">{html.escape(entry.top1_text if split else entry.score)}</td>',
             f'<td class="number">{prediction.latency_ms:.1f}</td>',
             f"<td>{html.escape(best)} ({p:.1%})</td>",
@@ -283,7 +283,7 @@ def summary_table(pool: ModelPool, predictions: dict[str, Prediction]) -> str:
     score = f"top-1 ({split} split)" if split else "top-1 (split)"
     head = "".join(f"<th>{h}</th>" for h in ("model", "backbone", score, "forward ms", "top prediction"))
     note = (f"forward ms: this image's forward pass on the server's CPU ({pool.backend}), with the model already "
-            "warm; decoding and resizing not included. Hover a backbone for its pretrained weights.")
+            "warm; decoding and resizing not included. Hover a backbone for what its weights started from.")
     return f'<table><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table><p class="note">{note}</p>'
 
 

@@ -28,14 +28,15 @@ class ModelEntry:
     name: str
     source: str
     dataset: str
-    backbone: str  # the full pretrained tag, e.g. tf_efficientnet_lite0.in1k
+    backbone: str  # what its weights started from: the full pretrained tag (tf_efficientnet_lite0.in1k), or "none"
     top1: float | None
     eval_split: str  # the split `top1` was measured on (metrics.json `eval_split`)
+    architecture: str = "?"  # the network (metrics.json `model`): short enough for a table cell
 
     @property
-    def architecture(self) -> str:
-        """The backbone without its pretrained tag: short enough for a table cell."""
-        return self.backbone.split(".")[0]
+    def pretraining(self) -> str:
+        """What the architecture's weights started from, in words (a tooltip)."""
+        return "trained from scratch (no pretraining)" if self.backbone == "none" else f"pretrained: {self.backbone}"
 
     @property
     def top1_text(self) -> str:
@@ -74,9 +75,11 @@ class Catalog:
 
 def entry_from_metrics(name: str, source: str, metrics: dict) -> ModelEntry:
     top1 = metrics.get("top1")
-    backbone = metrics.get("pretrained_tag") or metrics.get("model") or "?"
+    architecture = str(metrics.get("model") or "?")
+    backbone = metrics.get("pretrained_tag") or architecture
     return ModelEntry(name, source, str(metrics.get("dataset", "unknown")), backbone,
-                      float(top1) if top1 is not None else None, str(metrics.get("eval_split") or "unknown split"))
+                      float(top1) if top1 is not None else None, str(metrics.get("eval_split") or "unknown split"),
+                      architecture)
 
 
 def local_runs(roots: Iterable[Path], notes: list[str]) -> list[ModelEntry]:

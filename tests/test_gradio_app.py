@@ -362,3 +362,15 @@ def test_a_non_image_upload_is_refused_at_upload_time(tmp_path):
     box, status, *_ = app.on_image(upload(EXAMPLE))
     assert box.label == "Image · 32×32 px, shown enlarged" and app.SMALL_INPUT in box.elem_classes
     assert status.visible is False, "a good image removes the old message"
+
+
+def test_a_network_trained_from_scratch_is_named_by_its_architecture():
+    from apps.sources import entry_from_metrics
+
+    scratch = entry_from_metrics("chest-xray-xray_cnn1", "x", {"model": "xray_cnn1", "pretrained_tag": "none",
+                                                                "dataset": "chest-xray", "top1": 0.866})
+    assert scratch.architecture == "xray_cnn1" and scratch.pretraining == "trained from scratch (no pretraining)"
+    lite0 = entry_from_metrics("lp", "y", {"model": "tf_efficientnet_lite0",
+                                           "pretrained_tag": "tf_efficientnet_lite0.in1k"})
+    assert (lite0.architecture, lite0.pretraining) == ("tf_efficientnet_lite0",
+                                                       "pretrained: tf_efficientnet_lite0.in1k")
