@@ -47,7 +47,8 @@ def measure_cost(model: torch.nn.Module, input_size: tuple[int, ...], device: to
 def run_environment(device: torch.device) -> dict:
     import timm
 
-    cpu = f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    cpu = f"CPU ({platform.processor() or platform.machine()}, {threads} thread{'s' if threads > 1 else ''})"
     hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu
     return {
         "hardware": hardware,
