@@ -44,11 +44,20 @@ def measure_cost(model: torch.nn.Module, input_size: tuple[int, ...], device: to
     }
 
 
+def cpu_name() -> str:
+    """The CPU's model name ("AMD EPYC"), from /proc/cpuinfo where there is one."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or "CPU"
+
+
 def run_environment(device: torch.device) -> dict:
     import timm
 
     threads = torch.get_num_threads()
-    cpu = f"CPU ({platform.processor() or platform.machine()}, {threads} thread{'s' if threads > 1 else ''})"
+    cpu = f"{cpu_name()} CPU ({platform.machine()}, {threads} thread{'s' if threads > 1 else ''})"
     hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu
     return {
         "hardware": hardware,
