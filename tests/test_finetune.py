@@ -354,7 +354,9 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not (run_dir / "metrics.json").exists()
-    assert torch.load(run_dir / "checkpoint" / "state.pt", weights_only=False)["epoch"] in (1, 2)
+    checkpoint = torch.load(run_dir / "checkpoint" / "state.pt", weights_only=False)
+    assert checkpoint["epoch"] in (1, 2)
+    killed_s = pd.read_csv(history).wall_s.iloc[checkpoint["epoch"] - 1]  # the first process's wall time, so far
 
     resumed = run_cli("--resume", str(run_dir))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
@@ -364,6 +366,9 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
     assert a["loss"] == pytest.approx(b["loss"], abs=1e-5)
     pd.testing.assert_series_equal(R.read_history(tmp_path / "straight").val_loss, R.read_history(run_dir).val_loss,
                                    atol=1e-5)
+    # Wall time adds up over both processes: the resumed run's clock starts where the checkpoint's stopped.
+    assert checkpoint["wall_s"] == pytest.approx(killed_s, abs=1.0)  # saved just after the epoch's history row
+    assert R.read_history(run_dir).wall_s.is_monotonic_increasing and b["wall_s"] > killed_s
 
 
 def test_torchrun_two_processes(tmp_path):

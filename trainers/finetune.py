@@ -119,7 +119,7 @@ def train_seeds(cfg: TrainConfig) -> list[Path]:
 
 
 def train(cfg: TrainConfig) -> Path:
-    run_started = time.time()  # wall_s and --time-limit count from here: data loading (and caching) included
+    run_started = time.time()  # --time-limit counts from here: data loading (and caching) included
     ddp = Distributed()
     device = training_device(cfg, ddp)
     seed_everything(cfg.seed)
@@ -165,6 +165,11 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.resume:
         state = resume_from(run_dir, trainer)
         print(f"resuming {run_dir} at epoch {state.epoch + 1}, step {state.step}")
+    earlier_s = state.wall_s  # what the processes before this one spent, up to the checkpoint resumed from
+
+    def wall_s() -> float:
+        """The run's wall time so far, over every process that worked on it (history's and metrics' wall_s)."""
+        return earlier_s + time.time() - run_started
 
     # ---- epochs: train, validate, remember the best epoch, checkpoint
     val_loader = make_eval_loader(cfg, splits.val, eval_tf, mode, ddp, eval_side, trainer.features, "val")
@@ -176,7 +181,8 @@ def train(cfg: TrainConfig) -> Path:
         if skip and state.rng:
             restore_rng(state.rng)
         loader = make_loader(cfg, splits.train, train_tf, mode, epoch, ddp, skip_batches=skip)
-        callbacks = [MidEpochCheckpoint(run_dir, trainer, state, epoch)] if cfg.checkpoint_every and ddp.main else []
+        callbacks = ([MidEpochCheckpoint(run_dir, trainer, state, epoch, wall_s)]
+                     if cfg.checkpoint_every and ddp.main else [])
         stats = train_one_epoch(trainer, loader, epoch, skip, callbacks)
         last_val = predict(trainer.evaluator, val_loader, device, trainer.opt.amp, ddp)
         logits, targets, _ = last_val
@@ -184,7 +190,7 @@ def train(cfg: TrainConfig) -> Path:
         state.train_seconds += stats.seconds
         if ddp.main:
             val = classification_metrics(logits, targets, splits.classes)
-            state.history.append(history_row(epoch, stats, val, trainer.opt.optimizer, time.time() - run_started))
+            state.history.append(history_row(epoch, stats, val, trainer.opt.optimizer, wall_s()))
             if state.best is None or val["loss"] < state.best.loss:
                 state.best = BestEpoch(epoch + 1, val["top1"], {k: v.detach().cpu().clone()
                                                                  for k, v in trainer.eval_model.state_dict().items()},
@@ -192,7 +198,7 @@ def train(cfg: TrainConfig) -> Path:
             print(f"epoch {epoch + 1}/{cfg.epochs}: train loss {stats.loss:.4f} acc {stats.acc:.3f} | "
                   f"val loss {val['loss']:.4f} top1 {val['top1']:.3f} | {stats.images_per_s:.1f} img/s")
         trainer.opt.scheduler.step(epoch + 1, ddp.broadcast(state.history[-1]["val_acc"] if ddp.main else None))
-        state.epoch, state.step, state.rng = epoch + 1, 0, None
+        state.epoch, state.step, state.rng, state.wall_s = epoch + 1, 0, None, wall_s()
         if ddp.main:
             R.write_history(run_dir, state.history)
             save_state(run_dir, trainer, state)
@@ -220,7 +226,7 @@ def train(cfg: TrainConfig) -> Path:
         evaluation = Evaluation(logits, targets, [eval_samples[i].sample_id for i in indices.tolist()],
                                 fit_temperature(val_logits, val_targets))  # on validation, never on test
         metrics = final_metrics(cfg, trainer.eval_model, splits, data_config, evaluation, state,
-                                time.time() - run_started, trainer.features)
+                                wall_s(), trainer.features)
         write_run(run_dir, trainer.eval_model, splits, data_config, evaluation, metrics)
         print_summary(run_dir, metrics)
         publish_and_record(cfg, run_dir)
@@ -509,13 +515,14 @@ def train_one_epoch(trainer: Trainer, loader: Iterable, epoch: int, first_step: 
 class MidEpochCheckpoint(StepCallback):
     """--checkpoint-every N: a resumable checkpoint every N optimizer steps (the epoch's end writes its own)."""
 
-    def __init__(self, run_dir: Path, trainer: Trainer, state: TrainState, epoch: int) -> None:
-        self.run_dir, self.trainer, self.state, self.epoch = run_dir, trainer, state, epoch
+    def __init__(self, run_dir: Path, trainer: Trainer, state: TrainState, epoch: int,
+                 wall_s: Callable[[], float]) -> None:
+        self.run_dir, self.trainer, self.state, self.epoch, self.wall_s = run_dir, trainer, state, epoch, wall_s
 
     def after_step(self, step: int, loss: torch.Tensor, seen: int, seconds: float) -> bool:
         if step % self.trainer.cfg.checkpoint_every == 0 and step < self.trainer.steps_per_epoch:
             save_state(self.run_dir, self.trainer, replace(
-                self.state, epoch=self.epoch, step=step, rng=capture_rng(),
+                self.state, epoch=self.epoch, step=step, rng=capture_rng(), wall_s=self.wall_s(),
                 train_images=self.state.train_images + seen, train_seconds=self.state.train_seconds + seconds))
         return False
 
@@ -616,6 +623,7 @@ class TrainState:
     train_seconds: float = 0.0
     train_images: int = 0
     rng: dict | None = None  # RNG states at a mid-epoch checkpoint
+    wall_s: float = 0.0  # the run's wall time at this checkpoint, over every process so far (a resumed run adds on)
 
 
 def save_state(run_dir: Path, trainer: Trainer, state: TrainState) -> None:
