@@ -194,22 +194,22 @@ def test_tiers_of_runs_on_the_same_samples():
 
 def test_leaderboard_tiers_only_runs_with_predictions(paired_runs, tmp_path):
     run_a, run_b = paired_runs
-    third = flipped_copy(CIFAR, tmp_path / "cifar10-far", every=3)  # about a third of its answers flipped
-    hub_only = flipped_copy(CIFAR, tmp_path / "cifar10-no-predictions", every=5)
+    third = flipped_copy(run_a, tmp_path / "far", every=3)  # the same task, about a third of its answers flipped
+    hub_only = flipped_copy(run_a, tmp_path / "no-predictions", every=5)
     (hub_only / V.PREDICTIONS).unlink()
     store = Store(tmp_path / "arena.db")
     store.ingest([run_a, run_b, third, hub_only, REFERENCE / "fer2013-efficientnet_lite0"])
     table = with_verdict(store.runs()).set_index("run_id")
-    assert table.loc["cifar10-far", "tier"] > table.loc[run_a.name, "tier"] == 1
-    assert pd.isna(table.loc["cifar10-no-predictions", "tier"])
+    assert table.loc["far", "tier"] > table.loc[run_a.name, "tier"] == 1
+    assert pd.isna(table.loc["no-predictions", "tier"])
     assert table.loc["fer2013-efficientnet_lite0", "tier"] == 1
     assert table.loc["fer2013-efficientnet_lite0", "top1_ci"] == "59.1% ± 1.6"
     wilson = binomtest(round(0.5906937718391418 * 3589), 3589).proportion_ci(method="wilson")
     assert table.loc["fer2013-efficientnet_lite0", "top1_low"] == pytest.approx(wilson.low)
     # the same verdict columns in the exports
     exported = pd.read_csv(store.export(tmp_path / "runs.csv")).set_index("run_id")
-    assert exported.loc["cifar10-far", "tier"] == table.loc["cifar10-far", "tier"]
-    assert pd.isna(exported.loc["cifar10-no-predictions", "tier"])
+    assert exported.loc["far", "tier"] == table.loc["far", "tier"]
+    assert pd.isna(exported.loc["no-predictions", "tier"])
     parquet = pd.read_parquet(store.export(tmp_path / "runs.parquet")).set_index("run_id")
     assert parquet.loc["fer2013-efficientnet_lite0", "top1_ci"] == "59.1% ± 1.6"
 
