@@ -8,6 +8,8 @@ checkout on PYTHONPATH:
     .venv/bin/python benchmarks/gpu_run.py --prepare    # split archives + weights into .device-data/t1, t2, ...
     .venv/bin/python benchmarks/gpu_run.py --dry-run    # print each planned transfer and its size; exit 1 if one
                                                         # exceeds 64 MiB; print the command of each transfer
+    .venv/bin/python benchmarks/gpu_run.py --park       # reference/'s run folders stay behind during the transfers;
+                                                        # --unpark after the last one brings them back
 
 On the GPU machine (its python3 has torch, timm and the rest, and can install nothing), after the transfers:
 
@@ -67,6 +69,10 @@ TRANSFER_LIMIT = 64 * MIB  # what one call to the GPU machine carries: the worki
 TRANSFER_MARGIN = 1 * MIB  # room left for edits between --prepare and the transfers
 RETURN_FILES, RETURN_FILE_BYTES, RETURN_BYTES = 8, 16 * MIB, 64 * MIB  # what comes back from $OUT
 DEVICE_DATA = common.REPO / ".device-data"  # git-ignored: it travels only as a carried path
+# The shipped reference run folders (tens of MB) would fill a transfer and the GPU run needs none of them:
+# --park moves them here (git-ignored, so they stay behind) for the transfers, --unpark brings them back.
+PARKED = common.REPO / ".device-parked"
+REFERENCE = common.REPO / "reference"
 RECIPES = common.REPO / "trainers" / "recipes"
 TABLES = ("1-train-step", "1-input-pipeline", "runs")
 TARGET_TOP1 = 0.95  # the CIFAR-10 headline: seconds to this validation top-1
@@ -223,12 +229,31 @@ def prepare(files: dict[str, Path], data: Path, room: int) -> list[Transfer]:
     return transfers
 
 
+def reference_runs() -> list[Path]:
+    return R.find_runs(REFERENCE) if REFERENCE.is_dir() else []
+
+
 def working_tree_bytes() -> tuple[int, int]:
-    """Bytes and count of the files that travel with every call: tracked and untracked-not-ignored files."""
+    """Bytes and count of the files that travel with every call once the reference runs are parked: tracked and
+    untracked-not-ignored files, outside reference/'s run folders."""
     listing = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
                              cwd=common.REPO, capture_output=True, check=True).stdout.decode()
+    parked = [run.resolve() for run in reference_runs()]
     paths = [common.REPO / p for p in listing.split("\0") if p and (common.REPO / p).is_file()]
+    paths = [p for p in paths if not any(p.resolve().is_relative_to(run) for run in parked)]
     return sum(p.stat().st_size for p in paths), len(paths)
+
+
+def park(back: bool = False) -> None:
+    """Move the reference run folders out of the travelling tree (or, with `back`, into it again)."""
+    source, dest = (PARKED, REFERENCE) if back else (REFERENCE, PARKED)
+    runs = R.find_runs(source) if source.is_dir() else []
+    dest.mkdir(exist_ok=True)
+    for run in runs:
+        if (dest / run.name).exists():
+            raise SystemExit(f"error: {dest / run.name} exists; nothing moved after it")
+        shutil.move(run, dest / run.name)
+    print(f"{'unparked' if back else 'parked'} {len(runs)} reference run folders: {source} -> {dest}")
 
 
 def folder_bytes(folder: Path) -> int:
@@ -241,6 +266,9 @@ def dry_run(data: Path, limit: int = TRANSFER_LIMIT) -> bool:
     if not folders:
         raise SystemExit(f"error: nothing prepared in {data}: run --prepare first")
     tree, count = working_tree_bytes()
+    if reference_runs():
+        print(f"before the first call: gpu_run.py --park ({len(reference_runs())} reference run folders would travel); "
+              "after the last: gpu_run.py --unpark")
     fits = True
     for k, folder in enumerate(folders, 1):
         carried = folder.relative_to(common.REPO) if folder.is_relative_to(common.REPO) else folder
@@ -249,7 +277,7 @@ def dry_run(data: Path, limit: int = TRANSFER_LIMIT) -> bool:
         manifest = json.loads((folder / "manifest.json").read_text())
         print(f"transfer {k}/{len(folders)}: {total / MIB:.1f} MiB {'ok' if total <= limit else 'OVER'} "
               f"(limit {limit / MIB:.0f} MiB) = working tree {tree / MIB:.1f} MiB ({count} tracked and untracked "
-              f"files, reference/ included) + {carried} {folder_bytes(folder) / MIB:.1f} MiB:")
+              f"files, reference/'s run folders parked with --park) + {carried} {folder_bytes(folder) / MIB:.1f} MiB:")
         for part in manifest["parts"]:
             print(f"    {part['dest']}  bytes {part['offset']}-{part['offset'] + part['size']} of {part['total']} "
                   f"({part['size'] / MIB:.1f} MiB)")
@@ -514,7 +542,13 @@ def main() -> None:
     parser.add_argument("--work", type=Path, help="scratch folder for data and runs (default: a new temp folder)")
     parser.add_argument("--budget-s", type=float, default=540, help="seconds for all stages (the call allows 600)")
     parser.add_argument("--stages", type=int, nargs="+", default=list(STAGES), choices=list(STAGES))
+    parser.add_argument("--park", action="store_true", help="move reference/'s run folders out of the travelling "
+                                                            "tree (into .device-parked/) before the transfers")
+    parser.add_argument("--unpark", action="store_true", help="move them back after the last transfer")
     args = parser.parse_args()
+    if args.park or args.unpark:
+        park(back=args.unpark)
+        return
     if args.prepare or args.smoke:
         tree, _ = working_tree_bytes()
         transfers = prepare(payload(args.sources), args.data, TRANSFER_LIMIT - TRANSFER_MARGIN - tree)
