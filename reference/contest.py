@@ -91,8 +91,10 @@ def head_only_against_full(runs: list[Path]) -> str:
         return ""
     head, full = by_strategy["linear-probe"], by_strategy["full"]
     comparison = compare_runs(head, full, "head only", "full fine-tuning")
-    return (f"Head only against full fine-tuning (the CNN lecture's question): {shown('top1', R.read_metrics(head))} "
-            f"against {shown('top1', R.read_metrics(full))} on the same {comparison.a.total:,} images; "
+    head_m, full_m = R.read_metrics(head), R.read_metrics(full)
+    return (f"Head only ({head_m['img_size']} px) against full fine-tuning ({full_m['img_size']} px), the CNN "
+            f"lecture's question: {shown('top1', head_m)} against {shown('top1', full_m)} on the same "
+            f"{comparison.a.total:,} images; "
             f"{comparison.verdict} (exact McNemar test, `python -m leaderboard compare`).")
 
 
