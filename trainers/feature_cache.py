@@ -29,7 +29,10 @@ from tqdm import tqdm
 import runfolder as R
 from trainers.custom_models import PooledHead
 
-SPLITS = ("train", "val", "test")
+
+def pools_first(classifier: nn.Module) -> bool:
+    """A head that starts with its own global pool (the studies' heads): its cached input is the pooled vector."""
+    return isinstance(classifier, PooledHead)
 
 
 class FeatureHead(nn.Module):
@@ -43,8 +46,7 @@ class FeatureHead(nn.Module):
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.classifier = model.get_classifier()
-        pooled_first = isinstance(self.classifier, PooledHead)
-        self.drop = nn.Dropout(0.0 if pooled_first else float(getattr(model, "drop_rate", 0.0)))
+        self.drop = nn.Dropout(0.0 if pools_first(self.classifier) else float(getattr(model, "drop_rate", 0.0)))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.drop(features))
@@ -54,7 +56,7 @@ def cacheable(model: nn.Module) -> str | None:
     """Why the features of `model` cannot be cached (None when they can): the classifier must take a vector, or
     pool its input first (a head with a convolution before its pool, like mini-Xception's, needs the whole map)."""
     classifier = model.get_classifier()
-    if isinstance(classifier, nn.Linear | PooledHead):
+    if isinstance(classifier, nn.Linear) or pools_first(classifier):
         return None
     return f"its classifier ({type(classifier).__name__}) does not start from a pooled vector"
 
@@ -64,7 +66,7 @@ def extract(model: nn.Module, loader, device: torch.device, desc: str) -> dict[s
     """The classifier's input for every readable sample of `loader`, its label and its index in the split, in
     split order, on the CPU."""
     classifier = model.get_classifier()
-    pooled_first = isinstance(classifier, PooledHead)
+    pooled_first = pools_first(classifier)
     captured: list[torch.Tensor] = []
 
     def capture(_module: nn.Module, args: tuple[torch.Tensor, ...]) -> None:
