@@ -92,11 +92,28 @@ def relabel(dest: Path, data_dir: Path) -> None:
 
 
 def pack(run: Path, dest: Path, data_dir: Path, new_labels: bool = False) -> None:
-    """Write the reference form of `run` to `dest` (which may be `run` itself: repacked in place)."""
-    if dest.resolve() != run.resolve():
-        if dest.exists():
-            raise SystemExit(f"error: {dest} exists")
-        shutil.copytree(run, dest, ignore=shutil.ignore_patterns(R.CHECKPOINT))
+    """Write the reference form of `run` to `dest` (which may be `run` itself: repacked in place). A new `dest` is
+    assembled in a hidden sibling folder and renamed into place, so a failed pack leaves nothing behind."""
+    if not R.is_run(run):
+        raise SystemExit(f"error: {run} is not a finished run folder (no {R.METRICS}): let it finish, or --resume it")
+    if dest.resolve() == run.resolve():
+        pack_in_place(dest, data_dir, new_labels)
+        return
+    if dest.exists():
+        raise SystemExit(f"error: {dest} exists")
+    staging = dest.with_name(f".{dest.name}.packing")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(run, staging, ignore=shutil.ignore_patterns(R.CHECKPOINT))
+    try:
+        pack_in_place(staging, data_dir, new_labels)
+    except BaseException:
+        shutil.rmtree(staging)
+        raise
+    staging.rename(dest)
+
+
+def pack_in_place(dest: Path, data_dir: Path, new_labels: bool) -> None:
+    """fp16 weights, relative sample ids, a portable train_config.yaml and a fresh card, file by file, atomically."""
     state = load_file(str(dest / R.WEIGHTS))
     with R.atomic_path(dest / R.WEIGHTS) as tmp:
         save_file({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, str(tmp))

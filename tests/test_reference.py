@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -157,6 +158,21 @@ def test_pack_run_writes_the_reference_form_and_repacks_in_place(tiny_run, tmp_p
     R.write_predictions(packed, recorded.assign(sample_id="cifar10/" + recorded.sample_id))
     pack(packed, packed, "--data-dir", SAMPLE)
     assert pd.read_parquet(packed / R.PREDICTIONS).sample_id.equals(ids)
+
+
+def test_pack_run_refuses_an_unfinished_run_and_a_failed_pack_leaves_nothing(tiny_run, tmp_path):
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(tiny_run, unfinished)
+    (unfinished / R.METRICS).unlink()  # a run still training, or killed: only its checkpoint and history so far
+    script = [sys.executable, str(REPO / "reference" / "pack_run.py")]
+    result = subprocess.run([*script, unfinished, tmp_path / "a"], capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "not a finished run folder" in result.stderr
+    elsewhere = tmp_path / "no-images"
+    elsewhere.mkdir()
+    result = subprocess.run([*script, tiny_run, tmp_path / "b", "--data-dir", elsewhere], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode != 0 and "no such image under --data-dir" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["no-images", "unfinished"]  # no half-packed folder
 
 
 def test_reproduction_tables_are_what_the_run_folders_say():
