@@ -3,7 +3,7 @@ split that no choice looks at.
 
     python benchmarks/ablate_keep.py                    # 3 seeds, chest X-ray, 1,200 training images, 160 px, 2 epochs
     python benchmarks/ablate_keep.py --seeds 0 1 2 3 4  # more seeds
-    python benchmarks/ablate_keep.py --dataset cifar10 --settings "backbone lr x1" "no label smoothing"
+    python benchmarks/ablate_keep.py --dataset cifar10 --img-size 96 --settings "backbone lr x0.1" "no dropout"
 
 The training archive of `--dataset` (ARENA_SHARED_DATA) is split once, stratified and seeded, into `train/` and a
 held-out `test/` of 600 images; `--dataset folder` then carves its validation split from `train/` as every run
@@ -11,7 +11,8 @@ does. Each seed trains the baseline (the trainer's defaults, `--keep last`) and 
 default):
   - `--keep best` (lowest validation loss): same settings, so the held-out difference is the choice of weights alone;
   - `--backbone-lr-scale 1 --label-smoothing 0 --drop-rate 0 --weight-decay 0.01`, `--keep last`;
-  - each of those four changes on its own.
+  - each of those four changes on its own (the backbone learning rate as `--backbone-lr-scale 0.1`, the default
+    until this ablation showed that 1 generalises better).
 Every run is scored on the same 600 held-out images, so `python -m leaderboard compare` pairs any two of them.
 Writes benchmarks/out/ablate_keep_<dataset>.csv and prints the table, with each setting's held-out top-1 minus the
 baseline's.
@@ -38,7 +39,7 @@ SETTINGS = {
     "no regularisation, keep last": ["--backbone-lr-scale", "1", "--label-smoothing", "0", "--drop-rate", "0",
                                      "--weight-decay", "0.01"],
     # each of the four changes on its own
-    "backbone lr x1": ["--backbone-lr-scale", "1"],
+    "backbone lr x0.1": ["--backbone-lr-scale", "0.1"],
     "no label smoothing": ["--label-smoothing", "0"],
     "no dropout": ["--drop-rate", "0"],
     "weight decay 0.01": ["--weight-decay", "0.01"],

@@ -75,7 +75,8 @@ class TrainConfig:
     epochs: int = _opt(10, "training epochs")
     batch_size: int = _opt(32, "images per step (per process under torchrun)")
     lr: float = _opt(1e-3, "learning rate of the new head")
-    backbone_lr_scale: float = _opt(0.1, "backbone learning rate = lr x this (full/gradual)")
+    backbone_lr_scale: float = _opt(1.0, "backbone learning rate = lr x this (full/gradual); benchmarks/RESULTS.md "
+                                         "section 6 compares 0.1 and 1 on held-out data")
     opt: str = _opt("adamw", "optimizer, any timm.optim name (adamw, sgd, lamb, ...)")
     momentum: float = _opt(0.9, "momentum for SGD-style optimizers")
     weight_decay: float = _opt(0.05, "weight decay (not applied to norms and biases)")
