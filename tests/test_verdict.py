@@ -114,8 +114,10 @@ def test_unpaired_runs_get_own_intervals_and_a_reason(capsys, tmp_path):
     out = capsys.readouterr().out
     assert "No paired test: A was evaluated on 268 samples and B on 402" in out
     assert "McNemar" not in out and "difference" not in out and "verdict" not in out
-    wilson = binomtest(253, 268).proportion_ci(method="wilson")
-    assert f"[{wilson.low:.1%}, {wilson.high:.1%}], 253/268" in out
+    predictions = pd.read_parquet(a / "predictions.parquet")  # A's own record, counted here without the product
+    correct = int((predictions.true_label == predictions.pred_label).sum())
+    wilson = binomtest(correct, 268).proportion_ci(method="wilson")
+    assert f"[{wilson.low:.1%}, {wilson.high:.1%}], {correct}/268" in out
     assert main(["compare", str(a), str(b), "--json", "--db", str(tmp_path / "x.db")]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["paired"] is False and result["mcnemar_p"] is None and result["outcomes"] is None
