@@ -229,8 +229,9 @@ def prepare(files: dict[str, Path], data: Path, room: int) -> list[Transfer]:
     return transfers
 
 
-def reference_runs() -> list[Path]:
-    return R.find_runs(REFERENCE) if REFERENCE.is_dir() else []
+def runs_in(folder: Path) -> list[Path]:
+    """The run folders under `folder` (none when it does not exist: parked or not yet created)."""
+    return R.find_runs(folder) if folder.is_dir() else []
 
 
 def working_tree_bytes() -> tuple[int, int]:
@@ -238,7 +239,7 @@ def working_tree_bytes() -> tuple[int, int]:
     untracked-not-ignored files, outside reference/'s run folders."""
     listing = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
                              cwd=common.REPO, capture_output=True, check=True).stdout.decode()
-    parked = [run.resolve() for run in reference_runs()]
+    parked = [run.resolve() for run in runs_in(REFERENCE)]
     paths = [common.REPO / p for p in listing.split("\0") if p and (common.REPO / p).is_file()]
     paths = [p for p in paths if not any(p.resolve().is_relative_to(run) for run in parked)]
     return sum(p.stat().st_size for p in paths), len(paths)
@@ -247,7 +248,7 @@ def working_tree_bytes() -> tuple[int, int]:
 def park(back: bool = False) -> None:
     """Move the reference run folders out of the travelling tree (or, with `back`, into it again)."""
     source, dest = (PARKED, REFERENCE) if back else (REFERENCE, PARKED)
-    runs = R.find_runs(source) if source.is_dir() else []
+    runs = runs_in(source)
     dest.mkdir(exist_ok=True)
     for run in runs:
         if (dest / run.name).exists():
@@ -266,8 +267,8 @@ def dry_run(data: Path, limit: int = TRANSFER_LIMIT) -> bool:
     if not folders:
         raise SystemExit(f"error: nothing prepared in {data}: run --prepare first")
     tree, count = working_tree_bytes()
-    if reference_runs():
-        print(f"before the first call: gpu_run.py --park ({len(reference_runs())} reference run folders would travel); "
+    if unparked := len(runs_in(REFERENCE)):
+        print(f"before the first call: gpu_run.py --park ({unparked} reference run folders would travel); "
               "after the last: gpu_run.py --unpark")
     fits = True
     for k, folder in enumerate(folders, 1):

@@ -132,9 +132,13 @@ def test_fp16_weights_reproduce_the_recorded_predictions(run, shared_data):
     assert (got == recorded.pred_label).mean() >= 0.97
 
 
+def run_pack(*args: str | Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "reference" / "pack_run.py"), *map(str, args)],
+                          capture_output=True, text=True, timeout=600)
+
+
 def pack(*args: str | Path) -> str:
-    result = subprocess.run([sys.executable, str(REPO / "reference" / "pack_run.py"), *map(str, args)],
-                            capture_output=True, text=True, timeout=600)
+    result = run_pack(*args)
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
@@ -164,13 +168,11 @@ def test_pack_run_refuses_an_unfinished_run_and_a_failed_pack_leaves_nothing(tin
     unfinished = tmp_path / "unfinished"
     shutil.copytree(tiny_run, unfinished)
     (unfinished / R.METRICS).unlink()  # a run still training, or killed: only its checkpoint and history so far
-    script = [sys.executable, str(REPO / "reference" / "pack_run.py")]
-    result = subprocess.run([*script, unfinished, tmp_path / "a"], capture_output=True, text=True, timeout=300)
+    result = run_pack(unfinished, tmp_path / "a")
     assert result.returncode != 0 and "not a finished run folder" in result.stderr
     elsewhere = tmp_path / "no-images"
     elsewhere.mkdir()
-    result = subprocess.run([*script, tiny_run, tmp_path / "b", "--data-dir", elsewhere], capture_output=True,
-                            text=True, timeout=300)
+    result = run_pack(tiny_run, tmp_path / "b", "--data-dir", elsewhere)
     assert result.returncode != 0 and "no such image under --data-dir" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["no-images", "unfinished"]  # no half-packed folder
 

@@ -114,7 +114,7 @@ def test_unpaired_runs_get_own_intervals_and_a_reason(capsys, tmp_path):
     out = capsys.readouterr().out
     assert "No paired test: A was evaluated on 268 samples and B on 402" in out
     assert "McNemar" not in out and "difference" not in out and "verdict" not in out
-    predictions = pd.read_parquet(a / "predictions.parquet")  # A's own record, counted here without the product
+    predictions = pd.read_parquet(a / V.PREDICTIONS)  # A's own record, counted here without the product
     correct = int((predictions.true_label == predictions.pred_label).sum())
     wilson = binomtest(correct, 268).proportion_ci(method="wilson")
     assert f"[{wilson.low:.1%}, {wilson.high:.1%}], {correct}/268" in out
