@@ -24,7 +24,7 @@ CIFAR = REFERENCE / "cifar10-efficientnet_lite0"
 
 
 def reference_pairs() -> list[tuple[Path, Path]]:
-    """Pairs of shipped reference runs evaluated on the same samples (none today: one run per task)."""
+    """Pairs of shipped reference runs evaluated on the same samples."""
     runs = sorted(p.parent for p in REFERENCE.glob("*/predictions.parquet"))
     return [(a, b) for i, a in enumerate(runs) for b in runs[i + 1 :] if V.compare_runs(a, b).pairing.paired]
 
@@ -60,11 +60,11 @@ def independent(run_a: Path, run_b: Path) -> dict:
     }
 
 
-def test_compare_reproduces_scipy_and_the_seeded_bootstrap(paired_runs, capsys):
+def test_compare_reproduces_scipy_and_the_seeded_bootstrap(paired_runs, capsys, tmp_path):
     run_a, run_b = paired_runs
     expected = independent(run_a, run_b)
     assert expected["only_a"] > 0 and expected["only_b"] > 0  # a real comparison, not a degenerate one
-    assert main(["compare", str(run_a), str(run_b), "--db", str(run_b.parent / "x.db")]) == 0
+    assert main(["compare", str(run_a), str(run_b), "--db", str(tmp_path / "x.db")]) == 0
     out = capsys.readouterr().out
     assert f"p = {expected['p']:.2g}" in out
     low, high = expected["interval"]
@@ -80,10 +80,10 @@ def test_compare_reproduces_scipy_and_the_seeded_bootstrap(paired_runs, capsys):
         assert verdict_line == f"verdict: statistically tied, p = {expected['p']:.2g}"
 
 
-def test_compare_json_has_the_same_figures(paired_runs, capsys):
+def test_compare_json_has_the_same_figures(paired_runs, capsys, tmp_path):
     run_a, run_b = paired_runs
     expected = independent(run_a, run_b)
-    assert main(["compare", str(run_a), str(run_b), "--json", "--db", str(run_b.parent / "x.db")]) == 0
+    assert main(["compare", str(run_a), str(run_b), "--json", "--db", str(tmp_path / "x.db")]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["paired"] is True
     assert result["mcnemar_p"] == pytest.approx(expected["p"], rel=1e-12)
