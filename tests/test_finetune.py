@@ -24,7 +24,7 @@ from safetensors.torch import load_file
 import runfolder as R
 from trainers.data import CIFAR10_CLASSES, load_dataset
 from trainers.inference import Predictor
-from trainers.models import lite0_package_state_dict
+from trainers.models import channels_last_hazard, create_backbone, lite0_package_state_dict
 
 FINETUNE = str(REPO / "trainers" / "finetune.py")
 RUN_FILES = {"config.json", "model.safetensors", "README.md", "metrics.json", "history.csv", "train_config.yaml",
@@ -155,14 +155,44 @@ def test_time_limit_stops_after_the_epoch_that_passes_it(tmp_path):
 
 
 @pytest.mark.parametrize("sched", ["plateau", "none"])
-def test_epoch_schedules_and_channels_last(tmp_path, sched):
-    run_dir = train_tiny(tmp_path, "--sched", sched, "--channels-last", "--epochs", "2", "--max-train-samples", "32",
-                         name=sched)
+def test_epoch_schedules_and_the_contiguous_layout(tmp_path, sched):
+    run_dir = train_tiny(tmp_path, "--sched", sched, "--no-channels-last", "--epochs", "2", "--max-train-samples",
+                         "32", name=sched)
     history = R.read_history(run_dir)
     assert len(history) == 2
     if sched == "none":
         assert history.lr.nunique() == 1
     assert timm.create_model(f"local-dir:{run_dir}", pretrained=True).num_classes == 10
+
+
+# One step of the trainer's own loop on mini-Xception at its 48 px and batch 64: the shape at which torch 2.14's
+# oneDNN segfaults in channels-last (so it runs in a child process, where a crash fails this test, not the suite).
+MINI_XCEPTION_STEP = """
+import torch
+from trainers.config import parse_config
+from trainers.finetune import Distributed, build_trainer, train_one_epoch
+from trainers.models import create_backbone
+cfg = parse_config(["--model", "mini_xception", "--no-pretrained", "--img-size", "48", "--batch-size", "64"])
+model, _ = create_backbone(cfg.model, 7, pretrained=False)
+trainer = build_trainer(cfg, model, [1] * 7, 1, torch.device("cpu"), Distributed())
+batch = (torch.randn(64, 1, 48, 48), torch.randint(0, 7, (64,)), torch.arange(64))
+print("trained", train_one_epoch(trainer, [batch], epoch=0).images, "images; channels-last", trainer.channels_last)
+"""
+
+
+def test_channels_last_is_left_off_where_onednn_breaks():
+    """Channels-last is the default, except for a layer oneDNN's CPU backward cannot run in it (a strided 1x1 conv
+    with fewer than 16 input channels): there the trainer says so and trains in the contiguous layout."""
+    lite0, _ = create_backbone("efficientnet_lite0", 10, pretrained=False)
+    mini, _ = create_backbone("mini_xception", 7, pretrained=False)
+    assert channels_last_hazard(lite0, torch.device("cpu")) is None
+    assert channels_last_hazard(mini, torch.device("cuda")) is None  # cuDNN has no such limit
+    assert channels_last_hazard(mini, torch.device("cpu")).startswith("blocks.0.shortcut.0 (1x1 conv, stride 2, 8 ")
+    step = subprocess.run([sys.executable, "-c", MINI_XCEPTION_STEP], cwd=REPO, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert step.returncode == 0, step.stderr[-2000:]
+    assert "note: channels-last off: blocks.0.shortcut.0" in step.stdout
+    assert "trained 64 images; channels-last False" in step.stdout
 
 
 def test_compiled_training_saves_plain_loadable_weights(tmp_path):

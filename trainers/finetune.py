@@ -53,7 +53,14 @@ from trainers.evaluate import (
 from trainers.feature_cache import FeatureCache, FeatureHead, cache_key, cacheable
 from trainers.inference import ImageError, eval_resize_side, image_mode
 from trainers.lr_find import LR_FIND_PLOT, LR_FIND_STEPS, LRRangeTest
-from trainers.models import ModelError, create_backbone, param_groups, pretrained_tag, set_trainable
+from trainers.models import (
+    ModelError,
+    channels_last_hazard,
+    create_backbone,
+    param_groups,
+    pretrained_tag,
+    set_trainable,
+)
 from trainers.report import measure_cost, print_summary, run_environment
 
 PROGRESS_EVERY = 10  # steps between progress-bar updates (each one syncs with the device)
@@ -405,6 +412,7 @@ class Trainer:
     device: torch.device
     ddp: Distributed
     steps_per_epoch: int
+    channels_last: bool  # --channels-last, unless the model has a layer that breaks in it on this device
     features: FeatureCache | None = None  # a linear probe's cached features; the batches are then features
 
     @property
@@ -421,7 +429,11 @@ class Trainer:
 def build_trainer(cfg: TrainConfig, model: torch.nn.Module, class_counts: list[int], steps_per_epoch: int,
                   device: torch.device, ddp: Distributed) -> Trainer:
     model.to(device)
-    if cfg.channels_last:
+    hazard = channels_last_hazard(model, device) if cfg.channels_last else None
+    if hazard and ddp.main:
+        print(f"note: channels-last off: {hazard}")
+    channels_last = cfg.channels_last and hazard is None
+    if channels_last:
         model.to(memory_format=torch.channels_last)
     opt = build_optimisation(cfg, model, class_counts, steps_per_epoch, device)
     train_model = torch.compile(model) if cfg.compile else model
@@ -429,7 +441,7 @@ def build_trainer(cfg: TrainConfig, model: torch.nn.Module, class_counts: list[i
         train_model = torch.nn.parallel.DistributedDataParallel(
             train_model, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=cfg.strategy == "gradual")
-    return Trainer(cfg, model, train_model, opt, device, ddp, steps_per_epoch)
+    return Trainer(cfg, model, train_model, opt, device, ddp, steps_per_epoch, channels_last)
 
 
 class StepCallback:
@@ -477,7 +489,7 @@ def train_one_epoch(trainer: Trainer, loader: Iterable, epoch: int, first_step: 
             callback.before_step(step)
         images, labels, _ = batch
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        if cfg.channels_last and images.ndim == 4:
+        if trainer.channels_last and images.ndim == 4:
             images = images.contiguous(memory_format=torch.channels_last)
         targets = labels
         if opt.mixup is not None and len(images) % 2 == 0:

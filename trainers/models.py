@@ -279,3 +279,21 @@ def param_groups(model: nn.Module, lr: float, backbone_lr_scale: float, weight_d
          "weight_decay": 0.0 if no_decay else weight_decay}
         for (is_head, no_decay), ps in groups.items()
     ]
+
+
+# oneDNN's CPU backward of a strided 1x1 conv in channels-last writes past its workspace when the conv has fewer
+# input channels than its 16-channel AVX-512 block: torch 2.14 segfaults on mini-Xception's 8-channel shortcut
+# (oneDNN issue 6035; other shapes give wrong weight gradients there). cuDNN is unaffected.
+ONEDNN_CHANNEL_BLOCK = 16
+
+
+def channels_last_hazard(model: nn.Module, device: torch.device) -> str | None:
+    """The first layer that channels-last would break on `device`, described for the user; None when it is safe."""
+    if device.type != "cpu":
+        return None
+    for name, module in model.named_modules():
+        if (isinstance(module, nn.Conv2d) and module.kernel_size == (1, 1) and max(module.stride) > 1
+                and module.in_channels < ONEDNN_CHANNEL_BLOCK):
+            return (f"{name} (1x1 conv, stride {module.stride[0]}, {module.in_channels} input channels) crashes "
+                    f"oneDNN's channels-last backward on CPU (oneDNN issue 6035)")
+    return None
