@@ -26,7 +26,20 @@ from trainers import predict as batch_predict
 from trainers.evaluate import expected_calibration_error, fit_temperature
 from trainers.inference import Predictor
 
-OLD_RUN = REPO / "reference" / "cifar10-efficientnet_lite0"  # shipped before calibration existed
+CIFAR_RUN = REPO / "reference" / "cifar10-efficientnet_lite0"
+CALIBRATION_METRICS = (R.TEMPERATURE, "ece_calibrated", "calibration_split")
+
+
+@pytest.fixture(scope="module")
+def old_run(tmp_path_factory) -> Path:
+    """The shipped CIFAR-10 run as a run folder written before calibration existed: no temperature anywhere."""
+    run = Path(shutil.copytree(CIFAR_RUN, tmp_path_factory.mktemp("old") / CIFAR_RUN.name))
+    config, metrics = R.read_config(run), R.read_metrics(run)
+    R.write_text(run / R.CONFIG, json.dumps({k: v for k, v in config.items() if k != R.TEMPERATURE}))
+    R.write_text(run / R.METRICS, json.dumps({k: v for k, v in metrics.items() if k not in CALIBRATION_METRICS}))
+    predictions = pd.read_parquet(run / R.PREDICTIONS)
+    predictions.drop(columns=[R.CALIBRATED_CONFIDENCE], errors="ignore").to_parquet(run / R.PREDICTIONS, index=False)
+    return run
 SAMPLE_IMAGES = sorted(str(p) for p in (SAMPLE / "val").rglob("*.jpg"))[:8]
 
 
@@ -119,18 +132,18 @@ def test_gradio_app_without_calibration_shows_the_raw_softmax(tiny_run):
         assert np.allclose(list(shown.values()), expected, atol=1e-6)
 
 
-def test_old_run_folder_without_temperature_is_unchanged():
-    assert R.TEMPERATURE not in R.read_config(OLD_RUN) and R.TEMPERATURE not in R.read_metrics(OLD_RUN)
-    predictor = Predictor.from_run(OLD_RUN)
+def test_old_run_folder_without_temperature_is_unchanged(old_run):
+    assert R.TEMPERATURE not in R.read_config(old_run) and R.TEMPERATURE not in R.read_metrics(old_run)
+    predictor = Predictor.from_run(old_run)
     assert predictor.temperature == 1.0
-    model = timm.create_model(f"local-dir:{OLD_RUN}", pretrained=True)
+    model = timm.create_model(f"local-dir:{old_run}", pretrained=True)
     direct = Predictor(model).predict(SAMPLE_IMAGES)  # the plain softmax, as before calibration existed
     assert np.array_equal(predictor.predict(SAMPLE_IMAGES).probs, direct.probs)
-    assert data.calibration_note(R.read_metrics(OLD_RUN)).endswith("raw softmax (T = 1).")
+    assert data.calibration_note(R.read_metrics(old_run)).endswith("raw softmax (T = 1).")
 
 
-def test_bad_temperature_in_config_is_named(tmp_path):
-    run = Path(shutil.copytree(OLD_RUN, tmp_path / "run"))
+def test_bad_temperature_in_config_is_named(tmp_path, old_run):
+    run = Path(shutil.copytree(old_run, tmp_path / "run"))
     config = R.read_config(run)
     for bad in (-1.0, 0, "2", float("inf")):
         R.write_text(run / R.CONFIG, json.dumps(config | {R.TEMPERATURE: bad}))
@@ -160,9 +173,9 @@ def test_temperature_is_fit_on_validation_when_a_test_split_exists(tmp_path):
 
 
 @pytest.fixture
-def dashboard(tmp_path, tiny_run, monkeypatch) -> AppTest:
+def dashboard(tmp_path, tiny_run, old_run, monkeypatch) -> AppTest:
     store = Store(tmp_path / "arena.db")
-    assert not store.ingest([OLD_RUN, tiny_run]).skipped
+    assert not store.ingest([old_run, tiny_run]).skipped
     monkeypatch.setenv("ARENA_DB", str(tmp_path / "arena.db"))
     return show(AppTest.from_file(APP, default_timeout=TIMEOUT).run(), "Run details")
 
@@ -178,13 +191,13 @@ def decoded(values: list | dict) -> np.ndarray:
     return np.asarray(values, dtype=float)
 
 
-def test_reliability_diagram_of_a_shipped_reference_run(dashboard):
-    dashboard.selectbox(key="detail_run").set_value(OLD_RUN.name).run()
+def test_reliability_diagram_of_a_run_without_temperature(dashboard, old_run):
+    dashboard.selectbox(key="detail_run").set_value(old_run.name).run()
     assert not dashboard.exception
     figure = charts(dashboard)["reliability"]
     assert set(curves(dashboard)) == {"perfect calibration", "uncalibrated"}
     (counts,) = (trace for trace in figure["data"] if trace["type"] == "bar")
-    assert decoded(counts["y"]).sum() == R.read_metrics(OLD_RUN)["num_samples"] == 5000
+    assert decoded(counts["y"]).sum() == R.read_metrics(old_run)["num_samples"] == 5000
     accuracy = decoded(curves(dashboard)["uncalibrated"]["y"])
     assert ((accuracy >= 0) & (accuracy <= 1)).all() and len(accuracy) == len(decoded(counts["y"]))
     assert "No temperature" in texts(dashboard.caption)
