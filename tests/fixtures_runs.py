@@ -180,3 +180,18 @@ def flipped_copy(source: Path, target: Path, every: int, offset: int = 0) -> Pat
     metrics["top1"] = float(predictions["correct"].mean())
     (target / "metrics.json").write_text(json.dumps(metrics))
     return target
+
+
+def correct_and_total(run: Path) -> tuple[int, int]:
+    """How many of a run's recorded predictions are right, and of how many, read from its predictions.parquet."""
+    predictions = pd.read_parquet(run / "predictions.parquet")
+    return int((predictions["true_label"] == predictions["pred_label"]).sum()), len(predictions)
+
+
+def wilson_text(run: Path) -> str:
+    """"59.1% ± 1.6": a run's top-1 and half its 95% Wilson interval, computed here with scipy."""
+    from scipy.stats import binomtest
+
+    correct, total = correct_and_total(run)
+    interval = binomtest(correct, total).proportion_ci(method="wilson")
+    return f"{correct / total:.1%} ± {(interval.high - interval.low) / 2 * 100:.1f}"

@@ -14,8 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from fixtures_runs import flipped_copy
-from scipy.stats import binomtest
+from fixtures_runs import flipped_copy, wilson_text
 from streamlit.testing.v1 import AppTest
 
 import verdict as V
@@ -60,14 +59,6 @@ def store_path(tmp_path_factory) -> Path:
 def app(store_path: Path, monkeypatch) -> AppTest:
     monkeypatch.setenv("ARENA_DB", str(store_path))
     return AppTest.from_file(APP, default_timeout=TIMEOUT).run()
-
-
-def wilson_text(run: Path) -> str:
-    """"59.1% ± 1.6": the run's top-1 and half its 95% Wilson interval, computed here with scipy."""
-    predictions = pd.read_parquet(run / V.PREDICTIONS)
-    correct, total = int((predictions["true_label"] == predictions["pred_label"]).sum()), len(predictions)
-    interval = binomtest(correct, total).proportion_ci(method="wilson")
-    return f"{correct / total:.1%} ± {(interval.high - interval.low) / 2 * 100:.1f}"
 
 
 def compare(app: AppTest, run_a: str, run_b: str) -> AppTest:

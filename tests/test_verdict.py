@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from fixtures_runs import flipped_copy
+from fixtures_runs import correct_and_total, flipped_copy, wilson_text
 from scipy.stats import binomtest
 
 import verdict as V
@@ -21,6 +21,7 @@ from leaderboard.store import Store
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO / "reference"
 CIFAR = REFERENCE / "cifar10-efficientnet_lite0"
+FER = REFERENCE / "fer2013-efficientnet_lite0"
 
 
 def reference_pairs() -> list[tuple[Path, Path]]:
@@ -200,28 +201,28 @@ def test_leaderboard_tiers_only_runs_with_predictions(paired_runs, tmp_path):
     hub_only = flipped_copy(run_a, tmp_path / "no-predictions", every=5)
     (hub_only / V.PREDICTIONS).unlink()
     store = Store(tmp_path / "arena.db")
-    store.ingest([run_a, run_b, third, hub_only, REFERENCE / "fer2013-efficientnet_lite0"])
+    store.ingest([run_a, run_b, third, hub_only, FER])
     table = with_verdict(store.runs()).set_index("run_id")
     assert table.loc["far", "tier"] > table.loc[run_a.name, "tier"] == 1
     assert pd.isna(table.loc["no-predictions", "tier"])
     assert table.loc["fer2013-efficientnet_lite0", "tier"] == 1
-    assert table.loc["fer2013-efficientnet_lite0", "top1_ci"] == "59.1% ± 1.6"
-    wilson = binomtest(round(0.5906937718391418 * 3589), 3589).proportion_ci(method="wilson")
+    assert table.loc["fer2013-efficientnet_lite0", "top1_ci"] == wilson_text(FER)
+    wilson = binomtest(*correct_and_total(FER)).proportion_ci(method="wilson")
     assert table.loc["fer2013-efficientnet_lite0", "top1_low"] == pytest.approx(wilson.low)
     # the same verdict columns in the exports
     exported = pd.read_csv(store.export(tmp_path / "runs.csv")).set_index("run_id")
     assert exported.loc["far", "tier"] == table.loc["far", "tier"]
     assert pd.isna(exported.loc["no-predictions", "tier"])
     parquet = pd.read_parquet(store.export(tmp_path / "runs.parquet")).set_index("run_id")
-    assert parquet.loc["fer2013-efficientnet_lite0", "top1_ci"] == "59.1% ± 1.6"
+    assert parquet.loc["fer2013-efficientnet_lite0", "top1_ci"] == wilson_text(FER)
 
 
 def test_show_prints_tiers_and_intervals(paired_runs, tmp_path, capsys):
     db = tmp_path / "arena.db"
-    Store(db).ingest([*paired_runs, REFERENCE / "fer2013-efficientnet_lite0"])
+    Store(db).ingest([*paired_runs, FER])
     assert main(["show", "--db", str(db)]) == 0
     out = capsys.readouterr().out
-    assert "tier" in out and "59.1% ± 1.6" in out
+    assert "tier" in out and wilson_text(FER) in out
     assert "cannot be told apart from its best run" in out
 
 
@@ -282,20 +283,20 @@ def test_an_older_store_gains_the_sample_count_on_open(tmp_path):
     from leaderboard.store import MIGRATIONS
 
     db = tmp_path / "old.db"
-    Store(db).record_run(REFERENCE / "fer2013-efficientnet_lite0")
+    Store(db).record_run(FER)
     with sqlite3.connect(db) as conn:  # back to schema version 1: no num_samples column
         conn.execute("ALTER TABLE runs DROP COLUMN num_samples")
         conn.execute("UPDATE schema_version SET version = 1")
     reopened = Store(db)
     assert reopened.schema_version() == len(MIGRATIONS) == 2
     assert reopened.runs()["num_samples"].tolist() == [3589]
-    assert with_verdict(reopened.runs())["top1_ci"].tolist() == ["59.1% ± 1.6"]
+    assert with_verdict(reopened.runs())["top1_ci"].tolist() == [wilson_text(FER)]
 
 
 def test_model_card_gives_the_top1_interval(tmp_path):
     from model_cards.card import render_card
 
     card = str(render_card(CIFAR))
-    wilson = binomtest(4429, 5000).proportion_ci(method="wilson")
+    wilson = binomtest(*correct_and_total(CIFAR)).proportion_ci(method="wilson")
     assert f"95% interval **{wilson.low:.1%}–{wilson.high:.1%}**" in card
     assert "5,000 evaluation images" in card
