@@ -182,10 +182,16 @@ def flipped_copy(source: Path, target: Path, every: int, offset: int = 0) -> Pat
     return target
 
 
+def right_answers(run: Path) -> pd.Series:
+    """Whether each of a run's recorded predictions is right, by sample id, read from its predictions.parquet."""
+    predictions = pd.read_parquet(run / "predictions.parquet").set_index("sample_id")
+    return predictions["true_label"] == predictions["pred_label"]
+
+
 def correct_and_total(run: Path) -> tuple[int, int]:
-    """How many of a run's recorded predictions are right, and of how many, read from its predictions.parquet."""
-    predictions = pd.read_parquet(run / "predictions.parquet")
-    return int((predictions["true_label"] == predictions["pred_label"]).sum()), len(predictions)
+    """How many of a run's recorded predictions are right, and of how many."""
+    right = right_answers(run)
+    return int(right.sum()), len(right)
 
 
 def wilson_text(run: Path) -> str:

@@ -16,11 +16,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pandas as pd
 import pytest
-from fixtures_runs import flipped_copy
+from fixtures_runs import flipped_copy, right_answers
 
-import runfolder as R
 from apps import dashboard_data as data
 from leaderboard.store import Store
 
@@ -153,8 +151,7 @@ def test_compare_view_verdict_in_headless_chromium(browser, tmp_path: Path):
     db = tmp_path / "arena.db"
     flipped = flipped_copy(reference, tmp_path / "runs" / "cifar10-flipped", 23)
     Store(db).ingest([reference, flipped])
-    right_a, right_b = (pd.read_parquet(run / R.PREDICTIONS).set_index("sample_id").eval("true_label == pred_label")
-                        for run in (reference, flipped))
+    right_a, right_b = right_answers(reference), right_answers(flipped)
     with serve(db, tmp_path) as url:
         page = browser.new_page(viewport={"width": 1600, "height": 1200})
         page.goto(url)

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from fixtures_runs import correct_and_total, flipped_copy, wilson_text
+from fixtures_runs import correct_and_total, flipped_copy, right_answers, wilson_text
 from scipy.stats import binomtest
 
 import verdict as V
@@ -41,11 +41,10 @@ def paired_runs(tmp_path_factory) -> tuple[Path, Path]:
 
 def independent(run_a: Path, run_b: Path) -> dict:
     """The figures of a paired comparison computed here from the two parquet files, with pandas and scipy."""
-    a = pd.read_parquet(run_a / V.PREDICTIONS).set_index("sample_id")
-    b = pd.read_parquet(run_b / V.PREDICTIONS).set_index("sample_id").loc[a.index]
-    right_a, right_b = a["true_label"] == a["pred_label"], b["true_label"] == b["pred_label"]
+    right_a = right_answers(run_a)
+    right_b = right_answers(run_b).loc[right_a.index]
     only_a, only_b = int((right_a & ~right_b).sum()), int((~right_a & right_b).sum())
-    n = len(a)
+    n = len(right_a)
     # the bootstrap as documented: resample the n pairs, with the documented seed and resample count
     rng = np.random.default_rng(V.BOOTSTRAP_SEED)
     counts = rng.multinomial(n, [only_a / n, only_b / n, 1 - (only_a + only_b) / n], size=V.BOOTSTRAP_RESAMPLES)
@@ -115,8 +114,7 @@ def test_unpaired_runs_get_own_intervals_and_a_reason(capsys, tmp_path):
     out = capsys.readouterr().out
     assert "No paired test: A was evaluated on 268 samples and B on 402" in out
     assert "McNemar" not in out and "difference" not in out and "verdict" not in out
-    predictions = pd.read_parquet(a / V.PREDICTIONS)  # A's own record, counted here without the product
-    correct = int((predictions.true_label == predictions.pred_label).sum())
+    correct, _ = correct_and_total(a)  # A's own record, counted here without the product
     wilson = binomtest(correct, 268).proportion_ci(method="wilson")
     assert f"[{wilson.low:.1%}, {wilson.high:.1%}], {correct}/268" in out
     assert main(["compare", str(a), str(b), "--json", "--db", str(tmp_path / "x.db")]) == 0
