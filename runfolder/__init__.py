@@ -7,6 +7,7 @@ of the product. torch and timm are imported only by the writers, so readers (the
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
@@ -126,9 +127,28 @@ def write_model(
     if label_ids:
         model_config[LABEL_IDS] = label_ids
     with tempfile.TemporaryDirectory(dir=run_dir, prefix=".export.") as tmp:
-        save_for_hf(model, tmp, model_config=model_config, safe_serialization=True, data_config=data_config)
+        export_kwargs = _export_kwargs(model, data_config)
+        save_for_hf(model, tmp, model_config=model_config, safe_serialization=True, **export_kwargs)
         for name in (CONFIG, WEIGHTS):
             _move_into_place(Path(tmp) / name, run_dir / name)
+
+
+def _export_kwargs(model: nn.Module, data_config: dict, takes_data_config: bool | None = None) -> dict:
+    """save_for_hf's keyword for the preprocessing the run used. timm 1.0.31 takes `data_config` and then drops the
+    source checkpoint's `test_*` recommendations; timm 1.0.29 (still on some GPU images) has no such keyword and
+    writes the model's pretrained_cfg, so there the same keys go into pretrained_cfg: one config.json either way."""
+    if takes_data_config is None:
+        from timm.models import save_for_hf
+
+        takes_data_config = "data_config" in inspect.signature(save_for_hf).parameters
+    if takes_data_config:
+        return {"data_config": data_config}
+    # as timm 1.0.31 does: the source checkpoint's test-time size, and its pooled size at another size, no longer hold
+    source = {k: v for k, v in model.pretrained_cfg.items() if not k.startswith("test_")}
+    if tuple(data_config["input_size"]) != tuple(source.get("input_size", ())):
+        source["pool_size"] = None
+    model.pretrained_cfg = source | dict(data_config)
+    return {}
 
 
 def write_history(run_dir: Path, rows: list[dict]) -> None:

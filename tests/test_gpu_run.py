@@ -41,16 +41,20 @@ def test_transfers_split_files_within_room_and_reassemble_them(tmp_path):
     assert not gpu_run.dry_run(tmp_path / "dd", limit=largest - 1)
 
 
+def gpu_script(*args) -> subprocess.CompletedProcess:
+    """benchmarks/gpu_run.py as documented (PYTHONPATH=.: it packs with reference/); fails the test if it fails."""
+    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_run.py"), *map(str, args)],
+                            capture_output=True, text=True, timeout=900, cwd=REPO, env=os.environ | {"PYTHONPATH": "."})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
 @pytest.mark.slow
 def test_smoke_runs_every_stage_and_returns_tables_and_packs(tmp_path):
     for name in gpu_run.ARCHIVES:
         shared_archive(name)
     out = tmp_path / "out"
-    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_run.py"), "--smoke", "--out", str(out),
-                             "--work", str(tmp_path / "work"), "--data", str(tmp_path / "dd")],
-                            capture_output=True, text=True, timeout=900, cwd=REPO,
-                            env=os.environ | {"PYTHONPATH": "."})  # as documented: it packs with reference/
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    result = gpu_script("--smoke", "--out", out, "--work", tmp_path / "work", "--data", tmp_path / "dd")
     assert "FAILED" not in result.stdout
     assert f"Lite0 weights read from {tmp_path / 'work' / 'site'}" in result.stdout  # the travelled copy
     assert "all within the limits" in result.stdout
@@ -74,3 +78,7 @@ def test_smoke_runs_every_stage_and_returns_tables_and_packs(tmp_path):
         assert {str(weights.get_tensor(k).dtype) for k in weights.keys()}  # noqa: SIM118 - safe_open is no dict >= {"torch.float16"}
     sample_ids = pd.read_parquet(run / R.PREDICTIONS).sample_id
     assert not any(s.startswith("/") for s in sample_ids)
+    # The preflight the first transfer runs (here on the CPU): one toy run trained, written and packed.
+    preflight = gpu_script("--preflight", "--out", tmp_path / "preflight", "--data", tmp_path / "dd")
+    assert "preflight ok on cpu" in preflight.stdout
+    assert (tmp_path / "preflight" / f"{gpu_run.CIFAR10.name}.tar").is_file()

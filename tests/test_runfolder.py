@@ -50,3 +50,24 @@ def test_label_ids_travel_beside_timms_label_names(tmp_path):
     loaded = timm.create_model(f"local-dir:{tmp_path}", pretrained=True)
     assert loaded.pretrained_cfg["label_names"] == ["goldfish", "tabby"]
     assert loaded.pretrained_cfg["label_descriptions"] == {"goldfish": "goldfish, Carassius auratus"}
+
+
+def test_config_is_the_same_on_a_timm_without_data_config(tmp_path):
+    """timm 1.0.29's save_for_hf has no `data_config`: the run's preprocessing then goes through the model's
+    pretrained_cfg. Both routes, through the real exporter, must write the same config.json, the source checkpoint's
+    test-time size (resnet18.a1_in1k: 288 px) dropped for the run's own 64 px."""
+    from timm.models import save_for_hf
+
+    data_config = {"input_size": (3, 64, 64), "interpolation": "bilinear", "mean": (0.5, 0.5, 0.5),
+                   "std": (0.25, 0.25, 0.25), "crop_pct": 1.0, "crop_mode": "center"}
+    configs = []
+    for takes_data_config in (True, False):
+        model = timm.create_model("resnet18.a1_in1k", num_classes=3, pretrained=False)
+        assert model.pretrained_cfg["test_input_size"] == (3, 288, 288)
+        folder = tmp_path / str(takes_data_config)
+        save_for_hf(model, folder, model_config={"label_names": ["a", "b", "c"]},
+                    **R._export_kwargs(model, data_config, takes_data_config))
+        configs.append(R.read_config(folder))
+    assert configs[0] == configs[1]
+    assert configs[1]["pretrained_cfg"]["input_size"] == [3, 64, 64]
+    assert "test_input_size" not in configs[1]["pretrained_cfg"]
