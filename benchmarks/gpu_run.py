@@ -53,6 +53,8 @@ import tarfile
 import tempfile
 import time
 import traceback
+import warnings
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -560,10 +562,26 @@ def preflight(args: argparse.Namespace) -> None:
     this checkout's then shows in seconds, with the device time left to fix it, not after the stages' minutes."""
     args.stages = [2]
     scale = SMOKE if not torch.cuda.is_available() else replace(SMOKE, device="cuda")
-    failed = [row for row in gpu_run(args, scale).rows if row["status"] != "ok"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if scale.device == "cuda":  # every host-device sync is reported, with the line that caused it
+            torch.cuda.set_sync_debug_mode("warn")
+        run = gpu_run(args, scale)
+        if scale.device == "cuda":
+            torch.cuda.set_sync_debug_mode("default")
+    report_syncs(caught)
+    failed = [row for row in run.rows if row["status"] != "ok"]
     if failed:
         raise SystemExit(f"preflight FAILED on {scale.device}: {failed[0]['status']}")
     print(f"preflight ok on {scale.device}: trained, wrote and packed a toy run")
+
+
+def report_syncs(caught: list[warnings.WarningMessage]) -> None:
+    """The lines that made the host wait for the GPU, most frequent first: a line in the training loop that shows
+    once per step (3 steps here) keeps the host from queueing work ahead of the GPU."""
+    sites = Counter(f"{Path(w.filename).name}:{w.lineno}" for w in caught if "synchroniz" in str(w.message))
+    print(f"host-device syncs: {sum(sites.values())} at {len(sites)} lines"
+          + "".join(f"\n  {count:4d}  {site}" for site, count in sites.most_common(15)))
 
 
 def main() -> None:

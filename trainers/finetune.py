@@ -565,8 +565,9 @@ def predict(model, loader, device, amp, ddp: Distributed) -> tuple[torch.Tensor,
             continue
         images, labels, indices = batch
         with amp:
-            logits = model(images.to(device))
-        parts.append((logits.float().cpu(), labels, indices))
+            logits = model(images.to(device, non_blocking=True))
+        parts.append((logits.float(), labels, indices))  # on the device: the host queues every batch first,
+    parts = [(logits.cpu(), labels, indices) for logits, labels, indices in parts]  # then waits once
     model.train(was_training)
     gathered = [p for rank_parts in ddp.gather(parts) for p in rank_parts]
     if not gathered:

@@ -13,6 +13,7 @@ Batches depend only on (seed, epoch, step), so a run resumed mid-epoch sees exac
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from dataclasses import dataclass
@@ -115,13 +116,26 @@ def crop_flip_normalise(images: torch.Tensor, size: int, scale: tuple[float, flo
     flip = torch.where(torch.rand(n, generator=generator) < hflip, -1.0, 1.0)
     zero = torch.zeros(n)
     theta = torch.stack([torch.stack([width * flip, zero, centre_x], 1),
-                         torch.stack([zero, height, centre_y], 1)], 1).to(images.device)
+                         torch.stack([zero, height, centre_y], 1)], 1)
     pixels = images.float()
-    grid = F.affine_grid(theta, [n, pixels.shape[1], size, size], align_corners=False)
+    grid = F.affine_grid(to_device(theta, images.device), [n, pixels.shape[1], size, size], align_corners=False)
     out = F.grid_sample(pixels, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    mean_t = torch.tensor(mean, device=images.device).view(1, -1, 1, 1) * 255
-    std_t = torch.tensor(std, device=images.device).view(1, -1, 1, 1) * 255
+    mean_t, std_t = _normaliser(tuple(mean), tuple(std), images.device)
     return (out - mean_t) / std_t
+
+
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A small host tensor onto `device` without making the host wait. A blocking copy to a GPU synchronises the
+    stream: the host could not queue the next step's kernels while the GPU still runs this one."""
+    if device.type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)  # pinned: the caching host allocator keeps it alive
+
+
+@functools.lru_cache(maxsize=8)
+def _normaliser(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device) -> tuple[torch.Tensor, ...]:
+    """Mean and std in 0-255 units on `device`, made once rather than copied to the device every batch."""
+    return tuple(torch.tensor(v, device=device).view(1, -1, 1, 1) * 255 for v in (mean, std))
 
 
 @dataclass
@@ -138,7 +152,7 @@ class DeviceAugment:
         self.policy = self.augment.batched_policy()
 
     def batch(self, indices: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        on_device = indices.to(self.store.images.device)
+        on_device = to_device(indices, self.store.images.device)
         images = self.store.images[on_device]
         if self.policy is not None:
             policy_seed = int(torch.randint(2**62, (1,), generator=generator))
