@@ -8,9 +8,10 @@ otherwise), from the call to the written run folder: data reading, training, val
 fit, cost measurement, model card, predictions and metrics.
 Plain loop: the same Lite0 with the same offline ImageNet weights, the same training and validation images (the
 product's own split), timm's transforms in a DataLoader with the same workers, AdamW with timm's cosine schedule,
-one validation pass per epoch; nothing written. Both run in this process, product first, then the plain loop, so
-imports are paid once and outside both. The table splits the product's time into training (to the end of its last
-epoch's validation, from `history.csv`) and the finish (everything after it). Writes
+the product's default channels-last layout, one validation pass per epoch; nothing written. Both run in this
+process, product first, then the plain loop, so imports are paid once and outside both. The table splits the
+product's time into training (to the end of its last epoch's validation, from `history.csv`) and the finish
+(everything after it). Writes
 benchmarks/out/bench_end_to_end.csv.
 """
 
@@ -34,11 +35,14 @@ from trainers import data as D
 from trainers.finetune import main as finetune
 from trainers.models import create_backbone
 
+CHANNELS_LAST = torch.channels_last
+
 
 def plain_loop(samples: D.DatasetSplits, args: argparse.Namespace) -> float:
     """Seconds a plain PyTorch loop takes for the same training: the baseline."""
     started = time.perf_counter()
     model, _ = create_backbone("efficientnet_lite0", len(samples.classes), drop_rate=0.2)
+    model = model.to(memory_format=CHANNELS_LAST)  # the product's default layout: the comparison is of the loops
     data_config = resolve_data_config({"img_size": args.img_size}, model=model)
     loaders = [DataLoader(D.ImageDataset(split, create_transform(**data_config, is_training=training), "RGB"),
                           batch_size=32, shuffle=training, num_workers=args.workers, drop_last=training)
@@ -50,14 +54,15 @@ def plain_loop(samples: D.DatasetSplits, args: argparse.Namespace) -> float:
     for epoch in range(args.epochs):
         model.train()
         for step, (images, labels, _) in enumerate(loaders[0]):
-            loss = loss_fn(model(images), labels)
+            loss = loss_fn(model(images.contiguous(memory_format=CHANNELS_LAST)), labels)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             scheduler.step_update(epoch * len(loaders[0]) + step + 1)
         model.eval()
         with torch.inference_mode():
-            correct = sum((model(images).argmax(-1) == labels).sum().item() for images, labels, _ in loaders[1])
+            correct = sum((model(images.contiguous(memory_format=CHANNELS_LAST)).argmax(-1) == labels).sum().item()
+                          for images, labels, _ in loaders[1])
         print(f"plain loop, epoch {epoch + 1}: val top-1 {correct / len(samples.val):.3f}")
     return time.perf_counter() - started
 
