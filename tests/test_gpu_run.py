@@ -82,3 +82,16 @@ def test_smoke_runs_every_stage_and_returns_tables_and_packs(tmp_path):
     preflight = gpu_script("--preflight", "--out", tmp_path / "preflight", "--data", tmp_path / "dd")
     assert "preflight ok on cpu" in preflight.stdout
     assert (tmp_path / "preflight" / f"{gpu_run.CIFAR10.name}.tar").is_file()
+
+
+def test_a_failed_runs_row_keeps_what_its_history_holds(tmp_path):
+    """A run that trained but failed at its last step (a write, a pack) still reports its epochs in runs.csv."""
+    from fixtures_runs import make_run
+
+    run = make_run(tmp_path, "cifar10-efficientnet_lite0", dataset="cifar10")
+    history = R.read_history(run)
+    figures = gpu_run.history_figures(run)
+    assert figures["epochs_done"] == len(history)
+    assert figures["best_val_top1"] == history.val_acc.max()
+    assert figures["wall_s"] == history.wall_s.iloc[-1]
+    assert gpu_run.history_figures(tmp_path / "never-started") == {}
