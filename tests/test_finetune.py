@@ -431,3 +431,23 @@ def test_every_augmentation_choice_builds_a_timm_transform(aug):
     transform = create_transform(input_size=(3, 64, 64), is_training=True, **AUGMENTATIONS[aug].timm_args())
     image = Image.open(next((SAMPLE / "train" / "cat").glob("*.jpg"))).convert("RGB")
     assert transform(image).shape == (3, 64, 64)
+
+
+@pytest.mark.parametrize("warmup", [True, False])
+def test_ema_forgets_its_starting_weights_with_warmup(warmup):
+    """The EMA the trainer builds, fed 300 updates of weights that moved away from the start: with timm's warm-up
+    (the default) under 5% of the start is left in the average; without it, 0.998^299 = 55% is."""
+    from trainers.config import parse_config
+    from trainers.finetune import build_optimisation
+
+    cfg = parse_config(["--ema", "--ema-decay", "0.998", "--ema-warmup" if warmup else "--no-ema-warmup"])
+    model = timm.create_model("test_efficientnet", num_classes=2)
+    start = model.get_classifier().weight.detach().clone()
+    ema = build_optimisation(cfg, model, [1, 1], steps_per_epoch=300, device=torch.device("cpu")).ema
+    ema.update(model, step=1)  # timm copies the model at the first step: the start, one step in
+    with torch.no_grad():
+        model.get_classifier().weight.add_(1.0)  # the trained weights: the start plus one
+    for step in range(2, 301):
+        ema.update(model, step=step)
+    start_share = 1 - (ema.module.get_classifier().weight - start).mean().item()
+    assert (start_share < 0.05) if warmup else (start_share == pytest.approx(0.998 ** 299, rel=0.02))

@@ -93,6 +93,9 @@ class TrainConfig:
     clip_grad: float | None = _opt(None, "clip gradient norm to this value")
     ema: bool = _opt(False, "keep an exponential moving average of the weights (timm ModelEmaV3) and evaluate it")
     ema_decay: float = _opt(0.998, "EMA decay")
+    ema_warmup: bool = _opt(True, "timm's EMA warm-up, decay min(ema_decay, 1 - (1 + step)^-2/3): the average "
+                                  "forgets the starting weights (without it, 0.998^1340 = 7%% of a 1,340-step run's "
+                                  "average is its start)")
     keep: str = _choice("last", "the weights the run keeps", KEEP_POLICIES)
     early_stop: int | None = _opt(None, "stop after N epochs without a lower validation loss")
     time_limit: float | None = _opt(None, "stop after the epoch that ends past N seconds since the start "

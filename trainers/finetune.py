@@ -396,8 +396,9 @@ def build_optimisation(cfg: TrainConfig, model: torch.nn.Module, class_counts: l
     weights = D.class_weights(class_counts).to(device) if cfg.class_weights else None
     loss = (SoftTargetCrossEntropy() if mixup else
             torch.nn.CrossEntropyLoss(weight=weights, label_smoothing=cfg.label_smoothing))
+    ema = ModelEmaV3(model, decay=cfg.ema_decay, use_warmup=cfg.ema_warmup) if cfg.ema else None
     return Optimisation(
-        optimizer, scheduler, loss, mixup, ModelEmaV3(model, decay=cfg.ema_decay) if cfg.ema else None,
+        optimizer, scheduler, loss, mixup, ema,
         torch.autocast("cuda", dtype=torch.bfloat16) if cfg.amp and device.type == "cuda" else nullcontext())
 
 
