@@ -41,6 +41,7 @@ weights, no checkpoint, sample ids relative to the run's data directory. Each ru
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -55,7 +56,7 @@ import time
 import traceback
 import warnings
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -562,18 +563,27 @@ def preflight(args: argparse.Namespace) -> None:
     this checkout's then shows in seconds, with the device time left to fix it, not after the stages' minutes."""
     args.stages = [2]
     scale = SMOKE if not torch.cuda.is_available() else replace(SMOKE, device="cuda")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        if scale.device == "cuda":  # every host-device sync is reported, with the line that caused it
-            torch.cuda.set_sync_debug_mode("warn")
+    with syncs_reported(scale.device) as caught:
         run = gpu_run(args, scale)
-        if scale.device == "cuda":
-            torch.cuda.set_sync_debug_mode("default")
     report_syncs(caught)
     failed = [row for row in run.rows if row["status"] != "ok"]
     if failed:
         raise SystemExit(f"preflight FAILED on {scale.device}: {failed[0]['status']}")
     print(f"preflight ok on {scale.device}: trained, wrote and packed a toy run")
+
+
+@contextlib.contextmanager
+def syncs_reported(device: str) -> Iterator[list[warnings.WarningMessage]]:
+    """Every host-device sync on a CUDA device becomes a warning naming the line that caused it; they are collected."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if device == "cuda":
+            torch.cuda.set_sync_debug_mode("warn")
+        try:
+            yield caught
+        finally:
+            if device == "cuda":
+                torch.cuda.set_sync_debug_mode("default")
 
 
 def report_syncs(caught: list[warnings.WarningMessage]) -> None:
