@@ -75,10 +75,16 @@ def wall_time(metrics: dict) -> str:
     return f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f} s"
 
 
+def input_size(metrics: dict) -> str:
+    """The training size, and the test size where the run evaluates at another one (--test-img-size)."""
+    train, test = metrics["img_size"], metrics.get("test_img_size", metrics["img_size"])
+    return f"{train} px" if test == train else f"{train} px, tested at {test} px"
+
+
 def row(run: Path, dataset: str) -> list[str]:
     m = R.read_metrics(run)
     figure = STUDY_FIGURES.get((dataset, m["model"]), "")
-    cells = [f"`{run.name}`", m["strategy"], shown("params", m), shown("macs", m), f"{m['img_size']} px",
+    cells = [f"`{run.name}`", m["strategy"], shown("params", m), shown("macs", m), input_size(m),
              str(m["epochs"]), f"{m['train_samples']:,}", wall_time(m), m["hardware"], f"**{shown('top1', m)}**",
              *([shown("top5", m)] if m["num_classes"] >= TOP5_FROM else []), shown("macro_f1", m)]
     if dataset == "chest-xray":
@@ -93,7 +99,7 @@ def head_only_against_full(runs: list[Path]) -> str:
     head, full = by_strategy["linear-probe"], by_strategy["full"]
     comparison = compare_runs(head, full, "head only", "full fine-tuning")
     head_m, full_m = R.read_metrics(head), R.read_metrics(full)
-    return (f"Head only ({head_m['img_size']} px) against full fine-tuning ({full_m['img_size']} px), the CNN "
+    return (f"Head only ({input_size(head_m)}) against full fine-tuning ({input_size(full_m)}), the CNN "
             f"lecture's question: {shown('top1', head_m)} against {shown('top1', full_m)} on the same "
             f"{comparison.a.total:,} images; "
             f"{comparison.verdict} (exact McNemar test, `python -m leaderboard compare`).")

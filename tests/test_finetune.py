@@ -89,6 +89,25 @@ def test_local_dir_round_trip_reproduces_accuracy(tiny_run):
     assert np.mean(np.array(top1) == predictions.true_label) == pytest.approx(R.read_metrics(tiny_run)["top1"])
 
 
+def test_finished_run_is_re_evaluated_at_a_test_size(tmp_path):
+    """--resume RUN --test-img-size N --crop-pct C on a finished run evaluates its kept weights again with that
+    preprocessing, and config.json records it, so timm `local-dir:` reproduces the new predictions."""
+    from trainers.finetune import main
+
+    run = train_tiny(tmp_path)  # trained and evaluated at 64 px, Lite0's 0.875 centre crop
+    before = pd.read_parquet(run / R.PREDICTIONS)
+    main(["--resume", str(run), "--test-img-size", "80", "--crop-pct", "1.0"])
+    cfg = R.read_config(run)["pretrained_cfg"]
+    assert cfg["input_size"] == [3, 80, 80] and cfg["crop_pct"] == 1.0
+    metrics = R.read_metrics(run)
+    assert (metrics["img_size"], metrics["test_img_size"]) == (64, 80)
+    assert len(R.read_history(run)) == 1  # nothing trained again
+    after = pd.read_parquet(run / R.PREDICTIONS)
+    assert not np.allclose(np.stack(after.topk_probs), np.stack(before.topk_probs))
+    result = Predictor.from_run(run).predict(evaluated_images(run))
+    np.testing.assert_allclose(result.probs.max(1), after.confidence, atol=2e-3)
+
+
 def test_offline_imagenet_weights_are_real():
     """Photos shipped by installed packages get their ImageNet class with the packaged Lite0 weights."""
     from timm.data import ImageNetInfo
@@ -279,6 +298,8 @@ def test_help_documents_every_flag():
     (["--model", "resnet50"], "could not fetch pretrained weights for 'resnet50.a1_in1k'.*--weights PATH.*"
                               "--no-pretrained.*efficientnet_lite0"),
     (["--weights", "/nonexistent.pth"], "--weights file not found: /nonexistent.pth"),
+    (["--crop-pct", "1.5"], r"--crop-pct 1.5: .* in \(0, 1\]"),
+    (["--test-img-size", "0"], "--test-img-size 0: give a size in pixels"),
 ])
 def test_bad_input_fails_clearly_and_writes_nothing(tmp_path, args, message):
     result = run_cli("--dataset", "cifar10", "--data-dir", str(SAMPLE), "--output", str(tmp_path / "out"), *TINY,

@@ -60,7 +60,15 @@ class TrainConfig:
     model: str = _opt("efficientnet_lite0", f"timm model name or short name ({', '.join(SHORT_NAMES)})")
     pretrained: bool = _opt(True, "start from pretrained weights (--no-pretrained: random init)")
     weights: str | None = _opt(None, "local weights file (.safetensors or .pth; timm or torchvision state dict)")
-    img_size: int | None = _opt(None, "training/eval resolution (default: the backbone's pretrained input size)")
+    img_size: int | None = _opt(None, "training resolution (default: the backbone's pretrained input size)")
+    test_img_size: int | None = _opt(None, "evaluation and deployment resolution, recorded in config.json (default: "
+                                           "--img-size). Random-resized crops show objects larger than a centre crop "
+                                           "does, so a test size ~15%% larger often scores better (FixRes, Touvron "
+                                           "et al. 2019); a finished run is re-evaluated with --resume RUN "
+                                           "--test-img-size N")
+    crop_pct: float | None = _opt(None, "evaluation centre crop, as a share of the resized image (default: the "
+                                        "backbone's, 0.875 for ImageNet models); 1.0 keeps the whole image, which "
+                                        "small images such as CIFAR-10's 32 px want")
     drop_rate: float = _opt(0.2, "dropout before the classifier")
     head_init: str = _choice("auto", "the new classifier's starting weights", HEAD_INITS)
     # strategy and optimisation

@@ -132,18 +132,17 @@ def train(cfg: TrainConfig) -> Path:
     seed_everything(cfg.seed)
 
     # ---- data: read and split before anything is written, so bad input leaves no trace
+    check_sizes(cfg)
     splits = prepare_data(cfg)
 
     # ---- model and its input pipeline
     model, notes = create_backbone(cfg.model, len(splits.classes), cfg.pretrained, cfg.weights,
                                    drop_rate=cfg.drop_rate,
                                    class_ids=splits.class_ids if cfg.head_init == "auto" else None)
-    in_chans = model.pretrained_cfg["input_size"][0]  # timm assumes 3 when img_size is overridden
-    data_config = resolve_data_config({"img_size": cfg.img_size, "in_chans": in_chans} if cfg.img_size else {},
-                                      model=model)
+    train_data_config, data_config = data_configs(cfg, model)  # data_config: evaluation's, saved with the model
     mode = image_mode(data_config["input_size"][0])
     cached = caches_features(cfg, model, ddp)
-    train_tf = None if cached else training_transform(cfg, splits, data_config, mode, device)
+    train_tf = None if cached else training_transform(cfg, splits, train_data_config, mode, device)
     eval_tf = create_transform(**data_config, is_training=False)
     eval_side = eval_resize_side(data_config)
 
@@ -266,6 +265,25 @@ def prepare_data(cfg: TrainConfig) -> D.DatasetSplits:
     splits.val = D.subsample(splits.val, cfg.max_eval_samples, cfg.seed)
     splits.test = D.subsample(splits.test, cfg.max_eval_samples, cfg.seed)
     return splits
+
+
+def check_sizes(cfg: TrainConfig) -> None:
+    for flag, size in (("--img-size", cfg.img_size), ("--test-img-size", cfg.test_img_size)):
+        if size is not None and size < 8:
+            raise RunError(f"{flag} {size}: give a size in pixels, at least 8")
+    if cfg.crop_pct is not None and not 0 < cfg.crop_pct <= 1:
+        raise RunError(f"--crop-pct {cfg.crop_pct}: give the centre crop's share of the resized image, in (0, 1]")
+
+
+def data_configs(cfg: TrainConfig, model: torch.nn.Module) -> tuple[dict, dict]:
+    """timm's data configs for training (--img-size) and for evaluation (--test-img-size, --crop-pct)."""
+    in_chans = model.pretrained_cfg["input_size"][0]  # timm assumes 3 when img_size is overridden
+
+    def at(size: int | None, **args: float) -> dict:
+        return resolve_data_config(({"img_size": size, "in_chans": in_chans} if size else {}) | args, model=model)
+
+    crop = {"crop_pct": cfg.crop_pct} if cfg.crop_pct else {}
+    return at(cfg.img_size), at(cfg.test_img_size or cfg.img_size, **crop)
 
 
 def training_transform(cfg: TrainConfig, splits: D.DatasetSplits, data_config: dict, mode: str,
@@ -706,7 +724,8 @@ def final_metrics(cfg: TrainConfig, model: torch.nn.Module, splits: D.DatasetSpl
         **measure_cost(model, data_config["input_size"], device),
         "train_images_per_s": state.train_images / max(state.train_seconds, 1e-9),
         "epochs": len(state.history), "best_epoch": state.best.epoch, "kept": cfg.keep, "wall_s": wall_s,
-        "img_size": data_config["input_size"][-1], "train_samples": len(splits.train),
+        "img_size": cfg.img_size or model.pretrained_cfg["input_size"][-1],
+        "test_img_size": data_config["input_size"][-1], "train_samples": len(splits.train),
         "seed": cfg.seed, "created": datetime.now(UTC).isoformat(timespec="seconds"),
         **({"feature_cache_s": features.seconds, "feature_cache_read": features.read} if features else {}),
         **run_environment(device),
