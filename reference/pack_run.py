@@ -62,6 +62,9 @@ def portable_train_config(config: dict[str, Any]) -> dict[str, Any]:
     }
     if config.get("data_dir"):
         portable["data_dir"] = f"path/to/{Path(config['data_dir']).name}"  # a placeholder for the user's copy
+    if config.get("weights") and Path(config["weights"]).is_absolute():  # a run trained on from another run's weights
+        weights = Path(config["weights"])
+        portable["weights"] = f"{TrainConfig.output}/{weights.parent.name}/{weights.name}"  # where that run writes them
     return portable
 
 

@@ -184,3 +184,13 @@ def test_reproduction_tables_are_what_the_run_folders_say():
     text = (REPO / "reference" / "README.md").read_text()
     for run in REFERENCES:
         assert f"reference/{run.name}/{R.TRAIN_CONFIG}" in text  # each run's command
+
+
+def test_a_run_trained_on_from_another_runs_weights_names_where_that_run_writes_them():
+    """`--weights` of a second stage (progressive resizing) becomes the first stage's default output path."""
+    sys.path.insert(0, str(REPO / "reference"))
+    from pack_run import portable_train_config
+
+    config = {"data_dir": "/data/x/cifar10", "weights": "/scratch/runs/cifar10-stage1/model.safetensors", "lr": 3e-4}
+    assert portable_train_config(config) == {"data_dir": "path/to/cifar10",
+                                             "weights": "runs/cifar10-stage1/model.safetensors", "lr": 3e-4}
