@@ -16,12 +16,15 @@ import argparse
 import sys
 from pathlib import Path
 
+import yaml
+
 import runfolder as R
 from runfolder.metrics import METRIC_SPECS
 from verdict import compare_runs
 
 REFERENCE = Path(__file__).resolve().parent
 README = REFERENCE / "README.md"
+RECIPES = REFERENCE.parent / "trainers" / "recipes"
 # dataset -> the figures to beat: each source study's best on that task (README.md, "Source studies").
 TARGETS = {
     "chest-xray": {"top1": 0.93},
@@ -81,11 +84,35 @@ def input_size(metrics: dict) -> str:
     return f"{train} px" if test == train else f"{train} px, tested at {test} px"
 
 
+def first_stage(run: Path) -> Path | None:
+    """The recipe whose run wrote the weights this run trained on from (`--weights runs/<its name>/...`), if any."""
+    weights = R.read_train_config(run).get("weights")
+    if not weights:
+        return None
+    name = Path(weights).parent.name
+    for recipe in sorted(RECIPES.glob("*.yaml")):
+        if yaml.safe_load(recipe.read_text(encoding="utf-8")).get("name") == name:
+            return recipe
+    raise SystemExit(f"error: {run}: it trained on from {weights}, but no recipe in {RECIPES} is named {name}")
+
+
+def epochs(run: Path, metrics: dict) -> str:
+    stage = first_stage(run)
+    return f"{metrics['epochs']}" + (f", after `{stage.name}`" if stage else "")
+
+
+def commands(run: Path, folder: str) -> list[str]:
+    """The run's command, after its first stage's where it trained on from another run's weights."""
+    stage = first_stage(run)
+    configs = [*([stage.relative_to(REFERENCE.parent)] if stage else []), f"reference/{run.name}/{R.TRAIN_CONFIG}"]
+    return [f"python trainers/finetune.py --config {config} --data-dir DATA/{folder}" for config in configs]
+
+
 def row(run: Path, dataset: str) -> list[str]:
     m = R.read_metrics(run)
     figure = STUDY_FIGURES.get((dataset, m["model"]), "")
-    cells = [f"`{run.name}`", m["strategy"], shown("params", m), shown("macs", m), input_size(m),
-             str(m["epochs"]), f"{m['train_samples']:,}", wall_time(m), m["hardware"], f"**{shown('top1', m)}**",
+    cells = [f"`{run.name}`", m["strategy"], shown("params", m), shown("macs", m), input_size(m), epochs(run, m),
+             f"{m['train_samples']:,}", wall_time(m), m["hardware"], f"**{shown('top1', m)}**",
              *([shown("top5", m)] if m["num_classes"] >= TOP5_FROM else []), shown("macro_f1", m)]
     if dataset == "chest-xray":
         cells.append(f"{shown('sensitivity', m)} / {shown('specificity', m)}")
@@ -116,8 +143,7 @@ def task_table(dataset: str, runs: list[Path]) -> str:
     lines += ["| " + " | ".join(row(run, dataset)) + " |" for run in runs]
     verdict = head_only_against_full(runs)
     lines += ["", *([verdict, ""] if verdict else []), "Commands:", "", "```sh"]
-    lines += [f"python trainers/finetune.py --config reference/{run.name}/{R.TRAIN_CONFIG} --data-dir DATA/{folder}"
-              for run in runs]
+    lines += [command for run in runs for command in commands(run, folder)]
     lines += ["```", ""]
     return "\n".join(lines)
 

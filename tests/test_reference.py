@@ -194,3 +194,19 @@ def test_a_run_trained_on_from_another_runs_weights_names_where_that_run_writes_
     config = {"data_dir": "/data/x/cifar10", "weights": "/scratch/runs/cifar10-stage1/model.safetensors", "lr": 3e-4}
     assert portable_train_config(config) == {"data_dir": "path/to/cifar10",
                                              "weights": "runs/cifar10-stage1/model.safetensors", "lr": 3e-4}
+
+
+SECOND_STAGES = [run for run in REFERENCES if R.read_train_config(run).get("weights")]
+
+
+@pytest.mark.parametrize("run", SECOND_STAGES, ids=lambda p: p.name)
+def test_a_second_stage_ships_the_recipe_of_its_first_and_both_commands(run):
+    sys.path.insert(0, str(REPO / "reference"))
+    from contest import first_stage
+
+    recipe = first_stage(run)  # the recipe named as the folder the weights come from, or an error
+    weights = R.read_train_config(run)["weights"]
+    assert weights == f"runs/{Path(weights).parent.name}/{R.WEIGHTS}"  # where the first stage writes them
+    text = (REPO / "reference" / "README.md").read_text()
+    stage_one = f"--config trainers/recipes/{recipe.name} "
+    assert stage_one in text and text.index(stage_one) < text.index(f"--config reference/{run.name}/")
