@@ -148,6 +148,11 @@ def task_table(dataset: str, runs: list[Path]) -> str:
     return "\n".join(lines)
 
 
+def points(margin: float) -> str:
+    """A margin in percentage points, with a second decimal where one would round it to a sign-less zero."""
+    return f"{margin:+.1f} points" if abs(margin) >= 0.05 else f"{margin:+.2f} points"
+
+
 def standing(dataset: str, runs: list[Path]) -> str:
     """One row of "where each task stands": the target, the best contestant, and by how much it clears or misses."""
     target = TARGETS[dataset]
@@ -155,7 +160,7 @@ def standing(dataset: str, runs: list[Path]) -> str:
     goal = " and ".join(f"≥ {METRIC_SPECS[key].text(value)} {METRIC_SPECS[key].label}" for key, value in target.items())
     got = ", ".join(f"{shown(key, best)} {METRIC_SPECS[key].label}" for key in target)
     margins = [(best[key] - value) * 100 for key, value in target.items()]
-    verdict = ("yes" if min(margins) >= 0 else "no") + ", " + ", ".join(f"{m:+.1f} points" for m in margins)
+    verdict = ("yes" if min(margins) >= 0 else "no") + ", " + ", ".join(points(m) for m in margins)
     return f"| {TASKS[dataset][0]} | {goal} | `{runs[0].name}`: {got} | {verdict} |"
 
 
