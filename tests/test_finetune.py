@@ -19,12 +19,13 @@ import timm
 import torch
 import yaml
 from conftest import REPO, SAMPLE, TINY, evaluated_images, train_tiny
+from fixtures_runs import make_run
 from safetensors.torch import load_file
 
 import runfolder as R
 from trainers.data import CIFAR10_CLASSES, load_dataset
 from trainers.inference import Predictor
-from trainers.models import channels_last_hazard, create_backbone, lite0_package_state_dict
+from trainers.models import channels_last_hazard, create_backbone, lite0_package_state_dict, pretrained_tag
 
 FINETUNE = str(REPO / "trainers" / "finetune.py")
 RUN_FILES = {"config.json", "model.safetensors", "README.md", "metrics.json", "history.csv", "train_config.yaml",
@@ -341,6 +342,15 @@ def test_weights_file_with_other_head_is_adapted(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "classifier has 1000 classes, model needs 10; loaded the body and a new head" in result.stdout
     assert R.read_metrics(tmp_path / "tv")["pretrained_tag"] == "file:resnet18_tv.pth"
+
+
+def test_a_second_stage_is_pretrained_on_what_its_first_stage_was(tmp_path):
+    """--weights RUN/model.safetensors (progressive resizing): the leaderboard and the card's base_model see the
+    first stage's pretraining, not an anonymous local file."""
+    first = make_run(tmp_path, "stage1", dataset="cifar10", pretrained_tag="tf_efficientnet_lite0.in1k")
+    assert pretrained_tag("efficientnet_lite0", True, first / R.WEIGHTS) == "tf_efficientnet_lite0.in1k"
+    (tmp_path / "loose").mkdir()
+    assert pretrained_tag("efficientnet_lite0", True, tmp_path / "loose" / R.WEIGHTS) == "file:model.safetensors"
 
 
 def test_torchvision_vgg_weights_go_through_timm_filter(tmp_path):

@@ -15,6 +15,7 @@ from timm.data import ImageNetInfo
 from timm.models import load_state_dict
 from torch import nn
 
+import runfolder as R
 from trainers import custom_models  # noqa: F401  (registers the source studies' networks with timm)
 
 # Short names for the seed backbones -> timm name with its pretrained tag (docs/DESIGN.md, "Weights").
@@ -227,11 +228,19 @@ def create_backbone(
     return model, [f"pretrained weights {full} from the Hugging Face Hub"]
 
 
+def weights_tag(weights: Path) -> str:
+    """A run's own weights (a second stage) carry on what that run was pretrained on; any other file is named."""
+    run = weights.parent
+    if weights.name == R.WEIGHTS and (run / R.METRICS).is_file():
+        return R.read_metrics(run).get("pretrained_tag") or f"file:{weights.name}"
+    return f"file:{weights.name}"
+
+
 def pretrained_tag(name: str, pretrained: bool, weights: str | Path | None) -> str:
     """What the backbone was pretrained on, as recorded in metrics.json and shown on the leaderboard."""
     full = resolve_model_name(name)
     if weights is not None:
-        return f"file:{Path(weights).name}"
+        return weights_tag(Path(weights))
     if not pretrained:
         return "none"
     if is_offline_pretrained(full):
