@@ -13,6 +13,7 @@ whole network?) answered by the task's linear-probe and full fine-tuning rows, w
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
@@ -84,6 +85,7 @@ def input_size(metrics: dict) -> str:
     return f"{train} px" if test == train else f"{train} px, tested at {test} px"
 
 
+@functools.cache  # asked for each run's epochs cell and again for its commands
 def first_stage(run: Path) -> Path | None:
     """The recipe whose run wrote the weights this run trained on from (`--weights runs/<its name>/...`), if any."""
     weights = R.read_train_config(run).get("weights")

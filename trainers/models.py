@@ -230,9 +230,8 @@ def create_backbone(
 
 def weights_tag(weights: Path) -> str:
     """A run's own weights (a second stage) carry on what that run was pretrained on; any other file is named."""
-    run = weights.parent
-    if weights.name == R.WEIGHTS and (run / R.METRICS).is_file():
-        return R.read_metrics(run).get("pretrained_tag") or f"file:{weights.name}"
+    if weights.name == R.WEIGHTS and R.is_run(weights.parent):
+        return R.read_metrics(weights.parent).get("pretrained_tag") or f"file:{weights.name}"
     return f"file:{weights.name}"
 
 
