@@ -86,26 +86,37 @@ def input_size(metrics: dict) -> str:
 
 
 @functools.cache  # asked for each run's epochs cell and again for its commands
-def first_stage(run: Path) -> Path | None:
+def first_stage_recipe(run: Path) -> Path | None:
     """The recipe whose run wrote the weights this run trained on from (`--weights runs/<its name>/...`), if any."""
     weights = R.read_train_config(run).get("weights")
     if not weights:
         return None
     name = Path(weights).parent.name
     for recipe in sorted(RECIPES.glob("*.yaml")):
-        if yaml.safe_load(recipe.read_text(encoding="utf-8")).get("name") == name:
+        if recipe_config(recipe).get("name") == name:
             return recipe
     raise SystemExit(f"error: {run}: it trained on from {weights}, but no recipe in {RECIPES} is named {name}")
 
 
+def recipe_config(recipe: Path) -> dict:
+    return yaml.safe_load(recipe.read_text(encoding="utf-8"))
+
+
 def epochs(run: Path, metrics: dict) -> str:
-    stage = first_stage(run)
-    return f"{metrics['epochs']}" + (f", after `{stage.name}`" if stage else "")
+    """The run's epochs, after its first stage's: all of its recipe's, or as many as it ran before it stopped
+    (`first_stage_epochs`, recorded by the second stage)."""
+    recipe = first_stage_recipe(run)
+    if recipe is None:
+        return f"{metrics['epochs']}"
+    planned = recipe_config(recipe)["epochs"]
+    ran = metrics.get("first_stage_epochs", planned)
+    first = f"`{recipe.name}`" if ran == planned else f"{ran} of the {planned} epochs of `{recipe.name}`"
+    return f"{metrics['epochs']}, after {first}"
 
 
 def commands(run: Path, folder: str) -> list[str]:
     """The run's command, after its first stage's where it trained on from another run's weights."""
-    stage = first_stage(run)
+    stage = first_stage_recipe(run)
     configs = [*([stage.relative_to(REFERENCE.parent)] if stage else []), f"reference/{run.name}/{R.TRAIN_CONFIG}"]
     return [f"python trainers/finetune.py --config {config} --data-dir DATA/{folder}" for config in configs]
 

@@ -25,7 +25,13 @@ from safetensors.torch import load_file
 import runfolder as R
 from trainers.data import CIFAR10_CLASSES, load_dataset
 from trainers.inference import Predictor
-from trainers.models import channels_last_hazard, create_backbone, lite0_package_state_dict, pretrained_tag
+from trainers.models import (
+    channels_last_hazard,
+    create_backbone,
+    first_stage_metrics,
+    lite0_package_state_dict,
+    pretrained_tag,
+)
 
 FINETUNE = str(REPO / "trainers" / "finetune.py")
 RUN_FILES = {"config.json", "model.safetensors", "README.md", "metrics.json", "history.csv", "train_config.yaml",
@@ -346,11 +352,14 @@ def test_weights_file_with_other_head_is_adapted(tmp_path):
 
 def test_a_second_stage_is_pretrained_on_what_its_first_stage_was(tmp_path):
     """--weights RUN/model.safetensors (progressive resizing): the leaderboard and the card's base_model see the
-    first stage's pretraining, not an anonymous local file."""
+    first stage's pretraining, not an anonymous local file, and metrics.json how long that stage trained."""
     first = make_run(tmp_path, "stage1", dataset="cifar10", pretrained_tag="tf_efficientnet_lite0.in1k")
     assert pretrained_tag("efficientnet_lite0", True, first / R.WEIGHTS) == "tf_efficientnet_lite0.in1k"
     (tmp_path / "loose").mkdir()
     assert pretrained_tag("efficientnet_lite0", True, tmp_path / "loose" / R.WEIGHTS) == "file:model.safetensors"
+    # and its lineage: how many epochs the first stage trained, kept once the first stage's folder is gone
+    assert first_stage_metrics(first / R.WEIGHTS) == {"first_stage_epochs": R.read_metrics(first)["epochs"]}
+    assert first_stage_metrics(tmp_path / "loose" / R.WEIGHTS) == first_stage_metrics(None) == {}
 
 
 def test_torchvision_vgg_weights_go_through_timm_filter(tmp_path):

@@ -202,9 +202,9 @@ SECOND_STAGES = [run for run in REFERENCES if R.read_train_config(run).get("weig
 @pytest.mark.parametrize("run", SECOND_STAGES, ids=lambda p: p.name)
 def test_a_second_stage_ships_the_recipe_of_its_first_and_both_commands(run):
     sys.path.insert(0, str(REPO / "reference"))
-    from contest import first_stage
+    from contest import first_stage_recipe
 
-    recipe = first_stage(run)  # the recipe named as the folder the weights come from, or an error
+    recipe = first_stage_recipe(run)  # the recipe named as the folder the weights come from, or an error
     weights = R.read_train_config(run)["weights"]
     assert weights == f"runs/{Path(weights).parent.name}/{R.WEIGHTS}"  # where the first stage writes them
     text = (REPO / "reference" / "README.md").read_text()

@@ -57,6 +57,7 @@ from trainers.models import (
     ModelError,
     channels_last_hazard,
     create_backbone,
+    first_stage_metrics,
     param_groups,
     pretrained_tag,
     set_trainable,
@@ -727,6 +728,7 @@ def final_metrics(cfg: TrainConfig, model: torch.nn.Module, splits: D.DatasetSpl
         "img_size": cfg.img_size or model.pretrained_cfg["input_size"][-1],
         "test_img_size": data_config["input_size"][-1], "train_samples": len(splits.train),
         "seed": cfg.seed, "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        **first_stage_metrics(cfg.weights),
         **({"feature_cache_s": features.seconds, "feature_cache_read": features.read} if features else {}),
         **run_environment(device),
     }

@@ -228,11 +228,25 @@ def create_backbone(
     return model, [f"pretrained weights {full} from the Hugging Face Hub"]
 
 
+def first_stage(weights: str | Path | None) -> Path | None:
+    """The run whose own weights these are: the first stage of a run that trains on from them."""
+    if weights is None:
+        return None
+    weights = Path(weights)
+    return weights.parent if weights.name == R.WEIGHTS and R.is_run(weights.parent) else None
+
+
 def weights_tag(weights: Path) -> str:
     """A run's own weights (a second stage) carry on what that run was pretrained on; any other file is named."""
-    if weights.name == R.WEIGHTS and R.is_run(weights.parent):
-        return R.read_metrics(weights.parent).get("pretrained_tag") or f"file:{weights.name}"
-    return f"file:{weights.name}"
+    stage = first_stage(weights)
+    return (R.read_metrics(stage).get("pretrained_tag") if stage else None) or f"file:{weights.name}"
+
+
+def first_stage_metrics(weights: str | Path | None) -> dict:
+    """What a second stage records of its first (metrics.json `first_stage_epochs`), so that its lineage shows
+    after the first stage's folder is gone; nothing for other weights."""
+    stage = first_stage(weights)
+    return {"first_stage_epochs": R.read_metrics(stage)["epochs"]} if stage else {}
 
 
 def pretrained_tag(name: str, pretrained: bool, weights: str | Path | None) -> str:
