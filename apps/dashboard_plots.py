@@ -17,6 +17,10 @@ from runfolder.metrics import Style
 PALETTE = px.colors.qualitative.Plotly
 HOVER = ["run_id", "model", "pretrained_tag", "strategy", "dataset"]
 LABELLED_POINTS = 30  # up to this many runs every point carries its model name; beyond, only the frontier's do
+# A label's box as a fraction of the plot area, per character and in height (a 700 x 400 px plot, 11 px text).
+LABEL_CHAR_WIDTH, LABEL_HEIGHT = 0.0095, 0.045
+LABEL_POSITIONS = ("top center", "bottom center")  # tried in turn; a label with room at neither is left to hover
+SCORE_AXIS = (0.0, 1.08)  # every score is a fraction: the whole scale, with room for the labels of a 100% point
 
 
 def axis_format(column: str) -> str:
@@ -41,6 +45,29 @@ def log_ticks(values: pd.Series) -> dict:
     return {"tickmode": "array", "tickvals": ticks, "ticktext": [f"{t:,.12g}" for t in ticks]}
 
 
+def label_positions(x: pd.Series, y: pd.Series, texts: pd.Series) -> pd.Series:
+    """Where each point's label goes (a LABEL_POSITIONS entry), or None where it would cover another label.
+
+    Plotly draws text labels where they are told, overlapping or not: two runs of one model at one cost (a linear
+    probe and a full fine-tune) would print their names on top of each other. Greedy, highest score first, in
+    plot-area fractions of the log cost axis and of the score axis (SCORE_AXIS)."""
+    log_x = np.log10(x)
+    px_ = (log_x - log_x.min()) / max(log_x.max() - log_x.min(), 1e-12)
+    py_ = (y - SCORE_AXIS[0]) / (SCORE_AXIS[1] - SCORE_AXIS[0])
+    placed: list[tuple[float, float, float, float]] = []  # boxes: left, right, bottom, top
+    positions: dict = {}
+    for i in py_.sort_values(ascending=False).index:
+        half_width = LABEL_CHAR_WIDTH * len(str(texts[i])) / 2
+        for position in LABEL_POSITIONS:
+            bottom = py_[i] if position.startswith("top") else py_[i] - LABEL_HEIGHT
+            box = (px_[i] - half_width, px_[i] + half_width, bottom, bottom + LABEL_HEIGHT)
+            if not any(box[0] < b[1] and b[0] < box[1] and box[2] < b[3] and b[2] < box[3] for b in placed):
+                placed.append(box)
+                positions[i] = position
+                break
+    return pd.Series([positions.get(i) for i in x.index], index=x.index, dtype=object)
+
+
 def tradeoff(table: pd.DataFrame, cost: str, metric: str) -> go.Figure:
     """A score against a cost (log axis) per run, coloured by family, with the Pareto frontier as a step line.
 
@@ -54,13 +81,13 @@ def tradeoff(table: pd.DataFrame, cost: str, metric: str) -> go.Figure:
         y=metric,
         color="family",
         symbol="strategy",
-        text="model_short" if len(points) <= LABELLED_POINTS else None,
         hover_data=HOVER,
         log_x=True,
         labels={cost: cost_label, metric: metric_label, "model_short": "model"},
         title=f"{metric_label} vs {cost_label}",
     )
-    figure.update_traces(textposition="top center", textfont_size=11)
+    if len(points) <= LABELLED_POINTS:
+        label_points(figure, points, label_positions(points[cost], points[metric], points["model_short"]))
     figure.add_trace(
         go.Scatter(
             x=front[cost],
@@ -76,8 +103,18 @@ def tradeoff(table: pd.DataFrame, cost: str, metric: str) -> go.Figure:
         )
     )
     figure.update_xaxes(**log_ticks(points[cost]))
-    figure.update_yaxes(tickformat=axis_format(metric), autorangeoptions={"minallowed": 0, "maxallowed": 1})
+    figure.update_yaxes(tickformat=axis_format(metric), range=SCORE_AXIS)
     return figure
+
+
+def label_points(figure: go.Figure, points: pd.DataFrame, positions: pd.Series) -> None:
+    """Give each scatter trace's points their labels at `positions` (px.scatter splits points into one trace per
+    family and strategy; each trace's customdata row starts with the run id)."""
+    by_run = dict(zip(points["run_id"], zip(points["model_short"], positions, strict=True), strict=True))
+    for trace in figure.data:
+        labels = [by_run[row[0]] for row in trace.customdata]
+        trace.update(mode="markers+text", textfont_size=11, text=[text if where else "" for text, where in labels],
+                     textposition=[where or "top center" for _, where in labels])
 
 
 def top1_bars(table: pd.DataFrame, metric: str = "top1") -> go.Figure:
