@@ -21,6 +21,7 @@ import yaml
 
 import runfolder as R
 from runfolder.metrics import METRIC_SPECS
+from trainers.models import weight_files
 from verdict import compare_runs
 
 REFERENCE = Path(__file__).resolve().parent
@@ -86,16 +87,19 @@ def input_size(metrics: dict) -> str:
 
 
 @functools.cache  # asked for each run's epochs cell and again for its commands
-def first_stage_recipe(run: Path) -> Path | None:
-    """The recipe whose run wrote the weights this run trained on from (`--weights runs/<its name>/...`), if any."""
+def first_stage_recipes(run: Path) -> tuple[Path, ...]:
+    """The recipes whose runs wrote the weights this run started from (`--weights runs/<its name>/...`; a soup:
+    several, comma-joined), if any."""
     weights = R.read_train_config(run).get("weights")
-    if not weights:
-        return None
-    name = Path(weights).parent.name
+    return tuple(recipe_named(run, path.parent.name) for path in weight_files(weights)) if weights else ()
+
+
+def recipe_named(run: Path, name: str) -> Path:
     for recipe in sorted(RECIPES.glob("*.yaml")):
         if recipe_config(recipe).get("name") == name:
             return recipe
-    raise SystemExit(f"error: {run}: it trained on from {weights}, but no recipe in {RECIPES} is named {name}")
+    raise SystemExit(f"error: {run}: it started from the weights of run {name}, but no recipe in {RECIPES} is "
+                     "named so")
 
 
 def recipe_config(recipe: Path) -> dict:
@@ -104,20 +108,23 @@ def recipe_config(recipe: Path) -> dict:
 
 def epochs(run: Path, metrics: dict) -> str:
     """The run's epochs, after its first stage's: all of its recipe's, or as many as it ran before it stopped
-    (`first_stage_epochs`, recorded by the second stage)."""
-    recipe = first_stage_recipe(run)
-    if recipe is None:
+    (`first_stage_epochs`, recorded by the second stage); a soup's, after its ingredients'."""
+    recipes = first_stage_recipes(run)
+    if not recipes:
         return f"{metrics['epochs']}"
-    planned = recipe_config(recipe)["epochs"]
+    if len(recipes) > 1:
+        return f"{metrics['epochs']}, a soup of {len(recipes)} runs of {metrics['first_stage_epochs']}"
+    planned = recipe_config(recipes[0])["epochs"]
     ran = metrics.get("first_stage_epochs", planned)
-    first = f"`{recipe.name}`" if ran == planned else f"{ran} of the {planned} epochs of `{recipe.name}`"
+    first = f"`{recipes[0].name}`" if ran == planned else f"{ran} of the {planned} epochs of `{recipes[0].name}`"
     return f"{metrics['epochs']}, after {first}"
 
 
 def commands(run: Path, folder: str) -> list[str]:
-    """The run's command, after its first stage's where it trained on from another run's weights."""
-    stage = first_stage_recipe(run)
-    configs = [*([stage.relative_to(REFERENCE.parent)] if stage else []), f"reference/{run.name}/{R.TRAIN_CONFIG}"]
+    """The run's command, after those of the runs whose weights it started from (a second stage's first, a soup's
+    ingredients)."""
+    configs = [*(recipe.relative_to(REFERENCE.parent) for recipe in first_stage_recipes(run)),
+               f"reference/{run.name}/{R.TRAIN_CONFIG}"]
     return [f"python trainers/finetune.py --config {config} --data-dir DATA/{folder}" for config in configs]
 
 

@@ -35,6 +35,7 @@ from model_cards.card import write_card
 from trainers.config import TrainConfig
 from trainers.data import load_dataset
 from trainers.inference import Predictor
+from trainers.models import SOUP_SEPARATOR, weight_files
 
 
 def relative_ids(sample_ids: pd.Series, data_dir: Path) -> list[str]:
@@ -62,9 +63,10 @@ def portable_train_config(config: dict[str, Any]) -> dict[str, Any]:
     }
     if config.get("data_dir"):
         portable["data_dir"] = f"path/to/{Path(config['data_dir']).name}"  # a placeholder for the user's copy
-    if config.get("weights") and Path(config["weights"]).is_absolute():  # a run trained on from another run's weights
-        weights = Path(config["weights"])
-        portable["weights"] = f"{TrainConfig.output}/{weights.parent.name}/{weights.name}"  # where that run writes them
+    if config.get("weights"):  # a run trained on from other runs' weights: a second stage, or a soup of several
+        portable["weights"] = SOUP_SEPARATOR.join(  # where those runs write them
+            f"{TrainConfig.output}/{path.parent.name}/{path.name}" if path.is_absolute() else str(path)
+            for path in weight_files(config["weights"]))
     return portable
 
 

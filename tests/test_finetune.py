@@ -362,6 +362,36 @@ def test_a_second_stage_is_pretrained_on_what_its_first_stage_was(tmp_path):
     assert first_stage_metrics(tmp_path / "loose" / R.WEIGHTS) == first_stage_metrics(None) == {}
 
 
+def test_a_soup_of_runs_is_their_average_evaluated_on_the_same_images(tmp_path, tiny_run):
+    """--weights A,B --epochs 0: the uniform soup of two runs, evaluated on their validation images and written as
+    a run folder that names its ingredients and keeps their pretraining."""
+    other = train_tiny(tmp_path, "--lr", "0.01", name="other")
+    soup = train_tiny(tmp_path, "--weights", f"{tiny_run},{other}", "--epochs", "0", name="soup")
+    metrics = R.read_metrics(soup)
+    assert metrics["epochs"] == 0 and metrics["best_epoch"] is None and metrics["train_images_per_s"] is None
+    assert metrics["soup_of"] == [tiny_run.name, "other"] and metrics["first_stage_epochs"] == 1
+    assert metrics["pretrained_tag"] == "tf_efficientnet_lite0.in1k"
+    a, b, mean = (load_file(str(run / R.WEIGHTS)) for run in (tiny_run, other, soup))
+    for key, tensor in mean.items():
+        expected = (a[key] + b[key]) / 2 if tensor.is_floating_point() else a[key]
+        torch.testing.assert_close(tensor, expected.to(tensor.dtype))
+    ids = [pd.read_parquet(run / R.PREDICTIONS).sample_id.tolist() for run in (tiny_run, soup)]
+    assert ids[0] == ids[1]
+    assert {p.name for p in soup.iterdir()} >= RUN_FILES - {"checkpoint"}  # nothing trained, nothing to resume
+    assert f"the average of the weights of `{tiny_run.name}`, `other`" in (soup / R.CARD).read_text()
+
+
+def test_a_soup_of_other_networks_is_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    from trainers.models import ModelError, read_weights
+
+    save_file({"classifier.weight": torch.zeros(10, 4)}, str(tmp_path / "a.safetensors"))
+    save_file({"classifier.weight": torch.zeros(3, 4)}, str(tmp_path / "b.safetensors"))
+    with pytest.raises(ModelError, match="does not hold the same tensors"):
+        read_weights(f"{tmp_path / 'a.safetensors'},{tmp_path / 'b.safetensors'}")
+
+
 def test_torchvision_vgg_weights_go_through_timm_filter(tmp_path):
     import torchvision
 

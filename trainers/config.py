@@ -59,7 +59,8 @@ class TrainConfig:
     # model
     model: str = _opt("efficientnet_lite0", f"timm model name or short name ({', '.join(SHORT_NAMES)})")
     pretrained: bool = _opt(True, "start from pretrained weights (--no-pretrained: random init)")
-    weights: str | None = _opt(None, "local weights file (.safetensors or .pth; timm or torchvision state dict)")
+    weights: str | None = _opt(None, "local weights file (.safetensors or .pth; timm or torchvision state dict) or "
+                                     "run folder; several joined by commas start from their average, a model soup")
     img_size: int | None = _opt(None, "training resolution (default: the backbone's pretrained input size)")
     test_img_size: int | None = _opt(None, "evaluation and deployment resolution, recorded in config.json (default: "
                                            "--img-size). Random-resized crops show objects larger than a centre crop "
@@ -80,7 +81,8 @@ class TrainConfig:
     feature_cache_dir: str | None = _opt(None, "also save the cached features here, keyed by the frozen weights, "
                                                "preprocessing and images: the next linear probe of the same backbone "
                                                "on the same images skips the backbone")
-    epochs: int = _opt(10, "training epochs")
+    epochs: int = _opt(10, "training epochs (0: evaluate the starting weights, e.g. a soup of --weights, and "
+                                "write their run folder)")
     batch_size: int = _opt(32, "images per step (per process under torchrun)")
     lr: float = _opt(1e-3, "learning rate of the new head")
     backbone_lr_scale: float = _opt(1.0, "backbone learning rate = lr x this (full/gradual); benchmarks/RESULTS.md "

