@@ -15,6 +15,7 @@ SCRIPTS = {  # console script -> a word its --help prints
     "arena-finetune": "--dataset",
     "arena-predict": "--out",
     "arena-export": "--opset",
+    "arena-soup": "--data-dir",
     "arena-app": "--analytics",
     "arena-leaderboard": "compare",
     "arena-dashboard": "Usage",
