@@ -269,11 +269,12 @@ def first_stages(weights: str | Path | None) -> list[Path]:
 def weights_tag(weights: str | Path) -> str:
     """A run's own weights (a second stage, or a soup of runs pretrained alike) carry on what that run was
     pretrained on; any other file is named."""
+    files = weight_files(weights)
     stages = first_stages(weights)
     tags = {R.read_metrics(stage).get("pretrained_tag") for stage in stages}
-    if len(stages) == len(weight_files(weights)) and len(tags) == 1 and None not in tags:
+    if len(stages) == len(files) and len(tags) == 1 and None not in tags:
         return tags.pop()
-    return "file:" + SOUP_SEPARATOR.join(path.name for path in weight_files(weights))
+    return "file:" + SOUP_SEPARATOR.join(path.name for path in files)
 
 
 def first_stage_metrics(weights: str | Path | None) -> dict:

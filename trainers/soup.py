@@ -51,18 +51,20 @@ def ingredients(runs: list[Path]) -> list[Ingredient]:
     """The runs, best validation top-1 first, after checking that they can be averaged and compared."""
     if len(runs) < 2:
         raise SoupError("a soup needs at least two runs")
-    first = runs[0]
     for run in runs:
         if not R.is_run(run):
             raise SoupError(f"{run} is not a run folder (no {R.METRICS})")
+    metrics = {run: R.read_metrics(run) for run in runs}  # each file read once
+    first, first_ids = runs[0], set(sample_ids(runs[0]))
+    for run in runs[1:]:
         for key in ("dataset", "model", "num_classes", "eval_split"):
-            if R.read_metrics(run)[key] != R.read_metrics(first)[key]:
+            if metrics[run][key] != metrics[first][key]:
                 raise SoupError(f"{run.name} and {first.name} differ in {key}: "
-                                f"{R.read_metrics(run)[key]!r} against {R.read_metrics(first)[key]!r}")
-        if set(sample_ids(run)) != set(sample_ids(first)):
+                                f"{metrics[run][key]!r} against {metrics[first][key]!r}")
+        if set(sample_ids(run)) != first_ids:
             raise SoupError(f"{run.name} and {first.name} were evaluated on different images: a greedy soup "
                             "compares its candidates on the images all of its runs share (the same carve and seed)")
-    return sorted((Ingredient(run, R.read_metrics(run)["top1"]) for run in runs), key=lambda i: -i.top1)
+    return sorted((Ingredient(run, metrics[run]["top1"]) for run in runs), key=lambda i: -i.top1)
 
 
 def sample_ids(run: Path) -> list[str]:
