@@ -291,7 +291,7 @@ def test_help_documents_every_flag():
                  "--mixup", "--cutmix", "--aug", "--img-size", "--val-split", "--balanced-val", "--class-weights",
                  "--seed", "--amp", "--channels-last", "--compile", "--ema", "--early-stop", "--workers", "--resume",
                  "--pipeline", "--max-train-samples", "--max-eval-samples", "--output", "--name", "--config",
-                 "--lr-find", "--push-to-hub", "--private"):
+                 "--lr-find", "--push-to-hub", "--private", "--cycles", "--swa"):
         assert flag in result.stdout, flag
 
 
@@ -390,6 +390,39 @@ def test_a_soup_of_other_networks_is_refused(tmp_path):
     save_file({"classifier.weight": torch.zeros(3, 4)}, str(tmp_path / "b.safetensors"))
     with pytest.raises(ModelError, match="does not hold the same tensors"):
         read_weights(f"{tmp_path / 'a.safetensors'},{tmp_path / 'b.safetensors'}")
+
+
+def test_swa_keeps_the_average_of_each_cycles_end_across_a_resume(tmp_path):
+    """--cycles 2 --swa over 4 epochs: the learning rate restarts after epoch 2, and the kept weights are the mean
+    of the weights at the two cycles' ends, the first of them checkpointed by a process that stopped there."""
+    # Every call names the run's flags: train_tiny's own would override those of the resumed run.
+    swa = ["--epochs", "4", "--cycles", "2", "--swa", "--max-train-samples", "32", "--time-limit", "0.001"]
+    run_dir = train_tiny(tmp_path, *swa, name="swa")  # stops after epoch 1, mid-cycle
+    resume = [*swa, "--resume", str(run_dir)]
+    train_tiny(tmp_path, *resume, name="swa")  # epoch 2: the first cycle's end
+    first_end = R.load_checkpoint(run_dir)
+    assert first_end["epoch"] == 2 and first_end["swa"]["n_averaged"] == 1
+    train_tiny(tmp_path, *resume, "--time-limit", "1000", name="swa")  # epochs 3 and 4
+    second_end = R.load_checkpoint(run_dir)["model"]
+    kept = load_file(str(run_dir / R.WEIGHTS))
+    for key, tensor in kept.items():
+        if tensor.is_floating_point():
+            mean = (first_end["model"][key].float() + second_end[key].float()) / 2
+            torch.testing.assert_close(tensor.float(), mean, rtol=1e-3, atol=1e-3)
+    # The learning rate each epoch ends with: half-way down a cycle, then back at --lr (1e-3) for the next one.
+    assert R.read_history(run_dir).lr.tolist() == pytest.approx([5e-4, 1e-3, 5e-4, 0], abs=1e-9)
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--epochs", "3", "--cycles", "2"], "divides --epochs 3"),
+    (["--epochs", "2", "--cycles", "2", "--sched", "step"], "has no cycles"),
+    (["--epochs", "2", "--swa"], "give --cycles 2 or more"),
+    (["--epochs", "2", "--cycles", "2", "--swa", "--ema"], "no --ema"),
+])
+def test_cycles_and_swa_that_cannot_run_are_refused_before_any_write(tmp_path, flags, message):
+    with pytest.raises(SystemExit, match=message):
+        train_tiny(tmp_path, *flags, name="refused")
+    assert not (tmp_path / "refused").exists()
 
 
 def test_torchvision_vgg_weights_go_through_timm_filter(tmp_path):

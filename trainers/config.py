@@ -29,7 +29,8 @@ DEFAULT_RECIPE = REPO_ROOT / "trainers" / "recipes" / "default.yaml"
 # the epoch with the best top-1 was often the first, before the learning rate annealed, and did worse on the
 # held-out test split (benchmarks/RESULTS.md, "Which weights to keep").
 KEEP_POLICIES = {
-    "last": "the last epoch's weights (the EMA's with --ema), as the Hugging Face Trainer keeps by default",
+    "last": "the last epoch's weights (the EMA's with --ema, the average with --swa), as the Hugging Face Trainer "
+            "keeps by default",
     "best": "the weights of the epoch with the lowest validation loss",
 }
 
@@ -92,6 +93,8 @@ class TrainConfig:
     weight_decay: float = _opt(0.05, "weight decay (not applied to norms and biases)")
     sched: str = _opt("cosine", "LR schedule, any timm.scheduler name (cosine, step, plateau, none)")
     warmup_epochs: int = _opt(0, "linear warm-up epochs")
+    cycles: int = _opt(1, "split the cosine schedule into N equal cycles, each restarting at --lr (SGDR warm "
+                          "restarts, timm's cycle_limit); --epochs must be a multiple of N")
     decay_epochs: float = _opt(30, "epochs between decays for --sched step")
     decay_rate: float = _opt(0.1, "decay factor for --sched step/plateau")
     label_smoothing: float = _opt(0.1, "label smoothing of the cross-entropy")
@@ -106,6 +109,8 @@ class TrainConfig:
     ema_warmup: bool = _opt(True, "timm's EMA warm-up, decay min(ema_decay, 1 - (1 + step)^-2/3): the average "
                                   "forgets the starting weights (without it, 0.998^1340 = 7%% of a 1,340-step run's "
                                   "average is its start)")
+    swa: bool = _opt(False, "stochastic weight averaging: keep the equal average of the weights at the end of each "
+                            "--cycles cycle (torch's AveragedModel, batch-norm statistics included) and evaluate it")
     keep: str = _choice("last", "the weights the run keeps", KEEP_POLICIES)
     early_stop: int | None = _opt(None, "stop after N epochs without a lower validation loss")
     time_limit: float | None = _opt(None, "stop after the epoch that ends past N seconds since the start "

@@ -35,6 +35,7 @@ from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
 from timm.scheduler.scheduler import Scheduler
 from timm.utils import ModelEmaV3
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampler
 from tqdm import tqdm
 
@@ -134,6 +135,7 @@ def train(cfg: TrainConfig) -> Path:
 
     # ---- data: read and split before anything is written, so bad input leaves no trace
     check_sizes(cfg)
+    check_schedule(cfg)
     splits = prepare_data(cfg)
 
     # ---- model and its input pipeline
@@ -192,6 +194,8 @@ def train(cfg: TrainConfig) -> Path:
         callbacks = ([MidEpochCheckpoint(run_dir, trainer, state, epoch, wall_s)]
                      if cfg.checkpoint_every and ddp.main else [])
         stats = train_one_epoch(trainer, loader, epoch, skip, callbacks)
+        if trainer.opt.swa is not None and (epoch + 1) % (cfg.epochs // cfg.cycles) == 0:  # a cycle's end
+            trainer.opt.swa.update_parameters(model)
         last_val = predict(trainer.evaluator, val_loader, device, trainer.opt.amp, ddp)
         logits, targets, _ = last_val
         state.train_images += stats.images
@@ -280,6 +284,17 @@ def check_sizes(cfg: TrainConfig) -> None:
             raise RunError(f"{flag} {size}: give a size in pixels, at least 8")
     if cfg.crop_pct is not None and not 0 < cfg.crop_pct <= 1:
         raise RunError(f"--crop-pct {cfg.crop_pct}: give the centre crop's share of the resized image, in (0, 1]")
+
+
+def check_schedule(cfg: TrainConfig) -> None:
+    if cfg.cycles < 1 or cfg.epochs % cfg.cycles:
+        raise RunError(f"--cycles {cfg.cycles}: give a number of cycles that divides --epochs {cfg.epochs}")
+    if cfg.cycles > 1 and cfg.sched not in CYCLIC_SCHEDULES:
+        raise RunError(f"--cycles {cfg.cycles}: --sched {cfg.sched} has no cycles; use one of "
+                       f"{', '.join(CYCLIC_SCHEDULES)}")
+    if cfg.swa and (cfg.cycles < 2 or cfg.ema):
+        raise RunError("--swa averages the weights at the end of each cycle: give --cycles 2 or more, and no --ema "
+                       "(a run keeps one average of its weights)")
 
 
 def data_configs(cfg: TrainConfig, model: torch.nn.Module) -> tuple[dict, dict]:
@@ -387,6 +402,7 @@ def cache_features(cfg: TrainConfig, model: torch.nn.Module, splits: D.DatasetSp
 
 # -------------------------------------------------------------------------------------------- training
 
+CYCLIC_SCHEDULES = ("cosine", "tanh", "poly")  # timm's schedulers that take cycle_limit (--cycles)
 FUSED_OPTIMIZERS = ("adam", "adamw", "sgd", "momentum", "nesterov")  # timm names of torch optimizers with fused=
 
 
@@ -399,6 +415,7 @@ class Optimisation:
     loss: torch.nn.Module
     mixup: Mixup | None
     ema: ModelEmaV3 | None
+    swa: AveragedModel | None  # the equal average of the weights at each cycle's end (--swa)
     amp: AbstractContextManager  # bf16 autocast on GPU with --amp, else a no-op
 
 
@@ -413,7 +430,8 @@ def build_optimisation(cfg: TrainConfig, model: torch.nn.Module, class_counts: l
     # Stepped per update, except timm's plateau schedule, which steps per epoch on validation top-1. timm's
     # schedules need an epoch; --epochs 0 (evaluation only) never steps this one.
     scheduler, _ = create_scheduler_v2(
-        optimizer, sched="constant" if cfg.sched == "none" else cfg.sched, num_epochs=max(cfg.epochs, 1),
+        optimizer, sched="constant" if cfg.sched == "none" else cfg.sched,
+        num_epochs=max(cfg.epochs // cfg.cycles, 1), cycle_limit=cfg.cycles, cycle_decay=1.0,
         warmup_epochs=cfg.warmup_epochs, decay_epochs=cfg.decay_epochs, decay_rate=cfg.decay_rate,
         step_on_epochs=cfg.sched == "plateau", updates_per_epoch=steps_per_epoch,
     )
@@ -423,8 +441,9 @@ def build_optimisation(cfg: TrainConfig, model: torch.nn.Module, class_counts: l
     loss = (SoftTargetCrossEntropy() if mixup else
             torch.nn.CrossEntropyLoss(weight=weights, label_smoothing=cfg.label_smoothing))
     ema = ModelEmaV3(model, decay=cfg.ema_decay, use_warmup=cfg.ema_warmup) if cfg.ema else None
+    swa = AveragedModel(model, use_buffers=True) if cfg.swa else None
     return Optimisation(
-        optimizer, scheduler, loss, mixup, ema,
+        optimizer, scheduler, loss, mixup, ema, swa,
         torch.autocast("cuda", dtype=torch.bfloat16) if cfg.amp and device.type == "cuda" else nullcontext())
 
 
@@ -444,8 +463,13 @@ class Trainer:
 
     @property
     def eval_model(self) -> torch.nn.Module:
-        """The weights that are validated and kept: the EMA's with --ema."""
-        return self.opt.ema.module if self.opt.ema else self.model
+        """The weights that are validated and kept: the EMA's with --ema; with --swa, the average once the first
+        cycle has ended."""
+        if self.opt.ema:
+            return self.opt.ema.module
+        if self.opt.swa is not None and self.opt.swa.n_averaged > 0:
+            return self.opt.swa.module
+        return self.model
 
     @property
     def evaluator(self) -> torch.nn.Module:
@@ -672,6 +696,7 @@ def save_state(run_dir: Path, trainer: Trainer, state: TrainState) -> None:
         "best": vars(state.best) if state.best else None,
         "model": trainer.model.state_dict(), "optimizer": opt.optimizer.state_dict(),
         "scheduler": opt.scheduler.state_dict(), "ema": opt.ema.state_dict() if opt.ema else None,
+        "swa": opt.swa.state_dict() if opt.swa else None,
         "config": trainer.cfg.to_dict(),
     })
 
@@ -683,6 +708,8 @@ def resume_from(run_dir: Path, trainer: Trainer) -> TrainState:
     trainer.opt.scheduler.load_state_dict(checkpoint["scheduler"])
     if trainer.opt.ema is not None and checkpoint["ema"] is not None:
         trainer.opt.ema.load_state_dict(checkpoint["ema"])
+    if trainer.opt.swa is not None and checkpoint.get("swa") is not None:
+        trainer.opt.swa.load_state_dict(checkpoint["swa"])
     state = TrainState(**{f.name: checkpoint[f.name] for f in fields(TrainState) if f.name in checkpoint})
     state.best = BestEpoch(**state.best) if state.best else None
     return state
