@@ -409,6 +409,7 @@ def test_swa_keeps_the_average_of_each_cycles_end_across_a_resume(tmp_path):
         if tensor.is_floating_point():
             mean = (first_end["model"][key].float() + second_end[key].float()) / 2
             torch.testing.assert_close(tensor.float(), mean, rtol=1e-3, atol=1e-3)
+    assert "the end of each of the run's 2 cosine cycles" in (run_dir / R.CARD).read_text()
     # The learning rate each epoch ends with: half-way down a cycle, then back at --lr (1e-3) for the next one.
     assert R.read_history(run_dir).lr.tolist() == pytest.approx([5e-4, 1e-3, 5e-4, 0], abs=1e-9)
 
