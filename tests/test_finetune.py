@@ -291,7 +291,7 @@ def test_help_documents_every_flag():
                  "--mixup", "--cutmix", "--aug", "--img-size", "--val-split", "--balanced-val", "--class-weights",
                  "--seed", "--amp", "--channels-last", "--compile", "--ema", "--early-stop", "--workers", "--resume",
                  "--pipeline", "--max-train-samples", "--max-eval-samples", "--output", "--name", "--config",
-                 "--lr-find", "--push-to-hub", "--private", "--cycles", "--swa"):
+                 "--lr-find", "--push-to-hub", "--private", "--cycles", "--swa", "--split-seed"):
         assert flag in result.stdout, flag
 
 
@@ -424,6 +424,17 @@ def test_cycles_and_swa_that_cannot_run_are_refused_before_any_write(tmp_path, f
     with pytest.raises(SystemExit, match=message):
         train_tiny(tmp_path, *flags, name="refused")
     assert not (tmp_path / "refused").exists()
+
+
+def test_split_seed_keeps_the_images_while_the_seed_changes(tmp_path):
+    """--split-seed fixes the validation carve, so runs of other seeds pair up image by image (a soup's runs)."""
+    def ids(name: str, *flags: str) -> list[str]:
+        run = train_tiny(tmp_path, "--epochs", "0", *flags, name=name)
+        return pd.read_parquet(run / R.PREDICTIONS).sample_id.tolist()
+
+    fixed = ids("a", "--seed", "1", "--split-seed", "7"), ids("b", "--seed", "2", "--split-seed", "7")
+    assert fixed[0] == fixed[1] == ids("c", "--seed", "7")
+    assert ids("d", "--seed", "2") != fixed[0]
 
 
 def test_torchvision_vgg_weights_go_through_timm_filter(tmp_path):

@@ -117,6 +117,8 @@ class TrainConfig:
                                           "(data loading included)")
     # runtime
     seed: int = _opt(42, "random seed")
+    split_seed: int | None = _opt(None, "seed of the validation carve and of --max-*-samples (default: --seed); fix it "
+                                        "to train other seeds on the same images, e.g. the runs of a model soup")
     seeds: int = _opt(1, "train N runs, with seeds seed, seed+1, ...: one seed group on the leaderboard (mean ± std); "
                          "the run folders are named <name>-seed<S>")
     deterministic: bool = _opt(False, "deterministic algorithms (exactly reproducible resume on CPU)")
@@ -136,6 +138,11 @@ class TrainConfig:
     db: str | None = _opt(None, "leaderboard store path (default: $ARENA_DB or the user cache)")
     push_to_hub: str | None = _opt(None, "publish the finished run to this Hub repo (ORG/NAME)")
     private: bool = _opt(False, "create the Hub repo private")
+
+    @property
+    def carve_seed(self) -> int:
+        """The seed that chooses the images: --split-seed, else --seed."""
+        return self.seed if self.split_seed is None else self.split_seed
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
