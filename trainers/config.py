@@ -140,6 +140,11 @@ class TrainConfig:
     private: bool = _opt(False, "create the Hub repo private")
 
     @property
+    def cycle_epochs(self) -> int:
+        """The epochs of one --cycles cycle: the --swa average takes the weights at the end of each."""
+        return self.epochs // self.cycles
+
+    @property
     def carve_seed(self) -> int:
         """The seed that chooses the images: --split-seed, else --seed."""
         return self.seed if self.split_seed is None else self.split_seed

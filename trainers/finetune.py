@@ -194,7 +194,7 @@ def train(cfg: TrainConfig) -> Path:
         callbacks = ([MidEpochCheckpoint(run_dir, trainer, state, epoch, wall_s)]
                      if cfg.checkpoint_every and ddp.main else [])
         stats = train_one_epoch(trainer, loader, epoch, skip, callbacks)
-        if trainer.opt.swa is not None and (epoch + 1) % (cfg.epochs // cfg.cycles) == 0:  # a cycle's end
+        if trainer.opt.swa is not None and (epoch + 1) % cfg.cycle_epochs == 0:  # a cycle's end
             trainer.opt.swa.update_parameters(model)
         last_val = predict(trainer.evaluator, val_loader, device, trainer.opt.amp, ddp)
         logits, targets, _ = last_val
@@ -431,7 +431,7 @@ def build_optimisation(cfg: TrainConfig, model: torch.nn.Module, class_counts: l
     # schedules need an epoch; --epochs 0 (evaluation only) never steps this one.
     scheduler, _ = create_scheduler_v2(
         optimizer, sched="constant" if cfg.sched == "none" else cfg.sched,
-        num_epochs=max(cfg.epochs // cfg.cycles, 1), cycle_limit=cfg.cycles, cycle_decay=1.0,
+        num_epochs=max(cfg.cycle_epochs, 1), cycle_limit=cfg.cycles, cycle_decay=1.0,
         warmup_epochs=cfg.warmup_epochs, decay_epochs=cfg.decay_epochs, decay_rate=cfg.decay_rate,
         step_on_epochs=cfg.sched == "plateau", updates_per_epoch=steps_per_epoch,
     )
