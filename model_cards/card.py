@@ -126,13 +126,6 @@ def _load_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, 
     return read_metrics(run_dir), read_config(run_dir), train_config or {}
 
 
-def averaged_cycles(metrics: dict[str, Any], train_config: dict[str, Any]) -> int | None:
-    """How many cycle ends a --swa run's weights average: the cycles it completed (a time limit can stop it early)."""
-    if not train_config.get("swa"):
-        return None
-    return metrics["epochs"] // (train_config["epochs"] // train_config["cycles"])
-
-
 def render_card(run_dir: Path, hub_repo: str | None = None) -> ModelCard:
     """Build the model card of a run folder; `hub_repo` ("ORG/NAME") fills the usage snippets when known."""
     run_dir = Path(run_dir)
@@ -151,7 +144,6 @@ def render_card(run_dir: Path, hub_repo: str | None = None) -> ModelCard:
         published=hub_repo is not None,
         base_model_id=data.base_model,
         setup_rows=[(key, _cell(value)) for key, value in _flatten(train_config)],
-        swa_cycles=averaged_cycles(metrics, train_config),
         result_rows=_result_rows(metrics),
         per_class_rows=_per_class_rows(metrics),
         confusion_png=CONFUSION_PNG if (run_dir / CONFUSION_PNG).is_file() else None,

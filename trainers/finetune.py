@@ -242,8 +242,7 @@ def train(cfg: TrainConfig) -> Path:
     if ddp.main:
         evaluation = Evaluation(logits, targets, [eval_samples[i].sample_id for i in indices.tolist()],
                                 fit_temperature(val_logits, val_targets))  # on validation, never on test
-        metrics = final_metrics(cfg, trainer.eval_model, splits, data_config, evaluation, state,
-                                wall_s(), trainer.features)
+        metrics = final_metrics(trainer, splits, data_config, evaluation, state, wall_s())
         write_run(run_dir, trainer.eval_model, splits, data_config, evaluation, metrics)
         print_summary(run_dir, metrics)
         publish_and_record(cfg, run_dir)
@@ -744,11 +743,12 @@ class Evaluation:
     temperature: float  # fitted on the validation logits (runfolder.TEMPERATURE)
 
 
-def final_metrics(cfg: TrainConfig, model: torch.nn.Module, splits: D.DatasetSplits, data_config: dict,
-                  evaluation: Evaluation, state: TrainState, wall_s: float,
-                  features: FeatureCache | None = None) -> dict:
-    """metrics.json: the evaluation's figures, the model's cost, and how the run was made (a cached linear
-    probe adds what computing its features took: with --feature-cache-dir, maybe in an earlier run)."""
+def final_metrics(trainer: Trainer, splits: D.DatasetSplits, data_config: dict, evaluation: Evaluation,
+                  state: TrainState, wall_s: float) -> dict:
+    """metrics.json: the evaluation's figures, the kept model's cost, and how the run was made (a cached linear
+    probe adds what computing its features took: with --feature-cache-dir, maybe in an earlier run; --swa, how
+    many cycle ends its weights average)."""
+    cfg, model, features, swa = trainer.cfg, trainer.eval_model, trainer.features, trainer.opt.swa
     device = next(model.parameters()).device
     return {
         "schema": R.METRICS_SCHEMA, "dataset": cfg.dataset, "eval_split": splits.eval_split,
@@ -765,6 +765,7 @@ def final_metrics(cfg: TrainConfig, model: torch.nn.Module, splits: D.DatasetSpl
         "seed": cfg.seed, "created": datetime.now(UTC).isoformat(timespec="seconds"),
         **first_stage_metrics(cfg.weights),
         **({"feature_cache_s": features.seconds, "feature_cache_read": features.read} if features else {}),
+        **({"swa_cycles": int(swa.n_averaged)} if swa is not None else {}),
         **run_environment(device),
     }
 

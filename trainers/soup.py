@@ -2,13 +2,13 @@
 
     python -m trainers.soup RUN RUN [RUN ...] --data-dir DIR [--output runs] [--name NAME] [--no-record]
 
-The runs must be fine-tunings of one architecture from the same pretrained start, evaluated on the same images
-(the same dataset, carve and seed), e.g. one recipe trained with other augmentations or learning rates. Greedy soup
-(Wortsman et al., 2022, Algorithm 1): the runs are ranked by their own validation top-1; the soup starts as the best
-one, and each next run joins when the average with it scores at least as well on validation. Every candidate is
-evaluated by `finetune.py --weights A,B,... --epochs 0`, the same code that finishes a training run, and the kept
-soup is written as a run folder (`metrics.json` `soup_of` names its ingredients). The uniform soup of runs you
-choose yourself is that command alone.
+The runs must be fine-tunings of one architecture from the same pretrained start, evaluated on the same images (the
+same dataset and carve: --split-seed, else --seed), e.g. one recipe trained with other augmentations, learning rates
+or seeds. Greedy soup (Wortsman et al., 2022, Algorithm 1): the runs are ranked by their own validation top-1; the
+soup starts as the best one, and each next run joins when the average with it scores at least as well on validation.
+Every candidate is evaluated by `finetune.py --weights A,B,... --epochs 0`, the same code that finishes a training
+run, and the kept soup is written as a run folder (`metrics.json` `soup_of` names its ingredients). The uniform soup
+of runs you choose yourself is that command alone.
 """
 
 from __future__ import annotations
@@ -63,7 +63,8 @@ def ingredients(runs: list[Path]) -> list[Ingredient]:
                                 f"{metrics[run][key]!r} against {metrics[first][key]!r}")
         if set(sample_ids(run)) != first_ids:
             raise SoupError(f"{run.name} and {first.name} were evaluated on different images: a greedy soup "
-                            "compares its candidates on the images all of its runs share (the same carve and seed)")
+                            "compares its candidates on the images all of its runs share (the same carve: "
+                            "--split-seed, else --seed)")
     return sorted((Ingredient(run, metrics[run]["top1"]) for run in runs), key=lambda i: -i.top1)
 
 
