@@ -90,15 +90,34 @@ def input_size(metrics: dict) -> str:
 def first_stage_recipes(run: Path) -> tuple[Path, ...]:
     """The recipes whose runs wrote the weights this run started from (`--weights runs/<its name>/...`; a soup:
     several, comma-joined), if any."""
-    weights = R.read_train_config(run).get("weights")
-    return tuple(recipe_named(run, path.parent.name) for path in weight_files(weights)) if weights else ()
+    return recipes_of(R.read_train_config(run).get("weights"), run)
 
 
-def recipe_named(run: Path, name: str) -> Path:
+def recipes_of(weights: str | None, source: Path) -> tuple[Path, ...]:
+    return tuple(recipe_named(source, path.parent.name) for path in weight_files(weights)) if weights else ()
+
+
+def earlier_recipes(run: Path) -> list[Path]:
+    """Every recipe to run before this one, earliest first: its first stages, and theirs (a soup of a second stage
+    and a run trained on from it: three stages deep)."""
+    ordered: list[Path] = []
+
+    def visit(recipe: Path) -> None:
+        for earlier in recipes_of(recipe_config(recipe).get("weights"), recipe):
+            visit(earlier)
+        if recipe not in ordered:
+            ordered.append(recipe)
+
+    for recipe in first_stage_recipes(run):
+        visit(recipe)
+    return ordered
+
+
+def recipe_named(source: Path, name: str) -> Path:
     for recipe in sorted(RECIPES.glob("*.yaml")):
         if recipe_config(recipe).get("name") == name:
             return recipe
-    raise SystemExit(f"error: {run}: it started from the weights of run {name}, but no recipe in {RECIPES} is "
+    raise SystemExit(f"error: {source}: it started from the weights of run {name}, but no recipe in {RECIPES} is "
                      "named so")
 
 
@@ -113,7 +132,9 @@ def epochs(run: Path, metrics: dict) -> str:
     if not recipes:
         return f"{metrics['epochs']}"
     if len(recipes) > 1:
-        return f"{metrics['epochs']}, a soup of {len(recipes)} runs of {metrics['first_stage_epochs']}"
+        before = [f"`{recipe.name}`" for recipe in earlier_recipes(run) if recipe not in recipes]
+        soup = f"{metrics['epochs']}, a soup of {len(recipes)} runs of {metrics['first_stage_epochs']}"
+        return f"{soup}, after {' and '.join(before)}" if before else soup
     planned = recipe_config(recipes[0])["epochs"]
     ran = metrics.get("first_stage_epochs", planned)
     first = f"`{recipes[0].name}`" if ran == planned else f"{ran} of the {planned} epochs of `{recipes[0].name}`"
@@ -122,8 +143,8 @@ def epochs(run: Path, metrics: dict) -> str:
 
 def commands(run: Path, folder: str) -> list[str]:
     """The run's command, after those of the runs whose weights it started from (a second stage's first, a soup's
-    ingredients)."""
-    configs = [*(recipe.relative_to(REFERENCE.parent) for recipe in first_stage_recipes(run)),
+    ingredients, and their own first stages)."""
+    configs = [*(recipe.relative_to(REFERENCE.parent) for recipe in earlier_recipes(run)),
                f"reference/{run.name}/{R.TRAIN_CONFIG}"]
     return [f"python trainers/finetune.py --config {config} --data-dir DATA/{folder}" for config in configs]
 

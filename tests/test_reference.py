@@ -202,13 +202,13 @@ SECOND_STAGES = [run for run in REFERENCES if R.read_train_config(run).get("weig
 @pytest.mark.parametrize("run", SECOND_STAGES, ids=lambda p: p.name)
 def test_a_second_stage_ships_the_recipe_of_its_first_and_both_commands(run):
     sys.path.insert(0, str(REPO / "reference"))
-    from contest import first_stage_recipes
+    from contest import earlier_recipes, first_stage_recipes
 
     recipes = first_stage_recipes(run)  # the recipes named as the folders the weights come from, or an error
     weights = R.read_train_config(run)["weights"].split(",")
     assert len(recipes) == len(weights)
     assert weights == [f"runs/{Path(w).parent.name}/{R.WEIGHTS}" for w in weights]  # where the first stages write them
     text = (REPO / "reference" / "README.md").read_text()
-    for recipe in recipes:
+    for recipe in earlier_recipes(run):  # the first stages' own first stages too, each before the runs it feeds
         stage_one = f"--config trainers/recipes/{recipe.name} "
         assert stage_one in text and text.index(stage_one) < text.index(f"--config reference/{run.name}/")
