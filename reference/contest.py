@@ -58,8 +58,9 @@ STUDY_FIGURES = {
 
 REPRODUCTION_NOTE = [
     "\"wall time\" is the whole run on the hardware named, data loading included; for a linear probe whose features "
-    "an earlier run had cached (`--feature-cache-dir`), the time computing them took is added. `DATA` is the "
-    "directory the archives were unpacked into (\"Commands\", below).", ""]
+    "an earlier run had cached (`--feature-cache-dir`), the time computing them took is added; for a second stage "
+    "or a soup that records it, so is the time the runs its weights came from trained (not their own first "
+    "stages). `DATA` is the directory the archives were unpacked into (\"Commands\", below).", ""]
 
 
 def runs_by_task() -> dict[str, list[Path]]:
@@ -75,8 +76,10 @@ def shown(key: str, metrics: dict) -> str:
 
 
 def wall_time(metrics: dict) -> str:
-    """The whole run, feature caching included even when an earlier run computed the features."""
-    seconds = metrics["wall_s"] + (metrics.get("feature_cache_s", 0) if metrics.get("feature_cache_read") else 0)
+    """The whole run: feature caching included even when an earlier run computed the features, and the runs its
+    weights came from where it recorded them (`first_stage_wall_s`)."""
+    cached = metrics.get("feature_cache_s", 0) if metrics.get("feature_cache_read") else 0
+    seconds = metrics["wall_s"] + metrics.get("first_stage_wall_s", 0) + cached
     return f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f} s"
 
 
@@ -127,14 +130,14 @@ def recipe_config(recipe: Path) -> dict:
 
 def epochs(run: Path, metrics: dict) -> str:
     """The run's epochs, after its first stage's: all of its recipe's, or as many as it ran before it stopped
-    (`first_stage_epochs`, recorded by the second stage); a soup's, after its ingredients'."""
+    (`first_stage_epochs`, recorded by the second stage); a soup's, after the recipes of its ingredients and of
+    their first stages."""
     recipes = first_stage_recipes(run)
     if not recipes:
         return f"{metrics['epochs']}"
-    if len(recipes) > 1:
-        before = [f"`{recipe.name}`" for recipe in earlier_recipes(run) if recipe not in recipes]
-        soup = f"{metrics['epochs']}, a soup of {len(recipes)} runs of {metrics['first_stage_epochs']}"
-        return f"{soup}, after {' and '.join(before)}" if before else soup
+    if len(recipes) > 1:  # each stage's planned epochs: the soup records only its longest ingredient's
+        stages = ", ".join(f"`{recipe.name}` ({recipe_config(recipe)['epochs']})" for recipe in earlier_recipes(run))
+        return f"{metrics['epochs']}: a soup of {len(recipes)} runs, trained by {stages}"
     planned = recipe_config(recipes[0])["epochs"]
     ran = metrics.get("first_stage_epochs", planned)
     first = f"`{recipes[0].name}`" if ran == planned else f"{ran} of the {planned} epochs of `{recipes[0].name}`"

@@ -358,7 +358,8 @@ def test_a_second_stage_is_pretrained_on_what_its_first_stage_was(tmp_path):
     (tmp_path / "loose").mkdir()
     assert pretrained_tag("efficientnet_lite0", True, tmp_path / "loose" / R.WEIGHTS) == "file:model.safetensors"
     # and its lineage: how many epochs the first stage trained, kept once the first stage's folder is gone
-    assert first_stage_metrics(first / R.WEIGHTS) == {"first_stage_epochs": R.read_metrics(first)["epochs"]}
+    assert first_stage_metrics(first / R.WEIGHTS) == {"first_stage_epochs": R.read_metrics(first)["epochs"],
+                                                      "first_stage_wall_s": R.read_metrics(first)["wall_s"]}
     assert first_stage_metrics(tmp_path / "loose" / R.WEIGHTS) == first_stage_metrics(None) == {}
 
 
@@ -370,6 +371,7 @@ def test_a_soup_of_runs_is_their_average_evaluated_on_the_same_images(tmp_path, 
     metrics = R.read_metrics(soup)
     assert metrics["epochs"] == 0 and metrics["best_epoch"] is None and metrics["train_images_per_s"] is None
     assert metrics["soup_of"] == [tiny_run.name, "other"] and metrics["first_stage_epochs"] == 1
+    assert metrics["first_stage_wall_s"] == sum(R.read_metrics(run)["wall_s"] for run in (tiny_run, other))
     assert metrics["pretrained_tag"] == "tf_efficientnet_lite0.in1k"
     a, b, mean = (load_file(str(run / R.WEIGHTS)) for run in (tiny_run, other, soup))
     for key, tensor in mean.items():
@@ -378,7 +380,9 @@ def test_a_soup_of_runs_is_their_average_evaluated_on_the_same_images(tmp_path, 
     ids = [pd.read_parquet(run / R.PREDICTIONS).sample_id.tolist() for run in (tiny_run, soup)]
     assert ids[0] == ids[1]
     assert {p.name for p in soup.iterdir()} >= RUN_FILES - {"checkpoint"}  # nothing trained, nothing to resume
-    assert f"the average of the weights of `{tiny_run.name}`, `other`" in (soup / R.CARD).read_text()
+    card = (soup / R.CARD).read_text()
+    assert f"the average of the weights of `{tiny_run.name}`, `other`" in card
+    assert f"Those runs trained for {round(metrics['first_stage_wall_s'] / 60)} minutes in all" in card
 
 
 def test_a_soup_of_other_networks_is_refused(tmp_path):

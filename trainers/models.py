@@ -278,14 +278,16 @@ def weights_tag(weights: str | Path) -> str:
 
 
 def first_stage_metrics(weights: str | Path | None) -> dict:
-    """What a second stage records of its first (metrics.json `first_stage_epochs`; a soup: its ingredients'
-    longest, and `soup_of`, their names), so that its lineage shows after those folders are gone; nothing
-    for other weights."""
+    """What a second stage records of its first (metrics.json `first_stage_epochs`, and `first_stage_wall_s`, how
+    long it ran; a soup: its ingredients' longest epochs, their summed wall time, and `soup_of`, their names), so
+    that its lineage and its whole cost show after those folders are gone; nothing for other weights."""
     stages = first_stages(weights)
     if not stages:
         return {}
-    epochs = {"first_stage_epochs": max(R.read_metrics(stage)["epochs"] for stage in stages)}
-    return epochs | ({"soup_of": [stage.name for stage in stages]} if len(weight_files(weights)) > 1 else {})
+    metrics = [R.read_metrics(stage) for stage in stages]
+    lineage = {"first_stage_epochs": max(m["epochs"] for m in metrics),
+               "first_stage_wall_s": sum(m["wall_s"] for m in metrics)}
+    return lineage | ({"soup_of": [stage.name for stage in stages]} if len(weight_files(weights)) > 1 else {})
 
 
 def pretrained_tag(name: str, pretrained: bool, weights: str | Path | None) -> str:
