@@ -69,7 +69,7 @@ import runfolder as R
 from trainers.config import TrainConfig, parse_config
 from trainers.finetune import train
 from trainers.inference import images_in
-from trainers.models import LITE0_WEIGHTS
+from trainers.models import OFFLINE_DEFAULT, OFFLINE_WEIGHTS
 
 MIB = 2**20
 TRANSFER_LIMIT = 64 * MIB  # what one call to the GPU machine carries: the working tree plus the carried paths
@@ -85,7 +85,8 @@ TABLES = ("1-train-step", "1-input-pipeline", "runs")
 TARGET_TOP1 = 0.95  # the CIFAR-10 headline: seconds to this validation top-1
 
 # What travels besides the tracked files, in order of value: destination (under the work folder there) <- source.
-LITE0_PACKAGE = Path(LITE0_WEIGHTS).parts[0]
+LITE0_WEIGHTS = OFFLINE_WEIGHTS[OFFLINE_DEFAULT].site_path
+LITE0_PACKAGE = OFFLINE_WEIGHTS[OFFLINE_DEFAULT].module
 SITE = "site"  # put on sys.path there, so trainers/models.py imports the Lite0 weights package as here
 ARCHIVES = ("cifar10-train.tar.gz", "chest_xray-train.tar.gz", "fer2013-train.tar.gz", "fer2013-publictest.tar.gz",
             "tiny-imagenet-200-train100.tar.gz")

@@ -14,7 +14,7 @@ import runfolder as R
 from trainers.custom_models import BackboneWithHead
 from trainers.feature_cache import FeatureHead, cacheable, extract
 from trainers.inference import Predictor
-from trainers.models import create_backbone, lite0_package_state_dict
+from trainers.models import create_backbone, package_state_dict
 
 
 def test_cached_probe_predictions_are_the_full_models(tmp_path):
@@ -74,7 +74,7 @@ def test_head_starts_from_the_imagenet_rows_of_known_classes():
     wnids = ImageNetInfo().label_names()
     picked = [wnids[1], wnids[500], wnids[999]]
     model, notes = create_backbone("efficientnet_lite0", 3, class_ids=picked)
-    source = lite0_package_state_dict()
+    source = package_state_dict()
     torch.testing.assert_close(model.classifier.weight, source["classifier.weight"][[1, 500, 999]])
     torch.testing.assert_close(model.classifier.bias, source["classifier.bias"][[1, 500, 999]])
     assert any("ImageNet classifier's rows" in n for n in notes)
@@ -88,7 +88,7 @@ def test_imagenet_head_gives_the_imagenet_models_logits_for_its_classes():
     subset = wnids[::5]  # 200 classes, as Tiny ImageNet has
     model, _ = create_backbone("efficientnet_lite0", len(subset), class_ids=subset)
     full = timm.create_model("tf_efficientnet_lite0", num_classes=1000)
-    full.load_state_dict(lite0_package_state_dict())
+    full.load_state_dict(package_state_dict())
     x = torch.randn(2, 3, 96, 96)
     with torch.no_grad():
         np.testing.assert_allclose(model.eval()(x).numpy(), full.eval()(x)[:, ::5].numpy(), atol=1e-4)

