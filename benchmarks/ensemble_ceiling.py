@@ -39,15 +39,13 @@ def probabilities(run: Path, labels: list[str]) -> tuple[pd.Index, np.ndarray, n
 
 def read_runs(runs: list[Path]) -> tuple[dict[str, np.ndarray], np.ndarray]:
     labels = R.config_labels(R.read_config(runs[0]))
-    ids, _, truth = probabilities(runs[0], labels)
-    by_run = {}
-    for run in runs:
-        run_ids, probs, _ = probabilities(run, labels)
+    read = {run: probabilities(run, labels) for run in runs}  # each file once
+    ids, _, truth = read[runs[0]]
+    for run, (run_ids, _, _) in read.items():
         if not run_ids.equals(ids):
             raise SystemExit(f"error: {run} was evaluated on other images than {runs[0]}: the runs must share their "
                              "validation split (train them with the same --split-seed)")
-        by_run[run.name] = probs
-    return by_run, truth
+    return {run.name: probs for run, (_, probs, _) in read.items()}, truth
 
 
 def ensemble_rows(by_run: dict[str, np.ndarray], truth: np.ndarray, sizes: list[int]) -> list[dict]:

