@@ -580,3 +580,22 @@ def test_ema_forgets_its_starting_weights_with_warmup(warmup):
         ema.update(model, step=step)
     start_share = 1 - (ema.module.get_classifier().weight - start).mean().item()
     assert (start_share < 0.05) if warmup else (start_share == pytest.approx(0.998 ** 299, rel=0.02))
+
+
+def test_mixup_keeps_the_class_weights():
+    """With --mixup the loss takes soft targets, and --class-weights still weighs them: on one-hot targets the
+    loss the trainer builds is torch's weighted cross-entropy, and a minority-class sample counts for more."""
+    from trainers.config import parse_config
+    from trainers.finetune import build_optimisation
+
+    cfg = parse_config(["--mixup", "0.2", "--class-weights", "--label-smoothing", "0"])
+    model = timm.create_model("test_efficientnet", num_classes=3)
+    loss = build_optimisation(cfg, model, [100, 10, 10], steps_per_epoch=1, device=torch.device("cpu")).loss
+    logits = torch.randn(8, 3, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([0, 1, 2, 0, 0, 1, 2, 0])
+    weight = torch.tensor([120 / 300, 120 / 30, 120 / 30])
+    expected = torch.nn.functional.cross_entropy(logits, labels, weight=weight)
+    one_hot = torch.nn.functional.one_hot(labels, 3).float()
+    assert loss(logits, one_hot).item() == pytest.approx(expected.item(), rel=1e-5)
+    unweighted = torch.nn.functional.cross_entropy(logits, labels)
+    assert abs(expected.item() - unweighted.item()) > 1e-3  # the weights change the loss, so the check above bites

@@ -405,6 +405,23 @@ CYCLIC_SCHEDULES = ("cosine", "tanh", "poly")  # timm's schedulers that take cyc
 FUSED_OPTIMIZERS = ("adam", "adamw", "sgd", "momentum", "nesterov")  # timm names of torch optimizers with fused=
 
 
+class WeightedSoftTargetCrossEntropy(torch.nn.Module):
+    """Soft-target cross-entropy (Mixup's targets) with per-class weights (--class-weights).
+
+    timm's SoftTargetCrossEntropy takes no weights. Each sample counts by its target's weight, `target @ weight`,
+    and the mean divides by their sum: on one-hot targets this is torch's `CrossEntropyLoss(weight=...)`.
+    """
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("weight", weight)
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        per_sample = torch.sum(-target * torch.log_softmax(logits, dim=-1), dim=-1)
+        sample_weight = target @ self.weight.to(target.dtype)
+        return (per_sample * sample_weight).sum() / sample_weight.sum()
+
+
 @dataclass
 class Optimisation:
     """Everything a training step needs besides the model and the batch."""
@@ -437,8 +454,10 @@ def build_optimisation(cfg: TrainConfig, model: torch.nn.Module, class_counts: l
     mixup = (Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, label_smoothing=cfg.label_smoothing,
                    num_classes=len(class_counts)) if cfg.mixup or cfg.cutmix else None)
     weights = D.class_weights(class_counts).to(device) if cfg.class_weights else None
-    loss = (SoftTargetCrossEntropy() if mixup else
-            torch.nn.CrossEntropyLoss(weight=weights, label_smoothing=cfg.label_smoothing))
+    if mixup:
+        loss = WeightedSoftTargetCrossEntropy(weights) if weights is not None else SoftTargetCrossEntropy()
+    else:
+        loss = torch.nn.CrossEntropyLoss(weight=weights, label_smoothing=cfg.label_smoothing)
     ema = ModelEmaV3(model, decay=cfg.ema_decay, use_warmup=cfg.ema_warmup) if cfg.ema else None
     swa = AveragedModel(model, use_buffers=True) if cfg.swa else None
     return Optimisation(
