@@ -77,9 +77,10 @@ def shown(key: str, metrics: dict) -> str:
 
 def wall_time(metrics: dict) -> str:
     """The whole run: feature caching included even when an earlier run computed the features, and the runs its
-    weights came from where it recorded them (`first_stage_wall_s`)."""
+    weights came from where it recorded them (`first_stage_wall_s`), and a distilled run's teachers
+    (`teachers_wall_s`)."""
     cached = metrics.get("feature_cache_s", 0) if metrics.get("feature_cache_read") else 0
-    seconds = metrics["wall_s"] + metrics.get("first_stage_wall_s", 0) + cached
+    seconds = metrics["wall_s"] + metrics.get("first_stage_wall_s", 0) + metrics.get("teachers_wall_s", 0) + cached
     return f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f} s"
 
 

@@ -34,6 +34,7 @@ import runfolder as R
 from model_cards.card import write_card
 from trainers.config import TrainConfig
 from trainers.data import load_dataset
+from trainers.distill import teacher_runs
 from trainers.inference import Predictor
 from trainers.models import SOUP_SEPARATOR, weight_files
 
@@ -67,6 +68,10 @@ def portable_train_config(config: dict[str, Any]) -> dict[str, Any]:
         portable["weights"] = SOUP_SEPARATOR.join(  # where those runs write them
             f"{TrainConfig.output}/{path.parent.name}/{path.name}" if path.is_absolute() else str(path)
             for path in weight_files(config["weights"]))
+    if config.get("teachers"):  # a distilled run: its teachers, where their recipes write them
+        portable["teachers"] = SOUP_SEPARATOR.join(
+            f"{TrainConfig.output}/{Path(run).name}" if Path(run).is_absolute() else run
+            for run in teacher_runs(config["teachers"]))
     return portable
 
 

@@ -196,6 +196,14 @@ def test_a_run_trained_on_from_another_runs_weights_names_where_that_run_writes_
                                              "weights": "runs/cifar10-stage1/model.safetensors", "lr": 3e-4}
 
 
+def test_a_distilled_run_names_where_its_teachers_write_their_runs():
+    sys.path.insert(0, str(REPO / "reference"))
+    from pack_run import portable_train_config
+
+    config = {"teachers": "/scratch/runs/chest-a,/scratch/runs/chest-b", "distill_weight": 0.5}
+    assert portable_train_config(config) == {"teachers": "runs/chest-a,runs/chest-b", "distill_weight": 0.5}
+
+
 SECOND_STAGES = [run for run in REFERENCES if R.read_train_config(run).get("weights")]
 
 

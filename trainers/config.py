@@ -101,6 +101,11 @@ class TrainConfig:
     mixup: float = _opt(0.0, "mixup alpha (0 = off)")
     cutmix: float = _opt(0.0, "cutmix alpha (0 = off)")
     aug: str = _choice("light", "training augmentation", {a.name: a.help for a in AUGMENTATIONS.values()})
+    teachers: str | None = _opt(None, "finished run folders (or hf-hub: ids), joined by commas: their averaged "
+                                      "probabilities on each training image become part of its target, knowledge "
+                                      "distillation of an ensemble into this one network (not with --mixup/--cutmix)")
+    distill_weight: float = _opt(0.5, "--teachers: the teachers' share of each target; the rest is the label, "
+                                      "smoothed by --label-smoothing")
     class_weights: bool = _opt(False, "weight the loss by inverse class frequency (imbalanced data)")
     balanced_sampler: bool = _opt(False, "sample training images so classes are seen equally often")
     clip_grad: float | None = _opt(None, "clip gradient norm to this value")

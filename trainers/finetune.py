@@ -44,6 +44,7 @@ from trainers import data as D
 from trainers import preload as P
 from trainers.augment import AUGMENTATIONS
 from trainers.config import REPO_ROOT, TrainConfig, parse_config
+from trainers.distill import distillation_targets, teacher_metrics, teacher_probabilities
 from trainers.evaluate import (
     calibration_metrics,
     classification_metrics,
@@ -136,6 +137,7 @@ def train(cfg: TrainConfig) -> Path:
     # ---- data: read and split before anything is written, so bad input leaves no trace
     check_sizes(cfg)
     check_schedule(cfg)
+    check_distillation(cfg)
     splits = prepare_data(cfg)
 
     # ---- model and its input pipeline
@@ -166,6 +168,8 @@ def train(cfg: TrainConfig) -> Path:
                                                      lambda samples: make_eval_loader(cfg, samples, eval_tf, mode,
                                                                                       ddp, eval_side))
         trainer.train_model = FeatureHead(model)
+    if cfg.teachers:
+        trainer.teacher_probs = teacher_probabilities(cfg.teachers, splits.train, splits.classes, device)
     if cfg.lr_find and ddp.main:
         suggestion = find_lr(trainer, make_loader(cfg, splits.train, train_tf, mode, 0, ddp), run_dir)
         print(f"lr_find: suggested --lr {suggestion:.2e} (plot: {run_dir / LR_FIND_PLOT})")
@@ -294,6 +298,12 @@ def check_schedule(cfg: TrainConfig) -> None:
     if cfg.swa and (cfg.cycles < 2 or cfg.ema):
         raise RunError("--swa averages the weights at the end of each cycle: give --cycles 2 or more, and no --ema "
                        "(a run keeps one average of its weights)")
+
+
+def check_distillation(cfg: TrainConfig) -> None:
+    if cfg.teachers and (cfg.mixup or cfg.cutmix or not 0 <= cfg.distill_weight <= 1):
+        raise RunError("--teachers: give --distill-weight between 0 and 1, and no --mixup or --cutmix (the teachers "
+                       "saw each image whole)")
 
 
 def data_configs(cfg: TrainConfig, model: torch.nn.Module) -> tuple[dict, dict]:
@@ -454,7 +464,7 @@ def build_optimisation(cfg: TrainConfig, model: torch.nn.Module, class_counts: l
     mixup = (Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, label_smoothing=cfg.label_smoothing,
                    num_classes=len(class_counts)) if cfg.mixup or cfg.cutmix else None)
     weights = D.class_weights(class_counts).to(device) if cfg.class_weights else None
-    if mixup:
+    if mixup or cfg.teachers:  # soft targets
         loss = WeightedSoftTargetCrossEntropy(weights) if weights is not None else SoftTargetCrossEntropy()
     else:
         loss = torch.nn.CrossEntropyLoss(weight=weights, label_smoothing=cfg.label_smoothing)
@@ -478,6 +488,7 @@ class Trainer:
     steps_per_epoch: int
     channels_last: bool  # --channels-last, unless the model has a layer that breaks in it on this device
     features: FeatureCache | None = None  # a linear probe's cached features; the batches are then features
+    teacher_probs: torch.Tensor | None = None  # --teachers: their probabilities, one row per training sample
 
     @property
     def eval_model(self) -> torch.nn.Module:
@@ -556,13 +567,16 @@ def train_one_epoch(trainer: Trainer, loader: Iterable, epoch: int, first_step: 
             continue
         for callback in callbacks:
             callback.before_step(step)
-        images, labels, _ = batch
+        images, labels, indices = batch
         images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
         if trainer.channels_last and images.ndim == 4:
             images = images.contiguous(memory_format=torch.channels_last)
         targets = labels
         if opt.mixup is not None and len(images) % 2 == 0:
             images, targets = opt.mixup(images, labels)
+        if trainer.teacher_probs is not None:
+            targets = distillation_targets(labels, trainer.teacher_probs[indices.cpu()], cfg.distill_weight,
+                                           cfg.label_smoothing)
         with opt.amp:
             logits = trainer.train_model(images)
             loss = opt.loss(logits, targets if opt.mixup is None or targets.ndim > 1 else
@@ -783,6 +797,7 @@ def final_metrics(trainer: Trainer, splits: D.DatasetSplits, data_config: dict, 
         "test_img_size": data_config["input_size"][-1], "train_samples": len(splits.train),
         "seed": cfg.seed, "created": datetime.now(UTC).isoformat(timespec="seconds"),
         **first_stage_metrics(cfg.weights),
+        **teacher_metrics(cfg.teachers, cfg.distill_weight),
         **({"feature_cache_s": features.seconds, "feature_cache_read": features.read} if features else {}),
         **({"swa_cycles": int(swa.n_averaged)} if swa is not None else {}),
         **run_environment(device),

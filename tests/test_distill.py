@@ -1,0 +1,63 @@
+"""Knowledge distillation (`--teachers`): the teachers' probabilities line up with the training images, and a
+student trains on them."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+from conftest import SAMPLE, train_tiny
+
+import runfolder as R
+from trainers.data import DataError, Sample
+from trainers.distill import distillation_targets, teacher_probabilities
+
+
+def run_samples(run) -> tuple[list[Sample], pd.DataFrame]:
+    predictions = pd.read_parquet(run / R.PREDICTIONS)
+    classes = R.read_config(run)["label_names"]
+    samples = [Sample(str(SAMPLE / sid), classes.index(label), sid)
+               for sid, label in zip(predictions["sample_id"], predictions["true_label"], strict=True)]
+    return samples, predictions
+
+
+def test_teacher_rows_are_its_predictions_of_those_images(tiny_run):
+    """Row i is the teacher's calibrated probabilities for sample i: on the teacher's own evaluation images they
+    reproduce its predictions.parquet, image by image, in a shuffled order."""
+    samples, predictions = run_samples(tiny_run)
+    order = torch.randperm(len(samples), generator=torch.Generator().manual_seed(0)).tolist()
+    probs = teacher_probabilities(str(tiny_run), [samples[i] for i in order], R.read_config(tiny_run)["label_names"],
+                                  torch.device("cpu"))
+    classes = R.read_config(tiny_run)["label_names"]
+    expected = predictions.iloc[order]
+    assert [classes[i] for i in probs.argmax(1).tolist()] == expected["pred_label"].tolist()
+    assert probs.max(1).values.numpy() == pytest.approx(expected[R.CALIBRATED_CONFIDENCE].to_numpy(), abs=1e-3)
+    assert probs.sum(1).numpy() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_teacher_of_other_classes_is_refused(tiny_run):
+    samples, _ = run_samples(tiny_run)
+    classes = R.read_config(tiny_run)["label_names"]
+    with pytest.raises(DataError, match="are not this dataset's"):
+        teacher_probabilities(str(tiny_run), samples[:2], classes[::-1], torch.device("cpu"))
+
+
+def test_targets_mix_the_smoothed_label_and_the_teachers():
+    teachers = torch.tensor([[0.2, 0.8], [0.6, 0.4]])
+    targets = distillation_targets(torch.tensor([0, 0]), teachers, weight=0.5, label_smoothing=0.1)
+    assert targets.flatten().tolist() == pytest.approx([0.575, 0.425, 0.775, 0.225])
+
+
+def test_a_student_trains_on_its_teachers(tiny_run, tmp_path):
+    run = train_tiny(tmp_path, "--teachers", str(tiny_run), "--distill-weight", "0.7", "--class-weights")
+    assert R.read_train_config(run)["teachers"] == str(tiny_run)
+    metrics = R.read_metrics(run)
+    assert metrics["distilled_from"] == [tiny_run.name] and metrics["distill_weight"] == 0.7
+    assert metrics["teachers_wall_s"] == R.read_metrics(tiny_run)["wall_s"]
+    assert f"distilled** (Hinton et al., 2015) from 1 finished run: `{tiny_run.name}`" in (run / R.CARD).read_text()
+
+
+def test_teachers_and_mixup_are_refused(tiny_run, tmp_path):
+    with pytest.raises(SystemExit, match="no --mixup"):
+        train_tiny(tmp_path, "--teachers", str(tiny_run), "--mixup", "0.2")
+    assert not (tmp_path / "tiny").exists()  # refused before anything was written

@@ -1,0 +1,67 @@
+"""Knowledge distillation of finished runs into the one being trained (`--teachers RUN,RUN,...`).
+
+The teachers' averaged, calibrated probabilities on every training image become part of that image's target
+(Hinton et al., 2015): `(1 - w) * label + w * teachers`, with `w` = `--distill-weight`. An ensemble of runs that err
+differently scores above each of them, and its soft targets carry that into a single network of the student's cost.
+
+The teachers see each image once, un-augmented, as they were evaluated, before training starts; timm's
+`LogitDistillationTask` runs its teacher on every augmented batch instead, which with an ensemble of teachers would
+cost each of them a forward pass per step. Here the teachers cost one pass over the training split in all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+import runfolder as R
+from trainers.data import DataError, Sample
+from trainers.inference import Predictor
+from trainers.models import SOUP_SEPARATOR
+
+TEACHER_BATCH = 64  # images per teacher forward pass
+
+
+def teacher_runs(teachers: str) -> list[str]:
+    """`--teachers`: run folders (or hf-hub: ids) joined by commas, as `--weights` joins a soup's runs."""
+    return [run.strip() for run in teachers.split(SOUP_SEPARATOR) if run.strip()]
+
+
+def teacher_probabilities(teachers: str, samples: Sequence[Sample], classes: list[str],
+                          device: torch.device) -> torch.Tensor:
+    """The teachers' averaged probabilities, one row per training sample in `samples` order (float32, CPU)."""
+    runs = teacher_runs(teachers)
+    total = torch.zeros(len(samples), len(classes))
+    for run in runs:
+        predictor = Predictor.from_run(run, str(device))
+        if predictor.labels != classes:
+            raise DataError(f"--teachers {run}: its classes {predictor.labels} are not this dataset's {classes}")
+        for start in tqdm(range(0, len(samples), TEACHER_BATCH), desc=f"teacher {run}", unit="batch", leave=False):
+            batch = samples[start:start + TEACHER_BATCH]
+            prediction = predictor.predict([sample.source for sample in batch])
+            if prediction.errors:
+                raise DataError(f"--teachers: unreadable training images: {prediction.errors}")
+            total[start:start + len(batch)] += torch.from_numpy(prediction.probs)
+    return total / len(runs)
+
+
+def teacher_metrics(teachers: str | None, weight: float) -> dict:
+    """What a distilled run records of its teachers (metrics.json `distilled_from`, their names; `distill_weight`;
+    `teachers_wall_s`, how long the local ones trained), so that its lineage and whole cost show without them."""
+    if not teachers:
+        return {}
+    runs = teacher_runs(teachers)
+    local = [Path(run) for run in runs if (Path(run) / R.METRICS).is_file()]
+    return {"distilled_from": [Path(run).name for run in runs], "distill_weight": weight,
+            "teachers_wall_s": sum(R.read_metrics(run)["wall_s"] for run in local)}
+
+
+def distillation_targets(labels: torch.Tensor, teacher_probs: torch.Tensor, weight: float,
+                         label_smoothing: float) -> torch.Tensor:
+    """Soft targets: the smoothed one-hot label and the teachers' probabilities, mixed by `weight`."""
+    classes = teacher_probs.shape[-1]
+    hard = torch.nn.functional.one_hot(labels, classes).float() * (1 - label_smoothing) + label_smoothing / classes
+    return (1 - weight) * hard + weight * teacher_probs.to(hard.device)
