@@ -61,3 +61,16 @@ def test_teachers_and_mixup_are_refused(tiny_run, tmp_path):
     with pytest.raises(SystemExit, match="no --mixup"):
         train_tiny(tmp_path, "--teachers", str(tiny_run), "--mixup", "0.2")
     assert not (tmp_path / "tiny").exists()  # refused before anything was written
+
+
+def test_teachers_of_one_preprocessing_share_each_decoded_image(tiny_run):
+    """Two teachers with the same preprocessing form one group (the images are decoded once for both); their
+    average is each one's probabilities when they are the same run."""
+    from trainers.distill import same_preprocessing, teacher
+
+    samples, _ = run_samples(tiny_run)
+    classes = R.read_config(tiny_run)["label_names"]
+    assert [len(g) for g in same_preprocessing([teacher(str(tiny_run), classes, torch.device("cpu"))] * 2)] == [2]
+    once = teacher_probabilities(str(tiny_run), samples, classes, torch.device("cpu"))
+    twice = teacher_probabilities(f"{tiny_run},{tiny_run}", samples, classes, torch.device("cpu"))
+    assert torch.allclose(once, twice, atol=1e-6)

@@ -33,19 +33,31 @@ def teacher_runs(teachers: str) -> list[str]:
 def teacher_probabilities(teachers: str, samples: Sequence[Sample], classes: list[str],
                           device: torch.device) -> torch.Tensor:
     """The teachers' averaged probabilities, one row per training sample in `samples` order (float32, CPU)."""
-    runs = teacher_runs(teachers)
+    predictors = [teacher(run, classes, device) for run in teacher_runs(teachers)]
     total = torch.zeros(len(samples), len(classes))
-    for run in runs:
-        predictor = Predictor.from_run(run, str(device))
-        if predictor.labels != classes:
-            raise DataError(f"--teachers {run}: its classes {predictor.labels} are not this dataset's {classes}")
-        for start in tqdm(range(0, len(samples), TEACHER_BATCH), desc=f"teacher {run}", unit="batch", leave=False):
-            batch = samples[start:start + TEACHER_BATCH]
-            prediction = predictor.predict([sample.source for sample in batch])
-            if prediction.errors:
-                raise DataError(f"--teachers: unreadable training images: {prediction.errors}")
-            total[start:start + len(batch)] += torch.from_numpy(prediction.probs)
-    return total / len(runs)
+    for group in same_preprocessing(predictors):  # each image decoded once per preprocessing, not per teacher
+        first = group[0]
+        desc = f"{len(group)} teacher(s) at {first.input_size[-1]} px"
+        for start in tqdm(range(0, len(samples), TEACHER_BATCH), desc=desc, unit="batch", leave=False):
+            images = torch.stack([first.preprocess(s.source) for s in samples[start:start + TEACHER_BATCH]])
+            for predictor in group:
+                total[start:start + len(images)] += predictor.predict_tensor(images)
+    return total / len(predictors)
+
+
+def teacher(run: str, classes: list[str], device: torch.device) -> Predictor:
+    predictor = Predictor.from_run(run, str(device))
+    if predictor.labels != classes:
+        raise DataError(f"--teachers {run}: its classes {predictor.labels} are not this dataset's {classes}")
+    return predictor
+
+
+def same_preprocessing(predictors: list[Predictor]) -> list[list[Predictor]]:
+    """The teachers grouped by what they make of an image (decode side, channels, timm's eval transform)."""
+    groups: dict[str, list[Predictor]] = {}
+    for predictor in predictors:
+        groups.setdefault(f"{predictor.mode} {predictor.min_side} {predictor.transform}", []).append(predictor)
+    return list(groups.values())
 
 
 def teacher_metrics(teachers: str | None, weight: float) -> dict:
