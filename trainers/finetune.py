@@ -169,7 +169,11 @@ def train(cfg: TrainConfig) -> Path:
                                                                                       ddp, eval_side))
         trainer.train_model = FeatureHead(model)
     if cfg.teachers:
+        started = time.time()
         trainer.teacher_probs = teacher_probabilities(cfg.teachers, splits.train, splits.classes, device)
+        if ddp.main:
+            print(f"teachers: their probabilities on {len(splits.train):,} training images in "
+                  f"{time.time() - started:.0f} s")
     if cfg.lr_find and ddp.main:
         suggestion = find_lr(trainer, make_loader(cfg, splits.train, train_tf, mode, 0, ddp), run_dir)
         print(f"lr_find: suggested --lr {suggestion:.2e} (plot: {run_dir / LR_FIND_PLOT})")
