@@ -21,6 +21,7 @@ import yaml
 
 import runfolder as R
 from runfolder.metrics import METRIC_SPECS
+from trainers.distill import teacher_runs
 from trainers.models import weight_files
 from verdict import compare_runs
 
@@ -60,7 +61,8 @@ REPRODUCTION_NOTE = [
     "\"wall time\" is the whole run on the hardware named, data loading included; for a linear probe whose features "
     "an earlier run had cached (`--feature-cache-dir`), the time computing them took is added; for a second stage "
     "or a soup that records it, so is the time the runs its weights came from trained (not their own first "
-    "stages). `DATA` is the directory the archives were unpacked into (\"Commands\", below).", ""]
+    "stages), and for a distilled run, its teachers' training time. `DATA` is the directory the archives were "
+    "unpacked into (\"Commands\", below).", ""]
 
 
 def runs_by_task() -> dict[str, list[Path]]:
@@ -101,18 +103,25 @@ def recipes_of(weights: str | None, source: Path) -> tuple[Path, ...]:
     return tuple(recipe_named(source, path.parent.name) for path in weight_files(weights)) if weights else ()
 
 
+def teacher_recipes(config: dict, source: Path) -> tuple[Path, ...]:
+    """The recipes of a distilled run's teachers (`--teachers runs/<name>,...`), if any."""
+    teachers = config.get("teachers")
+    return tuple(recipe_named(source, Path(run).name) for run in teacher_runs(teachers)) if teachers else ()
+
+
 def earlier_recipes(run: Path) -> list[Path]:
-    """Every recipe to run before this one, earliest first: its first stages, and theirs (a soup of a second stage
-    and a run trained on from it: three stages deep)."""
+    """Every recipe to run before this one, earliest first: its first stages and teachers, and theirs (a soup of a
+    second stage and a run trained on from it: three stages deep)."""
     ordered: list[Path] = []
 
     def visit(recipe: Path) -> None:
-        for earlier in recipes_of(recipe_config(recipe).get("weights"), recipe):
+        config = recipe_config(recipe)
+        for earlier in (*recipes_of(config.get("weights"), recipe), *teacher_recipes(config, recipe)):
             visit(earlier)
         if recipe not in ordered:
             ordered.append(recipe)
 
-    for recipe in first_stage_recipes(run):
+    for recipe in (*first_stage_recipes(run), *teacher_recipes(R.read_train_config(run), run)):
         visit(recipe)
     return ordered
 
@@ -121,8 +130,8 @@ def recipe_named(source: Path, name: str) -> Path:
     for recipe in sorted(RECIPES.glob("*.yaml")):
         if recipe_config(recipe).get("name") == name:
             return recipe
-    raise SystemExit(f"error: {source}: it started from the weights of run {name}, but no recipe in {RECIPES} is "
-                     "named so")
+    raise SystemExit(f"error: {source}: it builds on run {name} (its weights or its teacher), but no recipe in "
+                     f"{RECIPES} is named so")
 
 
 def recipe_config(recipe: Path) -> dict:
@@ -134,6 +143,9 @@ def epochs(run: Path, metrics: dict) -> str:
     (`first_stage_epochs`, recorded by the second stage); a soup's, after the recipes of its ingredients and of
     their first stages."""
     recipes = first_stage_recipes(run)
+    if metrics.get("distilled_from"):  # each teacher's recipe and planned epochs
+        stages = ", ".join(f"`{recipe.name}` ({recipe_config(recipe)['epochs']})" for recipe in earlier_recipes(run))
+        return f"{metrics['epochs']}, distilled from {len(metrics['distilled_from'])} runs trained by {stages}"
     if not recipes:
         return f"{metrics['epochs']}"
     if len(recipes) > 1:  # each stage's planned epochs: the soup records only its longest ingredient's

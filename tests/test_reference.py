@@ -220,3 +220,18 @@ def test_a_second_stage_ships_the_recipe_of_its_first_and_both_commands(run):
     for recipe in earlier_recipes(run):  # the first stages' own first stages too, each before the runs it feeds
         stage_one = f"--config trainers/recipes/{recipe.name} "
         assert stage_one in text and text.index(stage_one) < text.index(f"--config reference/{run.name}/")
+
+
+def test_a_distilled_stage_comes_after_the_recipes_of_its_teachers():
+    """A shipped run built on a distilled one (the 3-class soup) lists each teacher's recipe before the student's."""
+    sys.path.insert(0, str(REPO / "reference"))
+    from contest import earlier_recipes, recipe_config, teacher_recipes
+
+    students = 0
+    for run in SECOND_STAGES:
+        order = earlier_recipes(run)
+        for recipe in order:
+            teachers = teacher_recipes(recipe_config(recipe), recipe)
+            students += bool(teachers)
+            assert all(order.index(teacher) < order.index(recipe) for teacher in teachers)
+    assert students  # the check above met at least one distilled stage
