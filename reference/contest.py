@@ -134,6 +134,7 @@ def recipe_named(source: Path, name: str) -> Path:
                      f"{RECIPES} is named so")
 
 
+@functools.cache  # every recipe_named lookup reads every recipe
 def recipe_config(recipe: Path) -> dict:
     return yaml.safe_load(recipe.read_text(encoding="utf-8"))
 
@@ -143,18 +144,21 @@ def epochs(run: Path, metrics: dict) -> str:
     (`first_stage_epochs`, recorded by the second stage); a soup's, after the recipes of its ingredients and of
     their first stages."""
     recipes = first_stage_recipes(run)
-    if metrics.get("distilled_from"):  # each teacher's recipe and planned epochs
-        stages = ", ".join(f"`{recipe.name}` ({recipe_config(recipe)['epochs']})" for recipe in earlier_recipes(run))
-        return f"{metrics['epochs']}, distilled from {len(metrics['distilled_from'])} runs trained by {stages}"
+    if metrics.get("distilled_from"):
+        return f"{metrics['epochs']}, distilled from {len(metrics['distilled_from'])} runs trained by {stages(run)}"
     if not recipes:
         return f"{metrics['epochs']}"
-    if len(recipes) > 1:  # each stage's planned epochs: the soup records only its longest ingredient's
-        stages = ", ".join(f"`{recipe.name}` ({recipe_config(recipe)['epochs']})" for recipe in earlier_recipes(run))
-        return f"{metrics['epochs']}: a soup of {len(recipes)} runs, trained by {stages}"
+    if len(recipes) > 1:  # the soup records only its longest ingredient's epochs
+        return f"{metrics['epochs']}: a soup of {len(recipes)} runs, trained by {stages(run)}"
     planned = recipe_config(recipes[0])["epochs"]
     ran = metrics.get("first_stage_epochs", planned)
     first = f"`{recipes[0].name}`" if ran == planned else f"{ran} of the {planned} epochs of `{recipes[0].name}`"
     return f"{metrics['epochs']}, after {first}"
+
+
+def stages(run: Path) -> str:
+    """Each earlier stage's recipe and its planned epochs."""
+    return ", ".join(f"`{recipe.name}` ({recipe_config(recipe)['epochs']})" for recipe in earlier_recipes(run))
 
 
 def commands(run: Path, folder: str) -> list[str]:

@@ -66,13 +66,17 @@ def portable_train_config(config: dict[str, Any]) -> dict[str, Any]:
         portable["data_dir"] = f"path/to/{Path(config['data_dir']).name}"  # a placeholder for the user's copy
     if config.get("weights"):  # a run trained on from other runs' weights: a second stage, or a soup of several
         portable["weights"] = SOUP_SEPARATOR.join(  # where those runs write them
-            f"{TrainConfig.output}/{path.parent.name}/{path.name}" if path.is_absolute() else str(path)
+            f"{where_written(path.parent)}/{path.name}" if path.is_absolute() else str(path)
             for path in weight_files(config["weights"]))
     if config.get("teachers"):  # a distilled run: its teachers, where their recipes write them
         portable["teachers"] = SOUP_SEPARATOR.join(
-            f"{TrainConfig.output}/{Path(run).name}" if Path(run).is_absolute() else run
-            for run in teacher_runs(config["teachers"]))
+            where_written(Path(run)) if Path(run).is_absolute() else run for run in teacher_runs(config["teachers"]))
     return portable
+
+
+def where_written(run: Path) -> str:
+    """A run folder of the packing machine as its recipe writes it by default (`runs/<name>`)."""
+    return f"{TrainConfig.output}/{run.name}"
 
 
 def relabel(dest: Path, data_dir: Path) -> None:

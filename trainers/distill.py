@@ -20,14 +20,14 @@ from tqdm import tqdm
 import runfolder as R
 from trainers.data import DataError, Sample
 from trainers.inference import Predictor
-from trainers.models import SOUP_SEPARATOR
+from trainers.models import joined_parts
 
 TEACHER_BATCH = 64  # images per teacher forward pass
 
 
 def teacher_runs(teachers: str) -> list[str]:
     """`--teachers`: run folders (or hf-hub: ids) joined by commas, as `--weights` joins a soup's runs."""
-    return [run.strip() for run in teachers.split(SOUP_SEPARATOR) if run.strip()]
+    return [run for run in joined_parts(teachers) if run]
 
 
 def teacher_probabilities(teachers: str, samples: Sequence[Sample], classes: list[str],

@@ -135,10 +135,15 @@ def _rename_efficientnet_pytorch_keys(source: dict[str, torch.Tensor], body: str
     return renamed
 
 
+def joined_parts(value: str | Path) -> list[str]:
+    """The paths or ids an option joins by commas (`--weights` of a soup, `--teachers`)."""
+    return [part.strip() for part in str(value).split(SOUP_SEPARATOR)]
+
+
 def weight_files(weights: str | Path) -> list[Path]:
     """The files `--weights` names: one file or run folder, or several joined by commas (a model soup). A run
     folder stands for its own weights (`model.safetensors`)."""
-    files = [Path(part.strip()) for part in str(weights).split(SOUP_SEPARATOR)]
+    files = [Path(part) for part in joined_parts(weights)]
     return [path / R.WEIGHTS if R.is_run(path) else path for path in files]
 
 
