@@ -56,6 +56,7 @@ def test_default_run_with_no_arguments(tmp_path):
     assert metrics["top1"] > 0.4, metrics["top1"]  # chance is 0.10
     assert metrics["pretrained_tag"] == "tf_efficientnet_lite0.in1k"
     assert {p.name for p in run_dir.iterdir()} >= RUN_FILES
+    assert "epoch 1/" in result.stderr  # the training bar reaches a log file too, not only a terminal
 
 
 def test_run_folder_contract(tiny_run):
