@@ -115,15 +115,15 @@ def pack(run: Path, dest: Path, data_dir: Path, new_labels: bool = False) -> Non
         return
     if dest.exists():
         raise SystemExit(f"error: {dest} exists")
-    staging = dest.with_name(f".{dest.name}.packing")
-    shutil.rmtree(staging, ignore_errors=True)
+    hidden = dest.with_name(f".{dest.name}.packing")
+    staging = hidden / dest.name  # the folder's own name: the card is named after it
+    shutil.rmtree(hidden, ignore_errors=True)
     shutil.copytree(run, staging, ignore=shutil.ignore_patterns(R.CHECKPOINT))
     try:
         pack_in_place(staging, data_dir, new_labels)
-    except BaseException:
-        shutil.rmtree(staging)
-        raise
-    staging.rename(dest)
+        staging.rename(dest)
+    finally:
+        shutil.rmtree(hidden)
 
 
 def pack_in_place(dest: Path, data_dir: Path, new_labels: bool) -> None:

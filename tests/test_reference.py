@@ -68,7 +68,8 @@ def test_reference_is_a_complete_fp16_run_folder(run):
     assert (run / R.WEIGHTS).stat().st_size < 10e6
     metrics = R.read_metrics(run)
     assert len(pd.read_parquet(run / R.PREDICTIONS)) == sum(c["support"] for c in metrics["per_class"])
-    assert "model-index" in (run / R.CARD).read_text()
+    card = (run / R.CARD).read_text()
+    assert "model-index" in card and f"\n# {run.name}: " in card  # named after its own folder
 
 
 @pytest.mark.parametrize("run", REFERENCES, ids=[r.name for r in REFERENCES])
@@ -155,6 +156,7 @@ def test_pack_run_writes_the_reference_form_and_repacks_in_place(tiny_run, tmp_p
     machine_paths = (str(SAMPLE), str(tiny_run.parent))  # its data dir and output folder
     for name in (R.CARD, R.TRAIN_CONFIG):
         assert not any(path in (packed / name).read_text() for path in machine_paths), name
+    assert "\n# packed: " in (packed / R.CARD).read_text()  # the card names the folder, not its staging copy
     ids = pd.read_parquet(tiny_run / R.PREDICTIONS).sample_id
     assert pd.read_parquet(packed / R.PREDICTIONS).sample_id.equals(ids)
 
