@@ -183,6 +183,12 @@ def flipped_copy(source: Path, target: Path, every: int, offset: int = 0) -> Pat
     return target
 
 
+def edit_train_config(run: Path, **changes: Any) -> None:
+    """Set fields of a run folder's train_config.yaml (a seed, a learning rate), whatever they were."""
+    config = yaml.safe_load((run / "train_config.yaml").read_text())
+    (run / "train_config.yaml").write_text(yaml.safe_dump(config | changes))
+
+
 def right_answers(run: Path) -> pd.Series:
     """Whether each of a run's recorded predictions is right, by sample id, read from its predictions.parquet."""
     predictions = pd.read_parquet(run / "predictions.parquet").set_index("sample_id")

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
-from fixtures_runs import flipped_copy, wilson_text
+from fixtures_runs import edit_train_config, flipped_copy, wilson_text
 from streamlit.testing.v1 import AppTest
 
 import verdict as V
@@ -34,11 +33,6 @@ def texts(elements) -> str:
 
 def leaderboard(at: AppTest) -> pd.DataFrame:
     return next(frame.value for frame in at.dataframe if "tier" in frame.value.columns)
-
-
-def edit_train_config(run: Path, **changes) -> None:
-    config = yaml.safe_load((run / "train_config.yaml").read_text())
-    (run / "train_config.yaml").write_text(yaml.safe_dump(config | changes))
 
 
 @pytest.fixture(scope="module")

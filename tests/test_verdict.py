@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from fixtures_runs import correct_and_total, flipped_copy, right_answers, wilson_text
+from fixtures_runs import correct_and_total, edit_train_config, flipped_copy, right_answers, wilson_text
 from scipy.stats import binomtest
 
 import verdict as V
@@ -224,19 +224,12 @@ def test_show_prints_tiers_and_intervals(paired_runs, tmp_path, capsys):
     assert "cannot be told apart from its best run" in out
 
 
-def edit_train_config(run: Path, **changes) -> None:
-    config = yaml.safe_load((run / "train_config.yaml").read_text())
-    (run / "train_config.yaml").write_text(yaml.safe_dump(config | changes))
-
-
 def test_seed_groups(tmp_path):
     """Runs differing only in seed (and name) form one group: mean ± std and count; others stay alone."""
     runs = []
     for seed, top1 in ((1, 0.80), (2, 0.84), (3, 0.82)):
         run = flipped_copy(CIFAR, tmp_path / f"cifar10-seed{seed}", every=7 + seed)
-        config = (run / "train_config.yaml").read_text()
-        (run / "train_config.yaml").write_text(config.replace("seed: 42", f"seed: {seed}").replace(
-            "name: cifar10-efficientnet_lite0", f"name: cifar10-seed{seed}"))  # fmt: skip
+        edit_train_config(run, seed=seed, name=run.name)
         metrics = json.loads((run / "metrics.json").read_text())
         (run / "metrics.json").write_text(json.dumps(metrics | {"top1": top1}))
         runs.append(run)
