@@ -115,15 +115,19 @@ def earlier_recipes(run: Path) -> list[Path]:
     ordered: list[Path] = []
 
     def visit(recipe: Path) -> None:
-        config = recipe_config(recipe)
-        for earlier in (*recipes_of(config.get("weights"), recipe), *teacher_recipes(config, recipe)):
+        for earlier in builds_on(recipe_config(recipe), recipe):
             visit(earlier)
         if recipe not in ordered:
             ordered.append(recipe)
 
-    for recipe in (*first_stage_recipes(run), *teacher_recipes(R.read_train_config(run), run)):
+    for recipe in builds_on(R.read_train_config(run), run):
         visit(recipe)
     return ordered
+
+
+def builds_on(config: dict, source: Path) -> tuple[Path, ...]:
+    """The recipes of the runs a configuration starts from (`--weights`) and learns from (`--teachers`)."""
+    return (*recipes_of(config.get("weights"), source), *teacher_recipes(config, source))
 
 
 def recipe_named(source: Path, name: str) -> Path:

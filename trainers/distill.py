@@ -15,12 +15,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 import runfolder as R
 from trainers.data import DataError, Sample
 from trainers.inference import Predictor
 from trainers.models import joined_parts
+from trainers.progress import progress
 
 TEACHER_BATCH = 64  # images per teacher forward pass
 
@@ -38,7 +38,7 @@ def teacher_probabilities(teachers: str, samples: Sequence[Sample], classes: lis
     for group in same_preprocessing(predictors):  # each image decoded once per preprocessing, not per teacher
         first = group[0]
         desc = f"{len(group)} teacher(s) at {first.input_size[-1]} px"
-        for start in tqdm(range(0, len(samples), TEACHER_BATCH), desc=desc, unit="batch", leave=False):
+        for start in progress(range(0, len(samples), TEACHER_BATCH), desc, unit="batch"):
             images = torch.stack([first.preprocess(s.source) for s in samples[start:start + TEACHER_BATCH]])
             for predictor in group:
                 total[start:start + len(images)] += predictor.predict_tensor(images)

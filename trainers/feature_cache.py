@@ -24,10 +24,10 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
-from tqdm import tqdm
 
 import runfolder as R
 from trainers.custom_models import PooledHead
+from trainers.progress import progress
 
 
 def pools_first(classifier: nn.Module) -> bool:
@@ -78,7 +78,7 @@ def extract(model: nn.Module, loader, device: torch.device, desc: str) -> dict[s
     hook = classifier.register_forward_pre_hook(capture)
     features, labels, indices = [], [], []
     try:
-        for batch in tqdm(loader, desc=f"caching features: {desc}", unit="batch", leave=False, disable=None):
+        for batch in progress(loader, f"caching features: {desc}", unit="batch"):
             if batch is None:
                 continue
             images, batch_labels, batch_indices = batch

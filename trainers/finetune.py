@@ -37,7 +37,6 @@ from timm.scheduler.scheduler import Scheduler
 from timm.utils import ModelEmaV3
 from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampler
-from tqdm import tqdm
 
 import runfolder as R
 from trainers import data as D
@@ -64,10 +63,10 @@ from trainers.models import (
     pretrained_tag,
     set_trainable,
 )
+from trainers.progress import progress
 from trainers.report import measure_cost, print_summary, run_environment
 
 PROGRESS_EVERY = 10  # steps between progress-bar updates (each one syncs with the device)
-LOG_BAR_INTERVAL_S = 60.0  # a run logging to a file (nohup, CI) gets one progress update a minute, not ten a second
 
 
 class RunError(ValueError):
@@ -565,9 +564,8 @@ def train_one_epoch(trainer: Trainer, loader: Iterable, epoch: int, first_step: 
     sums = torch.zeros(2, dtype=torch.float64, device=device)
     seen, step = 0, first_step
     start = time.perf_counter()
-    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not ddp.main, leave=False,
-               mininterval=0.1 if sys.stderr.isatty() else LOG_BAR_INTERVAL_S,
-               initial=first_step, total=steps_per_epoch, unit="batch")
+    bar = progress(loader, f"epoch {epoch + 1}/{cfg.epochs}", show=ddp.main, initial=first_step,
+                   total=steps_per_epoch, unit="batch")
     for batch in bar:
         if batch is None:
             continue

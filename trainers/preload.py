@@ -23,10 +23,10 @@ import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision import transforms
-from tqdm import tqdm
 
 from trainers.augment import Augmentation
 from trainers.data import DataError, ImageDataset, Sample, collate_skip_none
+from trainers.progress import progress
 
 PIPELINES = {  # the --pipeline choices
     "workers": "decode + timm transforms every epoch in DataLoader workers",
@@ -83,7 +83,7 @@ def preload(samples: list[Sample], img_size: int, mode: str, device: torch.devic
                         num_workers=workers, collate_fn=collate_skip_none)
     images = torch.empty((len(samples), channels, side, side), dtype=torch.uint8, device=device)
     kept: list[int] = []
-    for batch in tqdm(loader, desc=f"preloading {len(samples)} images at {side} px", unit="batch", leave=False):
+    for batch in progress(loader, f"preloading {len(samples)} images at {side} px", unit="batch"):
         if batch is None:
             continue
         pixels, _, indices = batch
