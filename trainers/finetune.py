@@ -600,7 +600,7 @@ def train_one_epoch(trainer: Trainer, loader: Iterable, epoch: int, first_step: 
         if step % PROGRESS_EVERY == 0 or step == steps_per_epoch:
             loss_sum, correct = sums.tolist()
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}",
-                            img_s=f"{seen * ddp.world / elapsed:.1f}")
+                            img_s=f"{seen * ddp.world / elapsed:.1f}", refresh=False)  # shown at the bar's own pace
         if any([callback.after_step(step, loss, seen * ddp.world, elapsed) for callback in callbacks]):
             break
     seconds = time.perf_counter() - start
