@@ -15,7 +15,16 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from model_cards.datasets import DatasetInfo, dataset_info
-from runfolder import CARD, TRAIN_CONFIG, read_config, read_metrics, read_train_config, write_bytes
+from runfolder import (
+    CARD,
+    LINEAGE,
+    TRAIN_CONFIG,
+    read_config,
+    read_metrics,
+    read_train_config,
+    whole_wall_s,
+    write_bytes,
+)
 from runfolder.metrics import HUB_METRICS, METRIC_SPECS, PERCENT
 from verdict import Accuracy, accuracy_from_metrics
 
@@ -149,6 +158,7 @@ def render_card(run_dir: Path, hub_repo: str | None = None) -> ModelCard:
         confusion_png=CONFUSION_PNG if (run_dir / CONFUSION_PNG).is_file() else None,
         top1_interval=top1_interval(accuracy_from_metrics(metrics)),
         medical=metrics["dataset"] in MEDICAL_DATASETS,
+        whole_minutes=round(whole_wall_s(metrics) / 60) if LINEAGE in metrics else None,
     )
 
 

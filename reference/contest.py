@@ -59,9 +59,10 @@ STUDY_FIGURES = {
 
 REPRODUCTION_NOTE = [
     "\"wall time\" is the whole run on the hardware named, data loading included; for a linear probe whose features "
-    "an earlier run had cached (`--feature-cache-dir`), the time computing them took is added; for a second stage "
-    "or a soup that records it, so is the time the runs its weights came from trained (not their own first "
-    "stages), and for a distilled run, its teachers' training time. `DATA` is the directory the archives were "
+    "an earlier run had cached (`--feature-cache-dir`), the time computing them took is added; so is the "
+    "training time of every run a second stage, a soup or a distilled run builds on, each run once, as far back "
+    "as its `metrics.json` records them (`lineage`; a run recorded before lineages counts its own first stages "
+    "and teachers only). `DATA` is the directory the archives were "
     "unpacked into (\"Commands\", below).", ""]
 
 
@@ -78,11 +79,10 @@ def shown(key: str, metrics: dict) -> str:
 
 
 def wall_time(metrics: dict) -> str:
-    """The whole run: feature caching included even when an earlier run computed the features, and the runs its
-    weights came from where it recorded them (`first_stage_wall_s`), and a distilled run's teachers
-    (`teachers_wall_s`)."""
+    """The whole run: feature caching included even when an earlier run computed the features, and every run its
+    weights or targets came from (`runfolder.whole_wall_s`)."""
     cached = metrics.get("feature_cache_s", 0) if metrics.get("feature_cache_read") else 0
-    seconds = metrics["wall_s"] + metrics.get("first_stage_wall_s", 0) + metrics.get("teachers_wall_s", 0) + cached
+    seconds = R.whole_wall_s(metrics) + cached
     return f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f} s"
 
 

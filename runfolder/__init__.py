@@ -42,6 +42,7 @@ REQUIRED_METRICS = {"dataset": str, "eval_split": str, "num_classes": int, "mode
 # `local-dir:`/`hf-hub:` loaders read only their own keys there) and of metrics.json. Absent: T = 1, uncalibrated.
 TEMPERATURE = "temperature"
 CALIBRATED_CONFIDENCE = "calibrated_confidence"  # predictions.parquet: top-1 probability at the run's temperature
+LINEAGE = "lineage"  # metrics.json: {run name: its own wall_s} of every run this one builds on (`lineage`)
 RELIABILITY_BINS = 15  # equal-width confidence bins of metrics.json's ECE and of the reliability diagram
 
 
@@ -202,6 +203,28 @@ def read_metrics(run_dir: Path) -> dict[str, Any]:
         return validate_metrics(json.loads((Path(run_dir) / METRICS).read_text(encoding="utf-8")))
     except json.JSONDecodeError as error:
         raise MetricsError(f"corrupt JSON: {error}") from error
+
+
+def lineage(runs: Iterable[Path]) -> dict[str, float]:
+    """What a run records as `lineage`: every run its weights or targets came from (`runs`: its first stage, a
+    soup's ingredients, its teachers) and every run in their own lineages, each once by name with its own `wall_s`.
+    A run shared by several of them (the first stage of a soup's ingredients) counts once. A run written before
+    lineages were recorded stands for its earlier runs by what it recorded of them, under `<name> (earlier runs)`."""
+    found: dict[str, float] = {}
+    for run in map(Path, runs):
+        metrics = read_metrics(run)
+        earlier = metrics.get("first_stage_wall_s", 0) + metrics.get("teachers_wall_s", 0)
+        found |= metrics.get(LINEAGE) or ({f"{run.name} (earlier runs)": earlier} if earlier else {})
+        found[run.name] = metrics["wall_s"]
+    return found
+
+
+def whole_wall_s(metrics: dict) -> float:
+    """The run's wall time with every run it builds on (`lineage`); for a run written before lineages were
+    recorded, with the first stages and teachers it recorded (one level deep)."""
+    if LINEAGE in metrics:
+        return metrics["wall_s"] + sum(metrics[LINEAGE].values())
+    return metrics["wall_s"] + metrics.get("first_stage_wall_s", 0) + metrics.get("teachers_wall_s", 0)
 
 
 def read_config(run_dir: Path) -> dict:

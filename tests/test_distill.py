@@ -54,6 +54,7 @@ def test_a_student_trains_on_its_teachers(tiny_run, tmp_path):
     metrics = R.read_metrics(run)
     assert metrics["distilled_from"] == [tiny_run.name] and metrics["distill_weight"] == 0.7
     assert metrics["teachers_wall_s"] == R.read_metrics(tiny_run)["wall_s"]
+    assert metrics["lineage"] == {tiny_run.name: R.read_metrics(tiny_run)["wall_s"]}
     assert f"distilled** (Hinton et al., 2015) from 1 finished run: `{tiny_run.name}`" in (run / R.CARD).read_text()
 
 

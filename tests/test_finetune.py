@@ -383,6 +383,7 @@ def test_a_soup_of_runs_is_their_average_evaluated_on_the_same_images(tmp_path, 
     assert metrics["epochs"] == 0 and metrics["best_epoch"] is None and metrics["train_images_per_s"] is None
     assert metrics["soup_of"] == [tiny_run.name, "other"] and metrics["first_stage_epochs"] == 1
     assert metrics["first_stage_wall_s"] == sum(R.read_metrics(run)["wall_s"] for run in (tiny_run, other))
+    assert metrics["lineage"] == {run.name: R.read_metrics(run)["wall_s"] for run in (tiny_run, other)}
     assert metrics["pretrained_tag"] == "tf_efficientnet_lite0.in1k"
     a, b, mean = (load_file(str(run / R.WEIGHTS)) for run in (tiny_run, other, soup))
     for key, tensor in mean.items():
@@ -394,6 +395,7 @@ def test_a_soup_of_runs_is_their_average_evaluated_on_the_same_images(tmp_path, 
     card = (soup / R.CARD).read_text()
     assert f"the average of the weights of `{tiny_run.name}`, `other`" in card
     assert f"Those runs trained for {round(metrics['first_stage_wall_s'] / 60)} minutes in all" in card
+    assert f"recorded them (`lineage`), training took {round(R.whole_wall_s(metrics) / 60)} minutes in all" in card
 
 
 def test_a_soup_of_other_networks_is_refused(tmp_path):

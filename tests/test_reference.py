@@ -218,6 +218,8 @@ def test_a_second_stage_ships_the_recipe_of_its_first_and_both_commands(run):
     weights = R.read_train_config(run)["weights"].split(",")
     assert len(recipes) == len(weights)
     assert weights == [f"runs/{Path(w).parent.name}/{R.WEIGHTS}" for w in weights]  # where the first stages write them
+    # trained from those runs, not from loose copies of their weights: it carries on their pretraining
+    assert not R.read_metrics(run)["pretrained_tag"].startswith("file:")
     text = (REPO / "reference" / "README.md").read_text()
     for recipe in earlier_recipes(run):  # the first stages' own first stages too, each before the runs it feeds
         stage_one = f"--config trainers/recipes/{recipe.name} "

@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import timm
+from fixtures_runs import make_run
 
 import runfolder as R
 
@@ -71,3 +72,17 @@ def test_config_is_the_same_on_a_timm_without_data_config(tmp_path):
     assert configs[0] == configs[1]
     assert configs[1]["pretrained_cfg"]["input_size"] == [3, 64, 64]
     assert "test_input_size" not in configs[1]["pretrained_cfg"]
+
+
+def test_a_lineage_counts_every_run_built_on_once(tmp_path):
+    """Two second stages of one first stage, souped: the first stage counts once, however deep; a run recorded
+    before lineages stands for its earlier runs by the seconds it recorded of them."""
+    first = make_run(tmp_path, "first", wall_s=100.0)
+    a = make_run(tmp_path, "a", wall_s=10.0, lineage=R.lineage([first]))
+    b = make_run(tmp_path, "b", wall_s=20.0, lineage=R.lineage([first]))
+    assert R.lineage([a, b]) == {"first": 100.0, "a": 10.0, "b": 20.0}
+    soup = R.read_metrics(make_run(tmp_path, "soup", wall_s=1.0, lineage=R.lineage([a, b])))
+    assert R.whole_wall_s(soup) == 131.0
+    old = make_run(tmp_path, "old", wall_s=30.0, first_stage_wall_s=50.0, teachers_wall_s=5.0)
+    assert R.lineage([old]) == {"old (earlier runs)": 55.0, "old": 30.0}
+    assert R.whole_wall_s(R.read_metrics(old)) == 85.0

@@ -65,10 +65,13 @@ def teacher_metrics(teachers: str | None, weight: float) -> dict:
     `teachers_wall_s`, how long the local ones trained), so that its lineage and whole cost show without them."""
     if not teachers:
         return {}
-    runs = teacher_runs(teachers)
-    local = [Path(run) for run in runs if (Path(run) / R.METRICS).is_file()]
-    return {"distilled_from": [Path(run).name for run in runs], "distill_weight": weight,
-            "teachers_wall_s": sum(R.read_metrics(run)["wall_s"] for run in local)}
+    return {"distilled_from": [Path(run).name for run in teacher_runs(teachers)], "distill_weight": weight,
+            "teachers_wall_s": sum(R.read_metrics(run)["wall_s"] for run in local_teachers(teachers))}
+
+
+def local_teachers(teachers: str | None) -> list[Path]:
+    """The teachers that are run folders here (an `hf-hub:` teacher's training is not known)."""
+    return [Path(run) for run in teacher_runs(teachers or "") if R.is_run(Path(run))]
 
 
 def distillation_targets(labels: torch.Tensor, teacher_probs: torch.Tensor, weight: float,

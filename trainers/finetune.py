@@ -43,7 +43,7 @@ from trainers import data as D
 from trainers import preload as P
 from trainers.augment import AUGMENTATIONS
 from trainers.config import REPO_ROOT, TrainConfig, parse_config
-from trainers.distill import distillation_targets, teacher_metrics, teacher_probabilities
+from trainers.distill import distillation_targets, local_teachers, teacher_metrics, teacher_probabilities
 from trainers.evaluate import (
     calibration_metrics,
     classification_metrics,
@@ -59,6 +59,7 @@ from trainers.models import (
     channels_last_hazard,
     create_backbone,
     first_stage_metrics,
+    first_stages,
     param_groups,
     pretrained_tag,
     set_trainable,
@@ -802,10 +803,17 @@ def final_metrics(trainer: Trainer, splits: D.DatasetSplits, data_config: dict, 
         "seed": cfg.seed, "created": datetime.now(UTC).isoformat(timespec="seconds"),
         **first_stage_metrics(cfg.weights),
         **teacher_metrics(cfg.teachers, cfg.distill_weight),
+        **lineage_metrics(cfg),
         **({"feature_cache_s": features.seconds, "feature_cache_read": features.read} if features else {}),
         **({"swa_cycles": int(swa.n_averaged)} if swa is not None else {}),
         **run_environment(device),
     }
+
+
+def lineage_metrics(cfg: TrainConfig) -> dict:
+    """metrics.json `lineage`: every run this one's weights or targets came from, however far back."""
+    runs = first_stages(cfg.weights) + local_teachers(cfg.teachers)
+    return {R.LINEAGE: R.lineage(runs)} if runs else {}
 
 
 def write_run(run_dir: Path, model: torch.nn.Module, splits: D.DatasetSplits, data_config: dict,
