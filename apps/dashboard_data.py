@@ -36,6 +36,7 @@ from runfolder import (  # noqa: F401  (re-exported for the page)
     read_config,
     read_history,
     read_metrics,
+    whole_wall_s,
     write_json,
 )
 from runfolder.metrics import COSTS, METRIC_SPECS, SCORES
@@ -236,8 +237,10 @@ def best_per_model(table: pd.DataFrame, metric: str = "top1") -> pd.DataFrame:
 
 
 def run_metrics(row: pd.Series) -> dict[str, Any]:
-    """The run's full metrics.json as recorded in the store (available even when the folder is gone)."""
-    return json.loads(row["metrics_json"])
+    """The run's full metrics.json as recorded in the store (available even when the folder is gone), with its
+    training time over every stage (`whole_wall_s`: a soup's own wall time is seconds, its ingredients' hours)."""
+    metrics = json.loads(row["metrics_json"])
+    return metrics | ({"whole_wall_s": whole_wall_s(metrics)} if "wall_s" in metrics else {})
 
 
 def class_labels(metrics: dict[str, Any]) -> list[str]:
@@ -398,7 +401,7 @@ def image_file(sample_id: str, root: Path | None) -> Path | None:
 # --- comparing two runs ------------------------------------------------------------------------------------------
 
 DELTA_METRICS = ["top1", "top5", "macro_f1", "auroc", "loss", "ece", "params", "macs", "latency_ms",
-                 "train_images_per_s", "epochs", "wall_s"]  # fmt: skip
+                 "train_images_per_s", "epochs", "wall_s", "whole_wall_s"]  # fmt: skip
 LOWER_IS_BETTER = {key for key in DELTA_METRICS if METRIC_SPECS[key].higher_is_better is False}
 
 

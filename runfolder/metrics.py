@@ -106,6 +106,8 @@ METRIC_SPECS: dict[str, MetricSpec] = {
         MetricSpec("epochs", "epochs", "Epochs", INTEGER, False),  # fewer, for the same score, is cheaper
         MetricSpec("best_epoch", "best epoch", "Best epoch", INTEGER),
         MetricSpec("wall_s", "wall time", "Wall time", INTEGER, False, unit="s"),
+        MetricSpec("whole_wall_s", "training time", "Training time, every stage", INTEGER, False, unit="s",
+                   help="the wall time with every run its weights or targets came from (runfolder.whole_wall_s)"),
         MetricSpec("hardware", "hardware", "Hardware", TEXT),
         MetricSpec("seed", "seed", "Seed", TEXT),
         MetricSpec("git_rev", "git revision", "Git revision", TEXT),

@@ -389,12 +389,19 @@ def test_compare_two_runs_of_one_dataset(app, runs_root):
     a, b = (R.read_metrics(runs_root / "runs" / name) for name in ("cifar10-tiny", "cifar10-probe"))
     assert deltas.loc["top-1", "A"] == f"{a['top1']:.1%}" and deltas.loc["top-1", "B"] == f"{b['top1']:.1%}"
     assert deltas.loc["top-1", "B − A"] == f"{b['top1'] - a['top1']:+.1%}"
+    assert deltas.loc["training time", "A"] == deltas.loc["wall time", "A"]  # built on no other run
     assert {"top-1 (B)", "params (M) (B)", "latency (ms) (B)"} <= {m.label for m in app.metric}
     diff = matrix(charts(app)["confusion_diff"]["data"][0])
     assert np.allclose(diff.sum(axis=1), 0)  # rows of two normalised matrices both sum to 1
     classes = table(app, "samples disagreeing")
     assert {"class", "Δ recall", "samples disagreeing", "only A right", "only B right"} <= set(classes.columns)
     assert list(classes["samples disagreeing"]) == sorted(classes["samples disagreeing"], reverse=True)
+
+
+def test_a_soups_training_time_counts_the_runs_it_averages():
+    """A soup's own wall time is its evaluation; Compare's "training time" adds every run in its lineage."""
+    row = pd.Series({"metrics_json": json.dumps({"wall_s": 40.0, R.LINEAGE: {"a": 3000.0, "b": 1000.0}})})
+    assert data.run_metrics(row)["whole_wall_s"] == 4040.0
 
 
 def test_compare_across_datasets_explains_why_no_class_view(app):
