@@ -206,20 +206,10 @@ def train(cfg: TrainConfig) -> Path:
         if trainer.opt.swa is not None and (epoch + 1) % cfg.cycle_epochs == 0:  # a cycle's end
             trainer.opt.swa.update_parameters(model)
         last_val = predict(trainer.evaluator, val_loader, device, trainer.opt.amp, ddp)
-        logits, targets, _ = last_val
-        state.train_images += stats.images
-        state.train_seconds += stats.seconds
+        state.end_epoch(stats, wall_s())
         if ddp.main:
-            val = classification_metrics(logits, targets, splits.classes)
-            state.history.append(history_row(epoch, stats, val, trainer.opt.optimizer, wall_s()))
-            if state.best is None or val["loss"] < state.best.loss:
-                state.best = BestEpoch(epoch + 1, val["top1"], {k: v.detach().cpu().clone()
-                                                                 for k, v in trainer.eval_model.state_dict().items()},
-                                       val["loss"])
-            print(f"epoch {epoch + 1}/{cfg.epochs}: train loss {stats.loss:.4f} acc {stats.acc:.3f} | "
-                  f"val loss {val['loss']:.4f} top1 {val['top1']:.3f} | {stats.images_per_s:.1f} img/s")
+            record_epoch(trainer, state, stats, classification_metrics(*last_val[:2], splits.classes))
         trainer.opt.scheduler.step(epoch + 1, ddp.broadcast(state.history[-1]["val_acc"] if ddp.main else None))
-        state.epoch, state.step, state.rng, state.wall_s = epoch + 1, 0, None, wall_s()
         if ddp.main:
             R.write_history(run_dir, state.history)
             save_state(run_dir, trainer, state)
@@ -677,6 +667,17 @@ def history_row(epoch: int, stats: EpochStats, val: dict, optimizer: torch.optim
     return row
 
 
+def record_epoch(trainer: Trainer, state: TrainState, stats: EpochStats, val: dict) -> None:
+    """The epoch just ended (`state.end_epoch`), on the main process: its history row and printed line, and the
+    best epoch so far (lowest validation loss)."""
+    state.history.append(history_row(state.epoch - 1, stats, val, trainer.opt.optimizer, state.wall_s))
+    if state.best is None or val["loss"] < state.best.loss:
+        weights = {key: value.detach().cpu().clone() for key, value in trainer.eval_model.state_dict().items()}
+        state.best = BestEpoch(state.epoch, val["top1"], weights, val["loss"])
+    print(f"epoch {state.epoch}/{trainer.cfg.epochs}: train loss {stats.loss:.4f} acc {stats.acc:.3f} | "
+          f"val loss {val['loss']:.4f} top1 {val['top1']:.3f} | {stats.images_per_s:.1f} img/s")
+
+
 def early_stop(cfg: TrainConfig, state: TrainState) -> bool:
     return bool(cfg.early_stop) and state.epoch - state.best.epoch >= cfg.early_stop
 
@@ -725,6 +726,12 @@ class TrainState:
     train_images: int = 0
     rng: dict | None = None  # RNG states at a mid-epoch checkpoint
     wall_s: float = 0.0  # the run's wall time at this checkpoint, over every process so far (a resumed run adds on)
+
+    def end_epoch(self, stats: EpochStats, wall_s: float) -> None:
+        """Epoch `self.epoch` has trained and validated: the next starts at its first step."""
+        self.epoch, self.step, self.rng, self.wall_s = self.epoch + 1, 0, None, wall_s
+        self.train_images += stats.images
+        self.train_seconds += stats.seconds
 
 
 def save_state(run_dir: Path, trainer: Trainer, state: TrainState) -> None:
