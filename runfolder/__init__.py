@@ -42,7 +42,7 @@ REQUIRED_METRICS = {"dataset": str, "eval_split": str, "num_classes": int, "mode
 # `local-dir:`/`hf-hub:` loaders read only their own keys there) and of metrics.json. Absent: T = 1, uncalibrated.
 TEMPERATURE = "temperature"
 CALIBRATED_CONFIDENCE = "calibrated_confidence"  # predictions.parquet: top-1 probability at the run's temperature
-LINEAGE = "lineage"  # metrics.json: {run name: its own wall_s} of every run this one builds on (`lineage`)
+LINEAGE = "lineage"  # metrics.json: {run name: its own wall_s} of every run this one builds on
 RELIABILITY_BINS = 15  # equal-width confidence bins of metrics.json's ECE and of the reliability diagram
 
 
@@ -213,10 +213,15 @@ def lineage(runs: Iterable[Path]) -> dict[str, float]:
     found: dict[str, float] = {}
     for run in map(Path, runs):
         metrics = read_metrics(run)
-        earlier = metrics.get("first_stage_wall_s", 0) + metrics.get("teachers_wall_s", 0)
+        earlier = _earlier_runs_s(metrics)
         found |= metrics.get(LINEAGE) or ({f"{run.name} (earlier runs)": earlier} if earlier else {})
         found[run.name] = metrics["wall_s"]
     return found
+
+
+def _earlier_runs_s(metrics: dict) -> float:
+    """What a run written before lineages recorded of the runs it built on: its first stages and its teachers."""
+    return metrics.get("first_stage_wall_s", 0) + metrics.get("teachers_wall_s", 0)
 
 
 def whole_wall_s(metrics: dict) -> float:
@@ -224,7 +229,7 @@ def whole_wall_s(metrics: dict) -> float:
     recorded, with the first stages and teachers it recorded (one level deep)."""
     if LINEAGE in metrics:
         return metrics["wall_s"] + sum(metrics[LINEAGE].values())
-    return metrics["wall_s"] + metrics.get("first_stage_wall_s", 0) + metrics.get("teachers_wall_s", 0)
+    return metrics["wall_s"] + _earlier_runs_s(metrics)
 
 
 def read_config(run_dir: Path) -> dict:
