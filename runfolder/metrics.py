@@ -47,7 +47,7 @@ TEXT = Format(Style.TEXT)
 
 @dataclass(frozen=True)
 class MetricSpec:
-    key: str  # metrics.json key (and leaderboard store column, where the store has one)
+    key: str  # metrics.json key (and leaderboard store column, where the store has one), or a figure derived from them
     label: str  # short: table headers, plot axes
     title: str  # long: model-card rows; the Hub metric name for published figures
     format: Format

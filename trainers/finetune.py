@@ -230,7 +230,7 @@ def train(cfg: TrainConfig) -> Path:
     if ddp.main and not state.history:  # --epochs 0: the starting weights' validation, as epoch 0
         val = classification_metrics(val_logits, val_targets, splits.classes)
         untrained = EpochStats(loss=math.nan, acc=math.nan, images=0, seconds=0.0)
-        state.history.append(history_row(-1, untrained, val, trainer.opt.optimizer, wall_s()))
+        state.history.append(history_row(0, untrained, val, trainer.opt.optimizer, wall_s()))
         R.write_history(run_dir, state.history)
     eval_samples = splits.test or splits.val
     if splits.test:
@@ -656,8 +656,9 @@ def predict(model, loader, device, amp, ddp: Distributed) -> tuple[torch.Tensor,
 
 
 def history_row(epoch: int, stats: EpochStats, val: dict, optimizer: torch.optim.Optimizer, wall_s: float) -> dict:
-    """`wall_s`: seconds since the run started, data loading included, when this epoch's validation ended."""
-    row = {"epoch": epoch + 1, "train_loss": stats.loss, "train_acc": stats.acc, "val_loss": val["loss"],
+    """history.csv's row of `epoch` (1-based; 0: the starting weights of an `--epochs 0` run). `wall_s`: seconds since
+    the run started, data loading included, when this epoch's validation ended."""
+    row = {"epoch": epoch, "train_loss": stats.loss, "train_acc": stats.acc, "val_loss": val["loss"],
            "val_acc": val["top1"], "val_top5": val.get("top5"), "val_macro_f1": val["macro_f1"],
            "lr": max(g["lr"] for g in optimizer.param_groups), "seconds": stats.seconds,
            "train_images_per_s": stats.images_per_s, "wall_s": wall_s}
@@ -670,7 +671,7 @@ def history_row(epoch: int, stats: EpochStats, val: dict, optimizer: torch.optim
 def record_epoch(trainer: Trainer, state: TrainState, stats: EpochStats, val: dict) -> None:
     """The epoch just ended (`state.end_epoch`), on the main process: its history row and printed line, and the
     best epoch so far (lowest validation loss)."""
-    state.history.append(history_row(state.epoch - 1, stats, val, trainer.opt.optimizer, state.wall_s))
+    state.history.append(history_row(state.epoch, stats, val, trainer.opt.optimizer, state.wall_s))
     if state.best is None or val["loss"] < state.best.loss:
         weights = {key: value.detach().cpu().clone() for key, value in trainer.eval_model.state_dict().items()}
         state.best = BestEpoch(state.epoch, val["top1"], weights, val["loss"])
