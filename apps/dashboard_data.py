@@ -42,7 +42,8 @@ from runfolder import (  # noqa: F401  (re-exported for the page)
 from runfolder.metrics import COSTS, METRIC_SPECS, SCORES
 
 # Metric columns hold each figure in its display unit (MetricSpec.column: params → params_m, in millions).
-METRIC_COLUMNS = {METRIC_SPECS[key].column: METRIC_SPECS[key] for key in (*SCORES, *COSTS, "train_images_per_s")}
+TRAINING_COSTS = ("train_images_per_s", "whole_wall_s")
+METRIC_COLUMNS = {METRIC_SPECS[key].column: METRIC_SPECS[key] for key in (*SCORES, *COSTS, *TRAINING_COSTS)}
 TABLE_COLUMNS = ["run_id", "best", "tier", "dataset", "model", "pretrained_on", "pretrained_tag", "strategy",
                  "top1_ci", "seeds", *METRIC_COLUMNS, "epochs", "date", "hub_url", "files", "note"]  # fmt: skip
 READABLE_CLASSES = 20  # above this, a confusion matrix's cells are unreadable: a most-confused list says more
@@ -171,6 +172,7 @@ def leaderboard_table(runs: pd.DataFrame) -> pd.DataFrame:
     table["pretrained_on"] = table["pretrained_tag"].map(pretrained_on)
     table["note"] = [pretraining_note(d, t) for d, t in zip(table["dataset"], table["pretrained_tag"], strict=True)]
     table["model_short"] = table["model"].map(short_model_name)
+    table["whole_wall_s"] = [training_time_s(json.loads(metrics)) for metrics in table["metrics_json"]]
     for column, spec in METRIC_COLUMNS.items():
         table[column] = table[spec.key] / spec.scale
     table["date"] = pd.to_datetime(table["created"], utc=True, errors="coerce", format="ISO8601")
@@ -240,7 +242,12 @@ def run_metrics(row: pd.Series) -> dict[str, Any]:
     """The run's full metrics.json as recorded in the store (available even when the folder is gone), with its
     training time over every stage (`whole_wall_s`: a soup's own wall time is seconds, its ingredients' hours)."""
     metrics = json.loads(row["metrics_json"])
-    return metrics | ({"whole_wall_s": whole_wall_s(metrics)} if "wall_s" in metrics else {})
+    return metrics | {"whole_wall_s": training_time_s(metrics)}
+
+
+def training_time_s(metrics: dict[str, Any]) -> float | None:
+    """The run's wall time with every run it builds on (`runfolder.whole_wall_s`); None if it recorded none."""
+    return whole_wall_s(metrics) if "wall_s" in metrics else None
 
 
 def class_labels(metrics: dict[str, Any]) -> list[str]:

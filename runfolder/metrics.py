@@ -97,7 +97,7 @@ METRIC_SPECS: dict[str, MetricSpec] = {
                    False),
         MetricSpec(TEMPERATURE, "temperature", "Softmax temperature (fit on validation; in config.json)",
                    SCORE, help="probabilities are softmax(logits / T)"),
-        MetricSpec("params", "params", "Parameters", Format(Style.FIXED, 2), False, unit="M", scale=1e6),
+        MetricSpec("params", "params", "Parameters", Format(Style.SIGNIFICANT, 3), False, unit="M", scale=1e6),
         MetricSpec("macs", "MACs", "MACs per image", Format(Style.FIXED, 3), False, unit="G", scale=1e9),
         MetricSpec("train_images_per_s", "train img/s", "Training throughput (images/s)", Format(Style.FIXED, 1),
                    True),  # fmt: skip
@@ -106,7 +106,8 @@ METRIC_SPECS: dict[str, MetricSpec] = {
         MetricSpec("epochs", "epochs", "Epochs", INTEGER, False),  # fewer, for the same score, is cheaper
         MetricSpec("best_epoch", "best epoch", "Best epoch", INTEGER),
         MetricSpec("wall_s", "wall time", "Wall time", INTEGER, False, unit="s"),
-        MetricSpec("whole_wall_s", "training time", "Training time, every stage", INTEGER, False, unit="s",
+        MetricSpec("whole_wall_s", "training time", "Training time, every stage", Format(Style.SIGNIFICANT, 3), False,
+                   unit="min", scale=60,
                    help="the wall time with every run its weights or targets came from (runfolder.whole_wall_s)"),
         MetricSpec("hardware", "hardware", "Hardware", TEXT),
         MetricSpec("seed", "seed", "Seed", TEXT),

@@ -21,6 +21,7 @@ from streamlit.testing.v1 import AppTest
 import runfolder as R
 from apps import dashboard_data as data
 from leaderboard.store import Store
+from runfolder.metrics import METRIC_SPECS
 from tests.conftest import SAMPLE, train_tiny
 
 REPO = Path(__file__).resolve().parents[1]
@@ -192,6 +193,8 @@ def test_leaderboard_table_columns_marks_and_flags(app, runs_root):
     assert shown.loc["cifar10-probe", "pretrained_on"] == "ImageNet-1k"
     assert shown.loc["tiny-imagenet-relabelled", "note"] == data.OVERLAP_NOTE
     assert shown.loc["cifar10-probe", "files"] == data.FILES_OK
+    probe_wall_s = stored.set_index("run_id").loc["cifar10-probe", "wall_s"]
+    assert shown.loc["cifar10-probe", "whole_wall_s_min"] == pytest.approx(probe_wall_s / 60)  # training time
     expected = {
         "broken-predictions": "⚠ corrupt predictions.parquet",
         "missing-history": "⚠ missing history.csv",
@@ -389,7 +392,8 @@ def test_compare_two_runs_of_one_dataset(app, runs_root):
     a, b = (R.read_metrics(runs_root / "runs" / name) for name in ("cifar10-tiny", "cifar10-probe"))
     assert deltas.loc["top-1", "A"] == f"{a['top1']:.1%}" and deltas.loc["top-1", "B"] == f"{b['top1']:.1%}"
     assert deltas.loc["top-1", "B − A"] == f"{b['top1'] - a['top1']:+.1%}"
-    assert deltas.loc["training time", "A"] == deltas.loc["wall time", "A"]  # built on no other run
+    training_time = METRIC_SPECS["whole_wall_s"].text(a["wall_s"])  # built on no other run: its own wall time
+    assert deltas.loc["training time", "A"] == training_time and training_time.endswith(" min")
     assert {"top-1 (B)", "params (M) (B)", "latency (ms) (B)"} <= {m.label for m in app.metric}
     diff = matrix(charts(app)["confusion_diff"]["data"][0])
     assert np.allclose(diff.sum(axis=1), 0)  # rows of two normalised matrices both sum to 1
@@ -402,6 +406,7 @@ def test_a_soups_training_time_counts_the_runs_it_averages():
     """A soup's own wall time is its evaluation; Compare's "training time" adds every run in its lineage."""
     row = pd.Series({"metrics_json": json.dumps({"wall_s": 40.0, R.LINEAGE: {"a": 3000.0, "b": 1000.0}})})
     assert data.run_metrics(row)["whole_wall_s"] == 4040.0
+    assert METRIC_SPECS["whole_wall_s"].text(4040.0) == "67.3 min"
 
 
 def test_compare_across_datasets_explains_why_no_class_view(app):
