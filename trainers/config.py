@@ -128,7 +128,7 @@ class TrainConfig:
                          "the run folders are named <name>-seed<S>")
     deterministic: bool = _opt(False, "deterministic algorithms (exactly reproducible resume on CPU)")
     amp: bool = _opt(True, "mixed precision on GPU (bf16)")
-    channels_last: bool = _opt(True, "channels-last memory format: 1.6x faster Lite0 training on CPU "
+    channels_last: bool = _opt(True, "channels-last memory format: 1.7x faster Lite0 training on CPU "
                                      "(benchmarks/RESULTS.md); left off where a layer breaks in it on the device")
     compile: bool = _opt(False, "torch.compile the model")
     fused_optimizer: bool = _opt(True, "torch's fused optimizer kernels for adam, adamw and sgd")
@@ -174,7 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
         flag = "--" + f.name.replace("_", "-")
         # SUPPRESS keeps unset flags out of the namespace (a --config file may set them), so the help names the
         # dataclass default itself: ArgumentDefaultsHelpFormatter shows nothing for SUPPRESS.
-        kwargs = {"help": f"{f.metadata['help']} (default: {_shown(f.default)})", "default": argparse.SUPPRESS}
+        kwargs = {"help": _help(f.metadata["help"], f.default), "default": argparse.SUPPRESS}
         if f.type == "bool":
             kwargs["action"] = argparse.BooleanOptionalAction
         else:
@@ -184,8 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _shown(default: Any) -> str:
-    return "none" if default is None else str(default)
+def _help(text: str, default: Any) -> str:
+    """The flag's help with its default, unless the text already says what an unset flag means."""
+    return text if "default" in text else f"{text} (default: {'none' if default is None else default})"
 
 
 def _arg_type(annotation: str):

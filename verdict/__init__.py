@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -476,8 +476,3 @@ class SeedSummary:
 
     def __str__(self) -> str:
         return f"{self.mean:.1%} ± {self.std:.1%} ({self.runs} seeds)"
-
-
-def seed_summary(values: Iterable[float]) -> SeedSummary:
-    array = np.asarray(list(values), dtype=np.float64)
-    return SeedSummary(len(array), float(array.mean()), float(array.std(ddof=1)) if len(array) > 1 else 0.0)
