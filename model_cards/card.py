@@ -28,6 +28,8 @@ from runfolder import (
 from runfolder.metrics import HUB_METRICS, METRIC_SPECS, PERCENT
 from verdict import Accuracy, accuracy_from_metrics
 
+CUSTOM_MODELS_MODULE = "trainers.custom_models"  # where the source studies' networks register with timm
+
 TEMPLATE = Path(__file__).with_name("template.md")
 CONFUSION_PNG = "confusion_matrix.png"
 TASK = "image-classification"
@@ -135,19 +137,32 @@ def _load_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, 
     return read_metrics(run_dir), read_config(run_dir), train_config or {}
 
 
+def registering_module(arch: str) -> str | None:
+    """The module a reader must import before timm can build `arch`: None for timm's own architectures. The source
+    studies' networks register in trainers.custom_models, which this package cannot import (trainers imports it)."""
+    import timm.models
+
+    if timm.models.is_model(arch) and timm.models.model_entrypoint(arch).__module__.startswith("timm."):
+        return None
+    return CUSTOM_MODELS_MODULE
+
+
 def render_card(run_dir: Path, hub_repo: str | None = None) -> ModelCard:
     """Build the model card of a run folder; `hub_repo` ("ORG/NAME") fills the usage snippets when known."""
     run_dir = Path(run_dir)
     metrics, config, train_config = _load_run(run_dir)
     info = dataset_info(metrics["dataset"])
     data = card_data(metrics, run_dir.name)
+    arch = config.get("architecture", metrics["model"])
     return ModelCard.from_template(
         data,
         template_path=str(TEMPLATE),
         run_id=run_dir.name,
         m=metrics,
         info=info,
-        arch=config.get("architecture", metrics["model"]),
+        arch=arch,
+        registering_module=registering_module(arch),
+        image_mode="L" if config.get("pretrained_cfg", {}).get("input_size", [3])[0] == 1 else "RGB",
         label_names=config.get("label_names", [c["label"] for c in metrics.get("per_class", [])]),
         hub_ref=hub_repo or "ORG/NAME",
         published=hub_repo is not None,

@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+import ast
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from fixtures_runs import make_run
 from huggingface_hub import ModelCard, ModelCardData, metadata_load
 from huggingface_hub.repocard import REGEX_YAML_BLOCK
 from huggingface_hub.repocard_data import eval_results_to_model_index, model_index_to_eval_results
+from PIL import Image
 
 from model_cards.card import CONFUSION_PNG, base_model_id, metrics_from_eval_results, write_card
 from model_cards.datasets import DATASETS, dataset_info, dataset_key
 from runfolder.metrics import HUB_METRICS
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -142,3 +150,21 @@ def test_real_trainer_run_card_round_trips(tiny_run: Path) -> None:
     assert metrics_from_eval_results(card.data.eval_results) == expected
     assert card.data.model_name == tiny_run.name and card.data.library_name == "timm"
     ModelCardData(**metadata_load(tiny_run / "README.md"))
+
+
+@pytest.mark.parametrize("name", ["fer2013-mini_xception", "chest-xray-efficientnet_lite0"])
+def test_how_to_use_runs_as_written(name: str, tmp_path: Path) -> None:
+    """The card's usage code, run in a fresh interpreter on a shipped run folder (the Hub id swapped for its
+    `local-dir:` path): a study's own grayscale network needs its registering import and a 1-channel image."""
+    run = REPO / "reference" / name
+    card = ModelCard.load(run / "README.md").text
+    snippet = re.search(r"## How to use\n\n```python\n(.*?)```", card, re.DOTALL).group(1)
+    snippet = snippet.replace("hf-hub:ORG/NAME", f"local-dir:{run}").replace("example.jpg", str(tmp_path / "x.png"))
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 80, 3), dtype=np.uint8)).save(tmp_path / "x.png")
+    env = os.environ | {"HF_HUB_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-c", snippet], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    probs = ast.literal_eval(done.stdout.strip())
+    assert list(probs) == json.loads((run / "config.json").read_text())["label_names"]
+    assert sum(probs.values()) == pytest.approx(1, abs=1e-4)
