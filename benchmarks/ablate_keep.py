@@ -44,12 +44,8 @@ SETTINGS = {
     "no dropout": ["--drop-rate", "0"],
     "weight decay 0.01": ["--weight-decay", "0.01"],
 }
-# --dataset -> (archive, folder of <class>/ image folders inside it): a held-out split is carved from that folder
-DATASETS = {
-    "chest-xray": ("chest_xray-train.tar.gz", "chest_xray/train"),
-    "cifar10": ("cifar10-train.tar.gz", "cifar10/train"),
-    "fer2013": ("fer2013-train.tar.gz", "fer2013/train"),
-}
+# The datasets whose training folder of <class>/ image folders a held-out split is carved from.
+DATASETS = ("chest-xray", "cifar10", "fer2013")
 BASELINE = "defaults, keep last"
 
 
@@ -93,7 +89,8 @@ def main() -> None:
                         help=f"settings to train (the baseline, {BASELINE!r}, is always trained)")
     args = parser.parse_args()
     settings = [BASELINE, *(s for s in args.settings if s != BASELINE)]
-    archive, folder = DATASETS[args.dataset]
+    archive, data_dir = common.ARCHIVES[args.dataset]
+    folder = f"{data_dir}/train"
     with tempfile.TemporaryDirectory(prefix="ablate-keep-") as tmp:
         common.unpack_archive(common.SHARED_DATA / archive, Path(tmp) / "archive")
         data = held_out_layout(Path(tmp) / "archive" / folder, Path(tmp) / "data")

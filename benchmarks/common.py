@@ -19,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from archives import ARCHIVES, SHARED_DATA
 
 from trainers.inference import is_image_file
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks" / "out"
-SHARED_DATA = Path(os.environ.get("ARENA_SHARED_DATA", REPO.parent / "shared" / "data"))
 os.environ.setdefault("TQDM_DISABLE", "1")  # the trainer's progress bar is not part of what is measured
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -101,14 +101,6 @@ def _fmt(value: object) -> str:
         return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
     return "" if value is None else str(value)
 
-
-# Real data: --dataset value -> (archive in ARENA_SHARED_DATA, folder to pass as --data-dir inside the unpacked tree)
-ARCHIVES = {
-    "cifar10": ("cifar10-train.tar.gz", "cifar10"),
-    "tiny-imagenet": ("tiny-imagenet-200-train100.tar.gz", "tiny-imagenet-200"),
-    "chest-xray": ("chest_xray-train.tar.gz", "chest_xray"),
-    "fer2013": ("fer2013-train.tar.gz", "fer2013"),
-}
 
 
 def unpack_subset(dataset: str, dest: Path, images: int, source: Path = SHARED_DATA) -> Path:

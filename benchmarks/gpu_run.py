@@ -17,7 +17,7 @@ lacked an exporter keyword this checkout used, and every run of a whole GPU run 
 last transfer, the run:
 
     PYTHONPATH=. python3 benchmarks/gpu_run.py --preflight     # seconds; exit 1 on any failure
-    make gpu            # = PYTHONPATH=. python3 benchmarks/gpu_run.py --out $OUT
+    make gpu            # = PYTHONPATH=. python3 benchmarks/gpu_run.py (--out: $OUT, if set)
 
 On a CPU, every stage end to end at toy size (a few batches, 32 px images), as tests/test_gpu_run.py does:
 
@@ -62,6 +62,7 @@ from pathlib import Path
 
 import common
 import torch
+from archives import SHARED_ARCHIVES
 from bench_input_pipeline import bench_pipelines
 from bench_train_step import bench_model
 
@@ -72,9 +73,9 @@ from trainers.inference import images_in
 from trainers.models import OFFLINE_DEFAULT, OFFLINE_WEIGHTS
 
 MIB = 2**20
-TRANSFER_LIMIT = 64 * MIB  # what one call to the GPU machine carries: the working tree plus the carried paths
+TRANSFER_LIMIT = 64 * MIB  # what one transfer to the GPU host holds: the working tree plus one prepared folder
 TRANSFER_MARGIN = 1 * MIB  # room left for edits between --prepare and the transfers
-RETURN_FILES, RETURN_FILE_BYTES, RETURN_BYTES = 8, 16 * MIB, 64 * MIB  # what comes back from $OUT
+RETURN_FILES, RETURN_FILE_BYTES, RETURN_BYTES = 8, 16 * MIB, 64 * MIB  # what the GPU host sends back from --out
 DEVICE_DATA = common.REPO / ".device-data"  # git-ignored: it travels only as a carried path
 # The shipped reference run folders (tens of MB) would fill a transfer and the GPU run needs none of them:
 # --park moves them here (git-ignored, so they stay behind) for the transfers, --unpark brings them back.
@@ -88,8 +89,7 @@ TARGET_TOP1 = 0.95  # the CIFAR-10 headline: seconds to this validation top-1
 LITE0_WEIGHTS = OFFLINE_WEIGHTS[OFFLINE_DEFAULT].site_path
 LITE0_PACKAGE = OFFLINE_WEIGHTS[OFFLINE_DEFAULT].module
 SITE = "site"  # put on sys.path there, so trainers/models.py imports the Lite0 weights package as here
-ARCHIVES = ("cifar10-train.tar.gz", "chest_xray-train.tar.gz", "fer2013-train.tar.gz", "fer2013-publictest.tar.gz",
-            "tiny-imagenet-200-train100.tar.gz")
+ARCHIVES = tuple(SHARED_ARCHIVES)  # in order of value
 
 
 @dataclass(frozen=True)
@@ -247,7 +247,7 @@ def runs_in(folder: Path) -> list[Path]:
 
 
 def working_tree_bytes() -> tuple[int, int]:
-    """Bytes and count of the files that travel with every call once the reference runs are parked: tracked and
+    """Bytes and count of the files that travel with every transfer once the reference runs are parked: tracked and
     untracked-not-ignored files, outside reference/'s run folders."""
     listing = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
                              cwd=common.REPO, capture_output=True, check=True).stdout.decode()
@@ -274,13 +274,13 @@ def folder_bytes(folder: Path) -> int:
 
 
 def dry_run(data: Path, limit: int = TRANSFER_LIMIT) -> bool:
-    """Print each prepared transfer with its paths and size, and the call that sends it; False if one is over."""
+    """Print each prepared transfer with its paths and size, and the command to run with it; False if one is over."""
     folders = sorted(data.glob("t*"), key=lambda p: int(p.name[1:]))
     if not folders:
         raise SystemExit(f"error: nothing prepared in {data}: run --prepare first")
     tree, count = working_tree_bytes()
     if unparked := len(runs_in(REFERENCE)):
-        print(f"before the first call: gpu_run.py --park ({unparked} reference run folders would travel); "
+        print(f"before the first transfer: gpu_run.py --park ({unparked} reference run folders would travel); "
               "after the last: gpu_run.py --unpark")
     fits = True
     for k, folder in enumerate(folders, 1):
@@ -297,7 +297,7 @@ def dry_run(data: Path, limit: int = TRANSFER_LIMIT) -> bool:
         last = k == len(folders)
         command = ("PYTHONUNBUFFERED=1 PYTHONPATH=. python3 benchmarks/gpu_run.py" if last else
                    "PYTHONPATH=. python3 benchmarks/gpu_run.py --preflight" if k == 1 else "ls -l .device-data")
-        print(f"    call: carry [\"{carried}\"], command \"{command}\"{', timeout_s 600' if last else ''}")
+        print(f"    send {carried} with the working tree, then run: {command}{' (up to 600 s)' if last else ''}")
     return fits
 
 
@@ -605,9 +605,10 @@ def main() -> None:
     parser.add_argument("--sources", type=Path, default=common.SHARED_DATA, help="the dataset archives")
     parser.add_argument("--data", type=Path, default=DEVICE_DATA, help="prepared transfers (git-ignored)")
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", common.OUT / "gpu")),
-                        help="tables and packs (what comes back; default $OUT)")
+                        help="tables and packs, the folder the GPU host sends back (default: $OUT if set)")
     parser.add_argument("--work", type=Path, help="scratch folder for data and runs (default: a new temp folder)")
-    parser.add_argument("--budget-s", type=float, default=540, help="seconds for all stages (the call allows 600)")
+    parser.add_argument("--budget-s", type=float, default=540, help="seconds for all stages (a command on the GPU host "
+                                                                             "may run 600)")
     parser.add_argument("--stages", type=int, nargs="+", default=list(STAGES), choices=list(STAGES))
     parser.add_argument("--park", action="store_true", help="move reference/'s run folders out of the travelling "
                                                             "tree (into .device-parked/) before the transfers")
@@ -621,7 +622,7 @@ def main() -> None:
         transfers = prepare(payload(args.sources), args.data, TRANSFER_LIMIT - TRANSFER_MARGIN - tree)
         print(f"prepared {len(transfers)} transfers in {args.data}")
     if (args.dry_run or args.smoke) and not dry_run(args.data):
-        raise SystemExit("error: a transfer exceeds the limit: prepare again, or carry less")
+        raise SystemExit("error: a transfer exceeds the limit: prepare again, or send less")
     if args.smoke:
         gpu_run(args, SMOKE)
     elif args.preflight:

@@ -21,7 +21,7 @@ from leaderboard.columns import Column, short_model_name
 from leaderboard.hub import HubSyncError
 from leaderboard.standings import seed_text, with_verdict
 from leaderboard.store import COLUMNS, Store, StoreError, default_db_path
-from runfolder import is_run
+from runfolder import METRICS, is_run
 from runfolder.metrics import COSTS, SCORES
 
 # `show` fits an 80-column terminal; `--wide` shows every column in full, `--ids` only the run ids.
@@ -31,7 +31,8 @@ WIDE_COLUMNS = ["run_id", "dataset", "model", "pretrained_tag", "strategy", "tie
 TIER_NOTE = ("tier 1: the runs of a dataset that cannot be told apart from its best run on the same samples (exact "
              "McNemar, Holm-corrected, 5%); tier 2 repeats this among the rest. top-1 ± 95% CI: top-1 ± half its "
              "Wilson interval, in points (--wide: every figure).")  # fmt: skip
-RUN_ID_FLOOR, NAME_FLOOR = 20, 8  # narrowest a truncated run id / dataset or model name gets
+RUN_ID_FLOOR, NAME_FLOOR = 16, 8  # narrowest a truncated run id / model name gets
+WHOLE = ("dataset",)  # never shortened: tiers are per dataset, and chest-xray and chest-xray-3 share a prefix
 COLUMN_GAP = 3  # padding either side plus the (blank) divider of box.SIMPLE_HEAD
 
 
@@ -49,10 +50,11 @@ def fit_widths(natural: list[int], floors: list[int], budget: int) -> list[int]:
 
 
 def compact_widths(columns: list[Column], natural: list[int], width: int) -> list[int]:
-    """Widths for a `width`-character terminal: numbers keep theirs; dataset and model names narrow first (down to
+    """Widths for a `width`-character terminal: numbers and datasets keep theirs; model names narrow first (down to
     NAME_FLOOR), the run id last (down to RUN_ID_FLOOR)."""
     budget = width - COLUMN_GAP * (len(columns) - 1)
-    names_first = [n if c.numeric or c.key == "run_id" else NAME_FLOOR for c, n in zip(columns, natural, strict=True)]
+    names_first = [n if c.numeric or c.key == "run_id" or c.key in WHOLE else NAME_FLOOR
+                   for c, n in zip(columns, natural, strict=True)]
     then_id = [RUN_ID_FLOOR if c.key == "run_id" else floor for c, floor in zip(columns, names_first, strict=True)]
     return fit_widths(fit_widths(natural, names_first, budget), then_id, budget)
 
@@ -97,11 +99,16 @@ def show(store: Store, dataset: str | None, model: str | None, sort: str, ascend
     console.print(f"store: {store.path}", soft_wrap=True, highlight=False)
 
 
-def resolve_run(store: Store, reference: str) -> tuple[str, Path]:
-    """(name, run folder) of a run folder path or a store run id; ValueError when neither gives a local folder."""
+def resolve_run(db: Path | None, reference: str) -> tuple[str, Path]:
+    """(name, run folder) of a run folder path or a run id in the store at `db` (opened only to look one up);
+    ValueError or StoreError when neither gives a local folder."""
     path = Path(reference)
     if is_run(path):
         return path.resolve().name, path
+    try:
+        store = Store.existing(db)
+    except StoreError as error:
+        raise ValueError(f"{reference}: not a run folder; as a run id: {error}") from None
     rows = store.runs()
     row = rows[rows["run_id"] == reference]
     if row.empty:
@@ -172,28 +179,33 @@ def parser() -> argparse.ArgumentParser:
     return root
 
 
+def write(store: Store, args: argparse.Namespace) -> int:
+    """`ingest` or `sync`: the report, and exit status 1 when a run was skipped or nothing was found to record."""
+    report = store.ingest(args.dirs) if args.command == "ingest" else hub.sync(store, args.hub_author)
+    print(report)
+    if not report.recorded and not report.skipped:
+        found_none = (f"no run folder (one holding {METRICS}) in {', '.join(map(str, args.dirs))}"
+                      if args.command == "ingest" else f"no timm model of {args.hub_author} on the Hub")
+        print(f"error: {found_none}", file=sys.stderr)
+    return 1 if report.skipped or not report.recorded else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        store = Store(args.db)
-        if args.command == "ingest":
-            report = store.ingest(args.dirs)
-            print(report)
-            return 1 if report.skipped else 0
-        if args.command == "sync":
-            report = hub.sync(store, args.hub_author)
-            print(report)
-            return 1 if report.skipped else 0
+        if args.command in ("ingest", "sync"):  # the commands that write create the store; the others only read it
+            return write(Store(args.db), args)
         if args.command == "show":
-            show(store, args.dataset, args.model, args.sort, args.ascending, args.layout)
+            show(Store.existing(args.db), args.dataset, args.model, args.sort, args.ascending, args.layout)
         elif args.command == "compare":
-            (name_a, run_a), (name_b, run_b) = (resolve_run(store, ref) for ref in (args.run_a, args.run_b))
+            (name_a, run_a), (name_b, run_b) = (resolve_run(args.db, ref) for ref in (args.run_a, args.run_b))
             result = V.compare_runs(run_a, run_b, name_a, name_b)
             if args.json:
                 print(json.dumps(result.to_dict(), indent=2))
             else:
                 print_comparison(result)
         else:
+            store = Store.existing(args.db)
             fmt, target = ("csv", args.csv) if args.csv else ("parquet", args.parquet)
             print(f"exported {len(store.runs())} runs to {store.export(target, fmt)}")
     except (StoreError, HubSyncError, ValueError, OSError) as error:

@@ -121,6 +121,15 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._migrate()
 
+    @classmethod
+    def existing(cls, path: Path | str | None = None) -> Store:
+        """The store at `path` for reading; StoreError when there is none (a mistyped --db must not make one)."""
+        store_path = Path(path) if path else default_db_path()
+        if not store_path.is_file():
+            raise StoreError(f"no leaderboard store at {store_path}: `python -m leaderboard ingest RUN_DIR` records "
+                             "runs into one (--db or $ARENA_DB names another)")
+        return cls(store_path)
+
     def _connect(self) -> sqlite3.Connection:
         # Autocommit mode; writes open their own BEGIN IMMEDIATE so the write lock is taken up front (with the busy
         # timeout) instead of failing on a read-to-write upgrade.

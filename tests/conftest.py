@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.archives import SHARED_ARCHIVES, SHARED_DATA
+
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "sample" / "cifar10"
-SHARED_DATA = Path(os.environ.get("ARENA_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the suite never reaches the Hub
 os.environ.setdefault("TQDM_DISABLE", "1")
@@ -25,21 +26,13 @@ TINY = ["--img-size", "64", "--epochs", "1", "--batch-size", "16", "--workers", 
         "--max-train-samples", "40", "--max-eval-samples", "20"]
 
 
-# The real-image archives some tests unpack, and what each holds (README, "Tests on real images").
-ARCHIVES = {
-    "cifar10-train.tar.gz": "cifar10/train/<class>/*.jpg, the CIFAR-10 training split as JPEG",
-    "tiny-imagenet-200-train100.tar.gz": "tiny-imagenet-200/{wnids.txt,words.txt,train/<wnid>/images/*.JPEG}",
-    "chest_xray-train.tar.gz": "chest_xray/train/{NORMAL,PNEUMONIA}/*.jpeg, the Kermany chest X-ray training split",
-    "fer2013-train.tar.gz": "fer2013/train/<emotion>/*.jpg, the FER2013 training split",
-    "fer2013-publictest.tar.gz": "fer2013/publictest/<emotion>/*.jpg, the FER2013 PublicTest split",
-}
 
 
 def shared_archive(name: str) -> Path:
     path = SHARED_DATA / name
     if not path.is_file():
-        pytest.skip(f"needs the real-image archive {name} ({ARCHIVES[name]}): not found in {SHARED_DATA}; put it "
-                    "there, or set ARENA_SHARED_DATA to the folder holding it (README, 'Tests on real images')")
+        pytest.skip(f"needs the real-image archive {name} ({SHARED_ARCHIVES[name].holds}): not found in {SHARED_DATA}; "
+                    "put it there, or set ARENA_SHARED_DATA to the folder holding it (README, 'Tests on real images')")
     return path
 
 

@@ -138,6 +138,17 @@ def test_cli_ingest_show_export(runs_root: Path, tmp_path: Path, capsys: pytest.
     assert len(pd.read_parquet(tmp_path / "e.parquet")) == 2
     assert main(["ingest", str(tmp_path / "nothing-here"), "--db", db]) == 1
     assert "nothing-here: no such file or directory" in capsys.readouterr().out
+    (tmp_path / "empty").mkdir()
+    assert main(["ingest", str(tmp_path / "empty"), "--db", db]) == 1
+    assert f"no run folder (one holding metrics.json) in {tmp_path / 'empty'}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", [["show"], ["export", "--csv", "out.csv"]])
+def test_cli_reading_a_store_that_is_not_there_creates_none(tmp_path: Path, command: list[str], capsys) -> None:
+    typo = tmp_path / "typo" / "leaderbord.db"
+    assert main([*command, "--db", str(typo)]) == 1
+    assert f"no leaderboard store at {typo}" in capsys.readouterr().err
+    assert not typo.parent.exists()
 
 
 LONG_ID = "tiny-imagenet-efficientnet_lite0-full-finetune-seed42"

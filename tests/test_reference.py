@@ -14,19 +14,12 @@ from conftest import SAMPLE
 from safetensors import safe_open
 
 import runfolder as R
+from benchmarks.archives import EVAL_ARCHIVES
 from trainers.inference import Predictor
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCES = sorted(p.parent for p in (REPO / "reference").glob("*/metrics.json"))
 EXAMPLES = REPO / "apps" / "examples"
-# dataset -> (the archive holding its evaluation images, the data directory inside it that sample ids are relative to)
-ARCHIVES = {
-    "cifar10": ("cifar10-train.tar.gz", "cifar10"),
-    "tiny-imagenet": ("tiny-imagenet-200-train100.tar.gz", "tiny-imagenet-200"),
-    "chest-xray": ("chest_xray-train.tar.gz", "chest_xray"),
-    "chest-xray-3": ("chest_xray-train.tar.gz", "chest_xray"),
-    "fer2013": ("fer2013-publictest.tar.gz", "fer2013"),
-}
 MACHINE_PATH = re.compile(r"(?<![\w.])(/tmp/|/work/|/home/|/root/|/Users/|[A-Z]:\\)")
 
 
@@ -41,7 +34,7 @@ def test_every_task_has_a_field_of_contestants_scored_on_the_same_images():
     """At least three systems per task, at most two of them Lite0, all evaluated on the same samples, so any two
     pair up in `leaderboard compare`."""
     tasks = by_task()
-    assert sorted(tasks) == sorted(ARCHIVES)
+    assert sorted(tasks) == sorted(EVAL_ARCHIVES)
     for task, runs in tasks.items():
         assert len(runs) >= 3, f"{task}: {[r.name for r in runs]}"
         lite0 = [r for r in runs if "lite0" in R.read_metrics(r)["model"]]
@@ -79,7 +72,7 @@ def test_reference_holds_no_path_of_the_machine_that_packed_it(run):
         assert not MACHINE_PATH.search((run / name).read_text()), name
     sample_ids = pd.read_parquet(run / R.PREDICTIONS).sample_id
     assert not sample_ids.map(lambda s: Path(s).is_absolute()).any()
-    folder = ARCHIVES[R.read_metrics(run)["dataset"]][1]
+    folder = EVAL_ARCHIVES[R.read_metrics(run)["dataset"]][1]
     assert R.read_train_config(run)["data_dir"] == f"path/to/{folder}"
     assert not sample_ids.str.startswith(f"{folder}/").any()  # relative to the dataset folder, not the one above
 
@@ -124,7 +117,7 @@ def test_reference_models_recognise_the_apps_example_images():
 @pytest.mark.parametrize("run", REFERENCES, ids=[r.name for r in REFERENCES])
 def test_fp16_weights_reproduce_the_recorded_predictions(run, shared_data):
     """On real images of its evaluation split, the shipped model predicts what predictions.parquet recorded."""
-    archive, folder = ARCHIVES[R.read_metrics(run)["dataset"]]
+    archive, folder = EVAL_ARCHIVES[R.read_metrics(run)["dataset"]]
     root = shared_data(archive) / folder
     recorded = pd.read_parquet(run / R.PREDICTIONS).groupby("true_label").head(8)  # every class
     predictor = Predictor.from_run(run)

@@ -65,6 +65,7 @@ def test_compare_reproduces_scipy_and_the_seeded_bootstrap(paired_runs, capsys, 
     expected = independent(run_a, run_b)
     assert expected["only_a"] > 0 and expected["only_b"] > 0  # a real comparison, not a degenerate one
     assert main(["compare", str(run_a), str(run_b), "--db", str(tmp_path / "x.db")]) == 0
+    assert not (tmp_path / "x.db").exists()  # two run folders: no store is needed, and none is made
     out = capsys.readouterr().out
     assert f"p = {expected['p']:.2g}" in out
     low, high = expected["interval"]

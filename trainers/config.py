@@ -35,8 +35,13 @@ KEEP_POLICIES = {
 }
 
 
-def _opt(default: Any, help: str, **argparse_kwargs: Any):
-    return field(default=default, metadata={"help": help, **argparse_kwargs})
+class ConfigError(ValueError):
+    """An option value that no run can use, named with the flag."""
+
+
+def _opt(default: Any, help: str, minimum: int | None = None, **argparse_kwargs: Any):
+    """A TrainConfig field: its default, help, and for counts the least value a run can use (`check_ranges`)."""
+    return field(default=default, metadata={"help": help, "minimum": minimum, **argparse_kwargs})
 
 
 def _choice(default: str, help: str, described: dict[str, str]):
@@ -52,10 +57,10 @@ class TrainConfig:
     data_dir: str | None = _opt(None, "dataset root in its usual on-disk layout")
     val_split: float = _opt(0.1, "fraction of train carved out (stratified) when the dataset has no validation split")
     balanced_val: bool = _opt(False, "carve the same number of validation images from every class")
-    max_train_samples: int | None = _opt(None, "use at most N training images (class-stratified)")
-    max_eval_samples: int | None = _opt(None, "use at most N validation/test images (class-stratified)")
+    max_train_samples: int | None = _opt(None, "use at most N training images (class-stratified)", minimum=1)
+    max_eval_samples: int | None = _opt(None, "use at most N validation/test images (class-stratified)", minimum=1)
     skip_corrupt: bool = _opt(False, "skip unreadable images (each is reported) instead of stopping")
-    workers: int = _opt(2, "data-loading worker processes")
+    workers: int = _opt(2, "data-loading worker processes (0: load in the training process)", minimum=0)
     pipeline: str = _choice("workers", "training input pipeline", PIPELINES)
     # model
     model: str = _opt("efficientnet_lite0", f"timm model name or short name ({', '.join(SHORT_NAMES)})")
@@ -83,8 +88,8 @@ class TrainConfig:
                                                "preprocessing and images: the next linear probe of the same backbone "
                                                "on the same images skips the backbone")
     epochs: int = _opt(10, "training epochs (0: evaluate the starting weights, e.g. a soup of --weights, and "
-                                "write their run folder)")
-    batch_size: int = _opt(32, "images per step (per process under torchrun)")
+                                "write their run folder)", minimum=0)
+    batch_size: int = _opt(32, "images per step (per process under torchrun)", minimum=1)
     lr: float = _opt(1e-3, "learning rate of the new head")
     backbone_lr_scale: float = _opt(1.0, "backbone learning rate = lr x this (full/gradual); benchmarks/RESULTS.md "
                                          "section 6 compares 0.1 and 1 on held-out data")
@@ -92,9 +97,9 @@ class TrainConfig:
     momentum: float = _opt(0.9, "momentum for SGD-style optimizers")
     weight_decay: float = _opt(0.05, "weight decay (not applied to norms and biases)")
     sched: str = _opt("cosine", "LR schedule, any timm.scheduler name (cosine, step, plateau, none)")
-    warmup_epochs: int = _opt(0, "linear warm-up epochs")
+    warmup_epochs: int = _opt(0, "linear warm-up epochs", minimum=0)
     cycles: int = _opt(1, "split the cosine schedule into N equal cycles, each restarting at --lr (SGDR warm "
-                          "restarts, timm's cycle_limit); --epochs must be a multiple of N")
+                          "restarts, timm's cycle_limit); --epochs must be a multiple of N", minimum=1)
     decay_epochs: float = _opt(30, "epochs between decays for --sched step")
     decay_rate: float = _opt(0.1, "decay factor for --sched step/plateau")
     label_smoothing: float = _opt(0.1, "label smoothing of the cross-entropy")
@@ -117,7 +122,7 @@ class TrainConfig:
     swa: bool = _opt(False, "stochastic weight averaging: keep the equal average of the weights at the end of each "
                             "--cycles cycle (torch's AveragedModel, batch-norm statistics included) and evaluate it")
     keep: str = _choice("last", "the weights the run keeps", KEEP_POLICIES)
-    early_stop: int | None = _opt(None, "stop after N epochs without a lower validation loss")
+    early_stop: int | None = _opt(None, "stop after N epochs without a lower validation loss", minimum=1)
     time_limit: float | None = _opt(None, "stop after the epoch that ends past N seconds since the start "
                                           "(data loading included)")
     # runtime
@@ -125,7 +130,7 @@ class TrainConfig:
     split_seed: int | None = _opt(None, "seed of the validation carve and of --max-*-samples (default: --seed); fix it "
                                         "to train other seeds on the same images, e.g. the runs of a model soup")
     seeds: int = _opt(1, "train N runs, with seeds seed, seed+1, ...: one seed group on the leaderboard (mean ± std); "
-                         "the run folders are named <name>-seed<S>")
+                         "the run folders are named <name>-seed<S>", minimum=1)
     deterministic: bool = _opt(False, "deterministic algorithms (exactly reproducible resume on CPU)")
     amp: bool = _opt(True, "mixed precision on GPU (bf16)")
     channels_last: bool = _opt(True, "channels-last memory format: 1.7x faster Lite0 training on CPU "
@@ -133,7 +138,8 @@ class TrainConfig:
     compile: bool = _opt(False, "torch.compile the model")
     fused_optimizer: bool = _opt(True, "torch's fused optimizer kernels for adam, adamw and sgd")
     device: str | None = _opt(None, "cuda, cpu (default: cuda when available)")
-    checkpoint_every: int | None = _opt(None, "also checkpoint every N optimizer steps (always every epoch)")
+    checkpoint_every: int | None = _opt(None, "also checkpoint every N optimizer steps (always every epoch)",
+                                        minimum=1)
     lr_find: bool = _opt(False, "learning-rate range test first: lr_find.png in the run folder, a suggested --lr")
     # output
     output: str = _opt("runs", "directory that receives the run folder")
@@ -186,7 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _help(text: str, default: Any) -> str:
     """The flag's help with its default, unless the text already says what an unset flag means."""
-    return text if "default" in text else f"{text} (default: {'none' if default is None else default})"
+    return text if "(default: " in text else f"{text} (default: {'none' if default is None else default})"
 
 
 def _arg_type(annotation: str):
@@ -207,7 +213,16 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
         # A resumed run continues with the configuration it was started with; flags given now override it.
         values |= load_yaml(Path(resume) / TRAIN_CONFIG)
     values |= args
-    return TrainConfig(**values)
+    return check_ranges(TrainConfig(**values))
+
+
+def check_ranges(cfg: TrainConfig) -> TrainConfig:
+    """Counts below their field's `minimum` are refused here, for flags and YAML alike (argparse sees only flags)."""
+    for f in dataclasses.fields(cfg):
+        value, minimum = getattr(cfg, f.name), f.metadata["minimum"]
+        if minimum is not None and value is not None and value < minimum:
+            raise ConfigError(f"--{f.name.replace('_', '-')} {value}: give at least {minimum}")
+    return cfg
 
 
 def load_yaml(path: Path) -> dict[str, Any]:

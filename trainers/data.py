@@ -398,7 +398,7 @@ class ImageDataset(Dataset):
         return self.transform(image), sample.label, index
 
 
-def collate_skip_none(batch: list):
+def collate_skip_none(batch: list) -> list[torch.Tensor] | None:
     batch = [b for b in batch if b is not None]
     if not batch:
         return None

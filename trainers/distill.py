@@ -18,7 +18,7 @@ import torch
 
 import runfolder as R
 from trainers.data import DataError, Sample
-from trainers.inference import Predictor
+from trainers.inference import HUB_PREFIX, LOCAL_PREFIX, Predictor
 from trainers.models import joined_parts
 from trainers.progress import progress
 
@@ -67,6 +67,12 @@ def teacher_metrics(teachers: str | None, weight: float) -> dict:
         return {}
     return {"distilled_from": [Path(run).name for run in teacher_runs(teachers)], "distill_weight": weight,
             "teachers_wall_s": sum(R.read_metrics(run)["wall_s"] for run in local_teachers(teachers))}
+
+
+def unknown_teachers(teachers: str | None) -> list[str]:
+    """The teachers that name neither a finished run folder here nor a Hub repo."""
+    return [run for run in teacher_runs(teachers or "")
+            if not run.startswith(HUB_PREFIX) and not R.is_run(Path(run.removeprefix(LOCAL_PREFIX)))]
 
 
 def local_teachers(teachers: str | None) -> list[Path]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,7 +62,7 @@ def cacheable(model: nn.Module) -> str | None:
 
 
 @torch.inference_mode()
-def extract(model: nn.Module, loader, device: torch.device, desc: str) -> dict[str, torch.Tensor]:
+def extract(model: nn.Module, loader: Iterable, device: torch.device, desc: str) -> dict[str, torch.Tensor]:
     """The classifier's input for every readable sample of `loader`, its label and its index in the split, in
     split order, on the CPU."""
     classifier = model.get_classifier()

@@ -25,6 +25,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -42,8 +43,14 @@ import runfolder as R
 from trainers import data as D
 from trainers import preload as P
 from trainers.augment import AUGMENTATIONS
-from trainers.config import REPO_ROOT, TrainConfig, parse_config
-from trainers.distill import distillation_targets, local_teachers, teacher_metrics, teacher_probabilities
+from trainers.config import REPO_ROOT, ConfigError, TrainConfig, parse_config
+from trainers.distill import (
+    distillation_targets,
+    local_teachers,
+    teacher_metrics,
+    teacher_probabilities,
+    unknown_teachers,
+)
 from trainers.evaluate import (
     calibration_metrics,
     classification_metrics,
@@ -74,8 +81,9 @@ class RunError(ValueError):
     """A run folder that cannot be created or resumed."""
 
 
-# Bad input, said in one line by main(): unreadable data or images, unknown models or weights, run folders.
-USER_ERRORS = (D.DataError, ImageError, ModelError, RunError)
+# Bad input, said in one line by main(): option values, unreadable data or images, unknown models or weights,
+# run folders.
+USER_ERRORS = (ConfigError, D.DataError, ImageError, ModelError, RunError)
 
 
 class Distributed:
@@ -92,7 +100,7 @@ class Distributed:
     def main(self) -> bool:
         return self.rank == 0
 
-    def gather(self, obj):
+    def gather(self, obj: Any) -> list[Any]:
         """Every rank's `obj`, in rank order (a list of one when not distributed)."""
         if self.world == 1:
             return [obj]
@@ -100,7 +108,7 @@ class Distributed:
         dist.all_gather_object(out, obj)
         return out
 
-    def broadcast(self, obj):
+    def broadcast(self, obj: Any) -> Any:
         if self.world == 1:
             return obj
         box = [obj]
@@ -114,14 +122,21 @@ def main(argv: list[str] | None = None) -> Path:
         cfg = parse_config(argv)
         return train(cfg) if cfg.seeds == 1 else train_seeds(cfg)[0]
     except USER_ERRORS as err:  # said in one line; a killed run's last checkpoint stays resumable
-        raise SystemExit(f"error: {err}") from None
+        raise SystemExit(f"error: {one_line(err)}") from None
+
+
+def one_line(error: Exception) -> str:
+    """The error's message. Raised in a DataLoader worker, it comes back as that worker's traceback, whose last
+    line is `module.ErrorType: message`: the message is kept, the traceback left out."""
+    text = str(error).strip()
+    return text.splitlines()[-1].split(": ", 1)[-1] if "Original Traceback" in text else text
 
 
 def train_seeds(cfg: TrainConfig) -> list[Path]:
     """--seeds N: the same configuration trained with seeds seed .. seed+N-1, one run folder each (<name>-seed<S>);
     the leaderboard groups runs that differ only in the seed."""
-    if cfg.seeds < 1 or cfg.resume:
-        raise RunError("--seeds needs N >= 1 and no --resume (resume each run folder on its own)")
+    if cfg.resume:
+        raise ConfigError("--seeds trains new runs: no --resume (resume each run folder on its own)")
     base = cfg.name or default_run_name(cfg)
     seeds = range(cfg.seed, cfg.seed + cfg.seeds)
     runs = [train(dataclasses.replace(cfg, seed=seed, seeds=1, name=f"{base}-seed{seed}")) for seed in seeds]
@@ -138,6 +153,7 @@ def train(cfg: TrainConfig) -> Path:
     # ---- data: read and split before anything is written, so bad input leaves no trace
     check_sizes(cfg)
     check_schedule(cfg)
+    check_optimisation(cfg)
     check_distillation(cfg)
     splits = prepare_data(cfg)
 
@@ -153,6 +169,10 @@ def train(cfg: TrainConfig) -> Path:
     eval_tf = create_transform(**data_config, is_training=False)
     eval_side = eval_resize_side(data_config)
 
+    # ---- optimisation
+    steps_per_epoch = math.ceil(len(splits.train) / (cfg.batch_size * ddp.world))
+    trainer = build_trainer(cfg, model, splits.counts("train"), steps_per_epoch, device, ddp)
+
     # ---- run folder: created now, checkpointed every epoch, completed at the end
     run_dir = open_run_dir(cfg, ddp)
     if ddp.main:
@@ -160,10 +180,6 @@ def train(cfg: TrainConfig) -> Path:
         for note in notes + splits.notes:
             print(f"note: {note}")
         print(f"run folder: {run_dir}")
-
-    # ---- optimisation
-    steps_per_epoch = math.ceil(len(splits.train) / (cfg.batch_size * ddp.world))
-    trainer = build_trainer(cfg, model, splits.counts("train"), steps_per_epoch, device, ddp)
     if cached:  # the frozen backbone's one pass; from here on the head trains and evaluates on its output
         trainer.features = train_tf = cache_features(cfg, model, splits, data_config,
                                                      lambda samples: make_eval_loader(cfg, samples, eval_tf, mode,
@@ -252,6 +268,8 @@ def train(cfg: TrainConfig) -> Path:
 
 def training_device(cfg: TrainConfig, ddp: Distributed) -> torch.device:
     device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {cfg.device}: PyTorch sees no CUDA device")
     if device.type == "cuda":
         device = torch.device("cuda", ddp.local_rank)
         torch.cuda.set_device(device)
@@ -279,26 +297,45 @@ def prepare_data(cfg: TrainConfig) -> D.DatasetSplits:
 def check_sizes(cfg: TrainConfig) -> None:
     for flag, size in (("--img-size", cfg.img_size), ("--test-img-size", cfg.test_img_size)):
         if size is not None and size < 8:
-            raise RunError(f"{flag} {size}: give a size in pixels, at least 8")
+            raise ConfigError(f"{flag} {size}: give a size in pixels, at least 8")
     if cfg.crop_pct is not None and not 0 < cfg.crop_pct <= 1:
-        raise RunError(f"--crop-pct {cfg.crop_pct}: give the centre crop's share of the resized image, in (0, 1]")
+        raise ConfigError(f"--crop-pct {cfg.crop_pct}: give the centre crop's share of the resized image, in (0, 1]")
 
 
 def check_schedule(cfg: TrainConfig) -> None:
     if cfg.cycles < 1 or cfg.epochs % cfg.cycles:
-        raise RunError(f"--cycles {cfg.cycles}: give a number of cycles that divides --epochs {cfg.epochs}")
+        raise ConfigError(f"--cycles {cfg.cycles}: give a number of cycles that divides --epochs {cfg.epochs}")
     if cfg.cycles > 1 and cfg.sched not in CYCLIC_SCHEDULES:
-        raise RunError(f"--cycles {cfg.cycles}: --sched {cfg.sched} has no cycles; use one of "
+        raise ConfigError(f"--cycles {cfg.cycles}: --sched {cfg.sched} has no cycles; use one of "
                        f"{', '.join(CYCLIC_SCHEDULES)}")
     if cfg.swa and (cfg.cycles < 2 or cfg.ema):
-        raise RunError("--swa averages the weights at the end of each cycle: give --cycles 2 or more, and no --ema "
+        raise ConfigError("--swa averages the weights at the end of each cycle: give --cycles 2 or more, and no --ema "
                        "(a run keeps one average of its weights)")
+
+
+def check_optimisation(cfg: TrainConfig) -> None:
+    """--opt and --sched name what timm builds: tried on one stand-in parameter, before the data loads."""
+    stand_in = [torch.nn.Parameter(torch.zeros(1))]
+    try:
+        optimizer = create_optimizer_v2(stand_in, opt=cfg.opt, lr=cfg.lr)
+    except ValueError as error:
+        raise ConfigError(f"--opt {cfg.opt}: {error}; timm.optim.list_optimizers() names them") from None
+    try:
+        create_scheduler_v2(optimizer, sched=timm_schedule(cfg.sched), num_epochs=1, updates_per_epoch=1)
+    except ValueError as error:
+        raise ConfigError(f"--sched {cfg.sched}: {error}") from None
+
+
+def timm_schedule(sched: str) -> str:
+    return "constant" if sched == "none" else sched  # --sched none: timm's constant learning rate
 
 
 def check_distillation(cfg: TrainConfig) -> None:
     if cfg.teachers and (cfg.mixup or cfg.cutmix or not 0 <= cfg.distill_weight <= 1):
-        raise RunError("--teachers: give --distill-weight between 0 and 1, and no --mixup or --cutmix (the teachers "
+        raise ConfigError("--teachers: give --distill-weight between 0 and 1, and no --mixup or --cutmix (the teachers "
                        "saw each image whole)")
+    if unknown := unknown_teachers(cfg.teachers):
+        raise ConfigError(f"--teachers: {', '.join(unknown)}: neither a finished run folder nor an hf-hub: id")
 
 
 def data_configs(cfg: TrainConfig, model: torch.nn.Module) -> tuple[dict, dict]:
@@ -329,7 +366,8 @@ def epoch_seed(cfg: TrainConfig, epoch: int) -> int:
     return cfg.seed * 1000 + epoch
 
 
-def make_loader(cfg: TrainConfig, samples: list[D.Sample], transform, mode: str, epoch: int,
+def make_loader(cfg: TrainConfig, samples: list[D.Sample], transform: Callable | P.DeviceAugment | FeatureCache,
+                mode: str, epoch: int,
                 ddp: Distributed, skip_batches: int = 0) -> DataLoader | P.PreloadedBatches:
     """Training loader whose order depends only on (seed, epoch), so a resumed run sees the same batches.
 
@@ -359,7 +397,7 @@ def make_loader(cfg: TrainConfig, samples: list[D.Sample], transform, mode: str,
                       persistent_workers=False, pin_memory=torch.cuda.is_available())
 
 
-def make_eval_loader(cfg: TrainConfig, samples: list[D.Sample], transform, mode: str, ddp: Distributed,
+def make_eval_loader(cfg: TrainConfig, samples: list[D.Sample], transform: Callable, mode: str, ddp: Distributed,
                      min_side: int, features: FeatureCache | None = None, split: str = "val") -> Iterable:
     """Each rank evaluates every world-th sample; `predict` gathers them back into dataset order.
 
@@ -451,7 +489,7 @@ def build_optimisation(cfg: TrainConfig, model: torch.nn.Module, class_counts: l
     # Stepped per update, except timm's plateau schedule, which steps per epoch on validation top-1. timm's
     # schedules need an epoch; --epochs 0 (evaluation only) never steps this one.
     scheduler, _ = create_scheduler_v2(
-        optimizer, sched="constant" if cfg.sched == "none" else cfg.sched,
+        optimizer, sched=timm_schedule(cfg.sched),
         num_epochs=max(cfg.cycle_epochs, 1), cycle_limit=cfg.cycles, cycle_decay=1.0,
         warmup_epochs=cfg.warmup_epochs, decay_epochs=cfg.decay_epochs, decay_rate=cfg.decay_rate,
         step_on_epochs=cfg.sched == "plateau", updates_per_epoch=steps_per_epoch,
@@ -633,7 +671,8 @@ def find_lr(trainer: Trainer, loader: Iterable, run_dir: Path) -> float:
 
 
 @torch.inference_mode()
-def predict(model, loader, device, amp, ddp: Distributed) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def predict(model: torch.nn.Module, loader: Iterable, device: torch.device, amp: AbstractContextManager,
+            ddp: Distributed) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Logits, targets and dataset indices over the whole split, gathered from every rank, in index order."""
     was_training = model.training
     model.eval()
@@ -694,7 +733,8 @@ def open_run_dir(cfg: TrainConfig, ddp: Distributed) -> Path:
         return run_dir
     run_dir = Path(cfg.output) / ddp.broadcast(cfg.name or default_run_name(cfg))
     if ddp.main:
-        if run_dir.exists() and any(run_dir.iterdir()):
+        # A folder holding only train_config.yaml is a run that stopped before its first checkpoint: nothing to lose.
+        if run_dir.exists() and {path.name for path in run_dir.iterdir()} - {R.TRAIN_CONFIG}:
             raise RunError(f"run folder {run_dir} already exists (choose another --name, or --resume it)")
         run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir

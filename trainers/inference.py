@@ -11,7 +11,7 @@ import io
 import json
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from torch import nn
 from runfolder import CONFIG, ONNX_FILE, WEIGHTS, config_labels, config_temperature, read_config
 from trainers import custom_models  # noqa: F401  (registers the source studies' networks with timm)
 
+HUB_PREFIX, LOCAL_PREFIX = "hf-hub:", "local-dir:"  # timm's model-name prefixes for a Hub repo and a local folder
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}  # files read as images
 
 
@@ -115,7 +116,7 @@ def image_mode(in_chans: int) -> str:
     return "L" if in_chans == 1 else "RGB"
 
 
-def eval_transform(model: nn.Module | OnnxModel):
+def eval_transform(model: nn.Module | OnnxModel) -> Callable:
     """The backbone's own evaluation preprocessing (size, interpolation, crop, mean/std) from timm."""
     return create_transform(**resolve_data_config({}, model=model), is_training=False)
 
@@ -131,7 +132,7 @@ def load_run_model(run: str | Path) -> nn.Module:
     Goes through timm's own `local-dir:`/`hf-hub:` loaders so the run folder stays a plain timm repo.
     """
     run = str(run)
-    name = run if run.startswith(("hf-hub:", "local-dir:")) else f"local-dir:{Path(run).resolve()}"
+    name = run if run.startswith((HUB_PREFIX, LOCAL_PREFIX)) else f"{LOCAL_PREFIX}{Path(run).resolve()}"
     model = timm.create_model(name, pretrained=True)
     return model.eval()
 
@@ -140,16 +141,16 @@ def run_temperature(run: str | Path) -> float:
     """The softmax temperature stored with a run folder (or `hf-hub:` repo) at the end of training; 1.0 for runs
     written before calibration existed, so their probabilities stay as they were."""
     run = str(run)
-    if run.startswith("hf-hub:"):
+    if run.startswith(HUB_PREFIX):
         return config_temperature(json.loads(hub_file(run, CONFIG).read_text(encoding="utf-8")))
-    return config_temperature(read_config(Path(run.removeprefix("local-dir:"))))
+    return config_temperature(read_config(Path(run.removeprefix(LOCAL_PREFIX))))
 
 
 def hub_file(run: str, name: str) -> Path:
     """One file of an `hf-hub:<org>/<name>` run, through the Hub cache (timm's loader has usually fetched it)."""
     from huggingface_hub import hf_hub_download
 
-    return Path(hf_hub_download(run.removeprefix("hf-hub:"), name))
+    return Path(hf_hub_download(run.removeprefix(HUB_PREFIX), name))
 
 
 def label_names(model: nn.Module | OnnxModel) -> list[str]:
@@ -228,9 +229,9 @@ def load_onnx_run(run: str | Path, device: str | torch.device = "cpu") -> OnnxMo
     """model.onnx of a run folder (or `hf-hub:` repo); refuses one exported from other weights than the
     run's model.safetensors, whose predictions would silently differ from the PyTorch backend's."""
     run = str(run)
-    if run.startswith("hf-hub:"):
+    if run.startswith(HUB_PREFIX):
         return OnnxModel(hub_file(run, ONNX_FILE), device)
-    folder = Path(run.removeprefix("local-dir:"))
+    folder = Path(run.removeprefix(LOCAL_PREFIX))
     if not (folder / ONNX_FILE).is_file():
         raise FileNotFoundError(f"{folder / ONNX_FILE} not found: export it first with "
                                 f"python -m trainers.export {folder}")
