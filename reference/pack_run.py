@@ -9,6 +9,8 @@ The reference form of a run folder:
 - sample ids in predictions.parquet relative to the dataset's data directory, because the images do not ship;
 - no path of the packing machine: `data_dir` in train_config.yaml names a placeholder for the user's copy of the
   dataset (`path/to/chest_xray`), other absolute paths (`output`, `resume`, ...) fall back to their defaults;
+- no per-epoch confusion matrices in history.csv above `runfolder.HISTORY_MATRIX_MAX_CLASSES` classes, as the trainer
+  now writes it;
 - the model card and the confusion matrix drawn again from these files.
 
 DIR is where the run's images are on this machine (default: the run's own `data_dir`). The fp16 model is then
@@ -134,9 +136,19 @@ def pack_in_place(dest: Path, data_dir: Path, new_labels: bool) -> None:
     predictions = pd.read_parquet(dest / R.PREDICTIONS)
     R.write_predictions(dest, predictions.assign(sample_id=relative_ids(predictions.sample_id, data_dir)))
     R.write_train_config(dest, portable_train_config(R.read_train_config(dest)))
+    trim_history(dest)
     if new_labels:
         relabel(dest, data_dir)
     write_card(dest)
+
+
+def trim_history(dest: Path) -> None:
+    """Drop the per-epoch confusion matrices that a run of more classes than R.HISTORY_MATRIX_MAX_CLASSES recorded
+    before the trainer stopped keeping them."""
+    history = R.read_history(dest)
+    too_many = R.read_metrics(dest)["num_classes"] > R.HISTORY_MATRIX_MAX_CLASSES
+    if too_many and history.val_confusion_matrix.notna().any():
+        R.write_history(dest, history.assign(val_confusion_matrix=None).to_dict("records"))
 
 
 def fp16_agreement(dest: Path, data_dir: Path, batch: int = 64) -> float:

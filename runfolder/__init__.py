@@ -43,6 +43,9 @@ REQUIRED_METRICS = {"dataset": str, "eval_split": str, "num_classes": int, "mode
 TEMPERATURE = "temperature"
 CALIBRATED_CONFIDENCE = "calibrated_confidence"  # predictions.parquet: top-1 probability at the run's temperature
 LINEAGE = "lineage"  # metrics.json: {run name: its own wall_s} of every run this one builds on
+# history.csv keeps each epoch's confusion matrix up to this many classes: a 200-class one is 40,000 counts an epoch
+# (3.6 MB of CSV over 30 epochs); metrics.json keeps the final matrix at any size.
+HISTORY_MATRIX_MAX_CLASSES = 20
 RELIABILITY_BINS = 15  # equal-width confidence bins of metrics.json's ECE and of the reliability diagram
 
 

@@ -24,6 +24,7 @@ from safetensors.torch import load_file
 
 import runfolder as R
 from trainers.data import CIFAR10_CLASSES, load_dataset
+from trainers.finetune import EpochStats, history_row
 from trainers.inference import Predictor
 from trainers.models import (
     OFFLINE_WEIGHTS,
@@ -611,3 +612,14 @@ def test_mixup_keeps_the_class_weights():
     assert loss(logits, one_hot).item() == pytest.approx(expected.item(), rel=1e-5)
     unweighted = torch.nn.functional.cross_entropy(logits, labels)
     assert abs(expected.item() - unweighted.item()) > 1e-3  # the weights change the loss, so the check above bites
+
+
+@pytest.mark.parametrize("classes", [R.HISTORY_MATRIX_MAX_CLASSES, R.HISTORY_MATRIX_MAX_CLASSES + 1])
+def test_history_keeps_each_epochs_matrix_up_to_its_class_limit(classes):
+    """A 200-class run's per-epoch matrices were 3.6 MB of history.csv: above the limit only recall stays."""
+    matrix = np.eye(classes, dtype=int).tolist()
+    val = {"loss": 1.0, "top1": 1.0, "macro_f1": 1.0, "confusion_matrix": matrix}
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    row = history_row(1, EpochStats(loss=1.0, acc=1.0, images=8, seconds=1.0), val, optimizer, 2.0)
+    assert row["val_per_class_recall"] == [1.0] * classes
+    assert row["val_confusion_matrix"] == (matrix if classes <= R.HISTORY_MATRIX_MAX_CLASSES else None)

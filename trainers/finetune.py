@@ -701,9 +701,10 @@ def history_row(epoch: int, stats: EpochStats, val: dict, optimizer: torch.optim
            "val_acc": val["top1"], "val_top5": val.get("top5"), "val_macro_f1": val["macro_f1"],
            "lr": max(g["lr"] for g in optimizer.param_groups), "seconds": stats.seconds,
            "train_images_per_s": stats.images_per_s, "wall_s": wall_s}
-    # Every epoch's confusion matrix and per-class recall, not only the final ones.
-    row["val_per_class_recall"] = per_class_recall(val["confusion_matrix"])
-    row["val_confusion_matrix"] = val["confusion_matrix"]
+    # Every epoch's per-class recall and, up to HISTORY_MATRIX_MAX_CLASSES classes, its confusion matrix.
+    matrix = val["confusion_matrix"]
+    row["val_per_class_recall"] = per_class_recall(matrix)
+    row["val_confusion_matrix"] = matrix if len(matrix) <= R.HISTORY_MATRIX_MAX_CLASSES else None
     return row
 
 
