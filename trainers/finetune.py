@@ -145,125 +145,140 @@ def train_seeds(cfg: TrainConfig) -> list[Path]:
 
 
 def train(cfg: TrainConfig) -> Path:
-    run_started = time.time()  # --time-limit counts from here: data loading (and caching) included
+    started = time.time()  # --time-limit counts from here: data loading (and caching) included
     ddp = Distributed()
     device = training_device(cfg, ddp)
     seed_everything(cfg.seed)
 
     # ---- data: read and split before anything is written, so bad input leaves no trace
-    check_sizes(cfg)
-    check_schedule(cfg)
-    check_optimisation(cfg)
-    check_distillation(cfg)
+    check_config(cfg)
     splits = prepare_data(cfg)
 
-    # ---- model and its input pipeline
+    # ---- model, its input pipeline and its optimisation
     model, notes = create_backbone(cfg.model, len(splits.classes), cfg.pretrained, cfg.weights,
                                    drop_rate=cfg.drop_rate,
                                    class_ids=splits.class_ids if cfg.head_init == "auto" else None)
-    train_data_config, data_config = data_configs(cfg, model)  # data_config: evaluation's, saved with the model
-    mode = image_mode(data_config["input_size"][0])
-    cached = caches_features(cfg, model, ddp)
-    trains = cfg.epochs > 0  # --epochs 0 evaluates the starting weights (--weights: a soup, another run's)
-    train_tf = training_transform(cfg, splits, train_data_config, mode, device) if trains and not cached else None
-    eval_tf = create_transform(**data_config, is_training=False)
-    eval_side = eval_resize_side(data_config)
-
-    # ---- optimisation
+    inputs = model_inputs(cfg, model, splits, device, ddp)
     steps_per_epoch = math.ceil(len(splits.train) / (cfg.batch_size * ddp.world))
     trainer = build_trainer(cfg, model, splits.counts("train"), steps_per_epoch, device, ddp)
 
     # ---- run folder: created now, checkpointed every epoch, completed at the end
-    run_dir = open_run_dir(cfg, ddp)
+    run = Run(trainer, splits, inputs, open_run_dir(cfg, ddp), started)
     if ddp.main:
-        R.write_train_config(run_dir, cfg.to_dict() | {"resume": None})
+        R.write_train_config(run.run_dir, cfg.to_dict() | {"resume": None})
         for note in notes + splits.notes:
             print(f"note: {note}")
-        print(f"run folder: {run_dir}")
-    if cached:  # the frozen backbone's one pass; from here on the head trains and evaluates on its output
-        trainer.features = train_tf = cache_features(cfg, model, splits, data_config,
-                                                     lambda samples: make_eval_loader(cfg, samples, eval_tf, mode,
-                                                                                      ddp, eval_side))
-        trainer.train_model = FeatureHead(model)
+        print(f"run folder: {run.run_dir}")
+    before_first_epoch(run)
+    if cfg.resume:
+        run.state = resume_from(run.run_dir, trainer)
+        run.resumed_wall_s = run.state.wall_s
+        print(f"resuming {run.run_dir} at epoch {run.state.epoch + 1}, step {run.state.step}")
+
+    # ---- epochs, then the kept weights evaluated and written
+    finish(run, train_epochs(run))
+    if ddp.world > 1:
+        dist.destroy_process_group()
+    return run.run_dir
+
+
+def check_config(cfg: TrainConfig) -> None:
+    """What can be refused before the data loads: sizes, the schedule, the optimiser, the teachers."""
+    check_sizes(cfg)
+    check_schedule(cfg)
+    check_optimisation(cfg)
+    check_distillation(cfg)
+
+
+def model_inputs(cfg: TrainConfig, model: torch.nn.Module, splits: D.DatasetSplits, device: torch.device,
+                 ddp: Distributed) -> Inputs:
+    """The model's input pipeline; a run that caches a linear probe's features, or evaluates only (--epochs 0),
+    builds no training transform."""
+    train_data_config, data_config = data_configs(cfg, model)
+    mode = image_mode(data_config["input_size"][0])
+    cached = caches_features(cfg, model, ddp)
+    train_transform = (training_transform(cfg, splits, train_data_config, mode, device)
+                       if cfg.epochs > 0 and not cached else None)
+    return Inputs(data_config, mode, create_transform(**data_config, is_training=False),
+                  eval_resize_side(data_config), cached, train_transform)
+
+
+def before_first_epoch(run: Run) -> None:
+    """What a run computes once before it trains: a linear probe's cached features, the teachers' probabilities,
+    --lr-find's range test."""
+    cfg, trainer = run.cfg, run.trainer
+    if run.inputs.caches_features:  # the frozen backbone's one pass; the head trains on its output
+        trainer.features = run.inputs.train_transform = cache_features(cfg, trainer.model, run.splits,
+                                                                       run.inputs.data_config, run.image_loader)
+        trainer.train_model = FeatureHead(trainer.model)
     if cfg.teachers:
         started = time.time()
-        trainer.teacher_probs = teacher_probabilities(cfg.teachers, splits.train, splits.classes, device)
-        if ddp.main:
-            print(f"teachers: their probabilities on {len(splits.train):,} training images in "
+        trainer.teacher_probs = teacher_probabilities(cfg.teachers, run.splits.train, run.splits.classes,
+                                                      trainer.device)
+        if run.ddp.main:
+            print(f"teachers: their probabilities on {len(run.splits.train):,} training images in "
                   f"{time.time() - started:.0f} s")
-    if cfg.lr_find and ddp.main:
-        suggestion = find_lr(trainer, make_loader(cfg, splits.train, train_tf, mode, 0, ddp), run_dir)
-        print(f"lr_find: suggested --lr {suggestion:.2e} (plot: {run_dir / LR_FIND_PLOT})")
+    if cfg.lr_find and run.ddp.main:
+        suggestion = find_lr(trainer, run.train_loader(0), run.run_dir)
+        print(f"lr_find: suggested --lr {suggestion:.2e} (plot: {run.run_dir / LR_FIND_PLOT})")
 
-    # ---- resume
-    state = TrainState()
-    if cfg.resume:
-        state = resume_from(run_dir, trainer)
-        print(f"resuming {run_dir} at epoch {state.epoch + 1}, step {state.step}")
-    earlier_s = state.wall_s  # what the processes before this one spent, up to the checkpoint resumed from
 
-    def wall_s() -> float:
-        """The run's wall time so far, over every process that worked on it (history's and metrics' wall_s)."""
-        return earlier_s + time.time() - run_started
-
-    # ---- epochs: train, validate, remember the best epoch, checkpoint
-    val_loader = make_eval_loader(cfg, splits.val, eval_tf, mode, ddp, eval_side, trainer.features, "val")
-    last_val = None  # the last epoch's validation logits, targets and indices
+def train_epochs(run: Run) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """Train, validate, remember the best epoch and checkpoint, epoch after epoch; returns the last epoch's
+    validation logits, targets and indices (None when no epoch ran)."""
+    cfg, ddp, trainer, state = run.cfg, run.ddp, run.trainer, run.state
+    val_loader = run.eval_loader("val")
+    last_val = None
     for epoch in range(state.epoch, cfg.epochs):
-        set_trainable(model, cfg.strategy, epoch, cfg.epochs)
+        set_trainable(trainer.model, cfg.strategy, epoch, cfg.epochs)
         seed_everything(epoch_seed(cfg, epoch))
         skip = state.step if epoch == state.epoch else 0
         if skip and state.rng:
             restore_rng(state.rng)
-        loader = make_loader(cfg, splits.train, train_tf, mode, epoch, ddp, skip_batches=skip)
-        callbacks = ([MidEpochCheckpoint(run_dir, trainer, state, epoch, wall_s)]
-                     if cfg.checkpoint_every and ddp.main else [])
-        stats = train_one_epoch(trainer, loader, epoch, skip, callbacks)
+        callbacks = [MidEpochCheckpoint(run, epoch)] if cfg.checkpoint_every and ddp.main else []
+        stats = train_one_epoch(trainer, run.train_loader(epoch, skip), epoch, skip, callbacks)
         if trainer.opt.swa is not None and (epoch + 1) % cfg.cycle_epochs == 0:  # a cycle's end
-            trainer.opt.swa.update_parameters(model)
-        last_val = predict(trainer.evaluator, val_loader, device, trainer.opt.amp, ddp)
-        state.end_epoch(stats, wall_s())
+            trainer.opt.swa.update_parameters(trainer.model)
+        last_val = run.evaluate(val_loader)
+        state.end_epoch(stats, run.wall_s())
         if ddp.main:
-            record_epoch(trainer, state, stats, classification_metrics(*last_val[:2], splits.classes))
+            record_epoch(trainer, state, stats, classification_metrics(*last_val[:2], run.splits.classes))
         trainer.opt.scheduler.step(epoch + 1, ddp.broadcast(state.history[-1]["val_acc"] if ddp.main else None))
         if ddp.main:
-            R.write_history(run_dir, state.history)
-            save_state(run_dir, trainer, state)
+            R.write_history(run.run_dir, state.history)
+            save_state(run.run_dir, trainer, state)
         if ddp.broadcast(ddp.main and early_stop(cfg, state)):
             print(f"early stop: no improvement for {cfg.early_stop} epochs")
             break
-        if cfg.time_limit and ddp.broadcast(time.time() - run_started) > cfg.time_limit:
+        if cfg.time_limit and ddp.broadcast(time.time() - run.started) > cfg.time_limit:
             print(f"time limit: {cfg.time_limit:.0f} s passed after epoch {epoch + 1}")
             break
+    return last_val
 
-    # ---- final: the kept weights, evaluated on the test split (else validation)
+
+def finish(run: Run, last_val: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None) -> None:
+    """The kept weights (--keep), evaluated on the test split (else validation), written into the run folder."""
+    cfg, ddp, trainer, state, splits = run.cfg, run.ddp, run.trainer, run.state, run.splits
     if cfg.keep == "best" and state.best:
         trainer.eval_model.load_state_dict(ddp.broadcast(state.best.weights if ddp.main else None))
     # The kept weights' validation logits: the last epoch's, when those were the weights it validated.
     val_logits, val_targets, val_indices = (
-        last_val if last_val is not None and cfg.keep == "last" else
-        predict(trainer.evaluator, val_loader, device, trainer.opt.amp, ddp))
+        last_val if last_val is not None and cfg.keep == "last" else run.evaluate(run.eval_loader("val")))
     if ddp.main and not state.history:  # --epochs 0: the starting weights' validation, as epoch 0
         val = classification_metrics(val_logits, val_targets, splits.classes)
         untrained = EpochStats(loss=math.nan, acc=math.nan, images=0, seconds=0.0)
-        state.history.append(history_row(0, untrained, val, trainer.opt.optimizer, wall_s()))
-        R.write_history(run_dir, state.history)
-    eval_samples = splits.test or splits.val
-    if splits.test:
-        test_loader = make_eval_loader(cfg, splits.test, eval_tf, mode, ddp, eval_side, trainer.features, "test")
-        logits, targets, indices = predict(trainer.evaluator, test_loader, device, trainer.opt.amp, ddp)
-    else:
-        logits, targets, indices = val_logits, val_targets, val_indices
+        state.history.append(history_row(0, untrained, val, trainer.opt.optimizer, run.wall_s()))
+        R.write_history(run.run_dir, state.history)
+    logits, targets, indices = (run.evaluate(run.eval_loader("test")) if splits.test else
+                                (val_logits, val_targets, val_indices))
     if ddp.main:
+        eval_samples = splits.test or splits.val
         evaluation = Evaluation(logits, targets, [eval_samples[i].sample_id for i in indices.tolist()],
                                 fit_temperature(val_logits, val_targets))  # on validation, never on test
-        metrics = final_metrics(trainer, splits, data_config, evaluation, state, wall_s())
-        write_run(run_dir, trainer.eval_model, splits, data_config, evaluation, metrics)
-        print_summary(run_dir, metrics)
-        publish_and_record(cfg, run_dir)
-    if ddp.world > 1:
-        dist.destroy_process_group()
-    return run_dir
+        metrics = final_metrics(trainer, splits, run.inputs.data_config, evaluation, state, run.wall_s())
+        write_run(run.run_dir, trainer.eval_model, splits, run.inputs.data_config, evaluation, metrics)
+        print_summary(run.run_dir, metrics)
+        publish_and_record(cfg, run.run_dir)
 
 
 def training_device(cfg: TrainConfig, ddp: Distributed) -> torch.device:
@@ -398,13 +413,10 @@ def make_loader(cfg: TrainConfig, samples: list[D.Sample], transform: Callable |
 
 
 def make_eval_loader(cfg: TrainConfig, samples: list[D.Sample], transform: Callable, mode: str, ddp: Distributed,
-                     min_side: int, features: FeatureCache | None = None, split: str = "val") -> Iterable:
+                     min_side: int) -> DataLoader:
     """Each rank evaluates every world-th sample; `predict` gathers them back into dataset order.
 
-    Decodes as `Predictor` does (JPEGs straight at `min_side`), so the recorded metrics are the apps' figures.
-    With `features`, the batches are the cached features of `split` instead."""
-    if features is not None:
-        return features.batches(split, list(range(len(samples))), cfg.batch_size * 2)
+    Decodes as `Predictor` does (JPEGs straight at `min_side`), so the recorded metrics are the apps' figures."""
     dataset = D.ImageDataset(samples, transform, mode, cfg.skip_corrupt, min_side)
     shard = list(range(ddp.rank, len(samples), ddp.world))
     return DataLoader(dataset, batch_size=cfg.batch_size * 2, sampler=shard, num_workers=cfg.workers,
@@ -643,15 +655,15 @@ def train_one_epoch(trainer: Trainer, loader: Iterable, epoch: int, first_step: 
 class MidEpochCheckpoint(StepCallback):
     """--checkpoint-every N: a resumable checkpoint every N optimizer steps (the epoch's end writes its own)."""
 
-    def __init__(self, run_dir: Path, trainer: Trainer, state: TrainState, epoch: int,
-                 wall_s: Callable[[], float]) -> None:
-        self.run_dir, self.trainer, self.state, self.epoch, self.wall_s = run_dir, trainer, state, epoch, wall_s
+    def __init__(self, run: Run, epoch: int) -> None:
+        self.run, self.epoch = run, epoch
 
     def after_step(self, step: int, loss: torch.Tensor, seen: int, seconds: float) -> bool:
-        if step % self.trainer.cfg.checkpoint_every == 0 and step < self.trainer.steps_per_epoch:
-            save_state(self.run_dir, self.trainer, replace(
-                self.state, epoch=self.epoch, step=step, rng=capture_rng(), wall_s=self.wall_s(),
-                train_images=self.state.train_images + seen, train_seconds=self.state.train_seconds + seconds))
+        run = self.run
+        if step % run.cfg.checkpoint_every == 0 and step < run.trainer.steps_per_epoch:
+            save_state(run.run_dir, run.trainer, replace(
+                run.state, epoch=self.epoch, step=step, rng=capture_rng(), wall_s=run.wall_s(),
+                train_images=run.state.train_images + seen, train_seconds=run.state.train_seconds + seconds))
         return False
 
 
@@ -774,6 +786,64 @@ class TrainState:
         self.epoch, self.step, self.rng, self.wall_s = self.epoch + 1, 0, None, wall_s
         self.train_images += stats.images
         self.train_seconds += stats.seconds
+
+
+@dataclass
+class Inputs:
+    """How images reach the model: in training, and in evaluation as the apps will see them."""
+
+    data_config: dict  # timm's evaluation data config (--test-img-size, --crop-pct), saved with the model
+    mode: str  # the image mode the model reads: "RGB", or "L" for one channel
+    eval_transform: Callable
+    eval_side: int  # evaluation decodes JPEGs straight at this shorter side, as the apps do
+    caches_features: bool  # a linear probe whose head trains on the frozen backbone's cached features
+    train_transform: Callable | P.DeviceAugment | FeatureCache | None  # the features, once cached; None: --epochs 0
+
+
+@dataclass
+class Run:
+    """One run as `train` assembles it: what its epochs and its end share."""
+
+    trainer: Trainer
+    splits: D.DatasetSplits
+    inputs: Inputs
+    run_dir: Path
+    started: float  # time.time() when this process began the run
+    state: TrainState = field(default_factory=TrainState)
+    resumed_wall_s: float = 0.0  # what the processes before this one spent, up to the checkpoint resumed from
+
+    @property
+    def cfg(self) -> TrainConfig:
+        return self.trainer.cfg
+
+    @property
+    def ddp(self) -> Distributed:
+        return self.trainer.ddp
+
+    def wall_s(self) -> float:
+        """The run's wall time so far, over every process that worked on it (history's and metrics' wall_s)."""
+        return self.resumed_wall_s + time.time() - self.started
+
+    def train_loader(self, epoch: int, skip_batches: int = 0) -> Iterable:
+        return make_loader(self.cfg, self.splits.train, self.inputs.train_transform, self.inputs.mode, epoch,
+                           self.ddp, skip_batches)
+
+    def image_loader(self, samples: list[D.Sample]) -> Iterable:
+        """Evaluation batches of these samples' images, decoded as the apps decode them."""
+        return make_eval_loader(self.cfg, samples, self.inputs.eval_transform, self.inputs.mode, self.ddp,
+                                self.inputs.eval_side)
+
+    def eval_loader(self, split: str) -> Iterable:
+        """`split`'s evaluation batches: its images, or a cached linear probe's features of them."""
+        samples = getattr(self.splits, split)
+        if self.trainer.features is not None:
+            return self.trainer.features.batches(split, list(range(len(samples))), self.cfg.batch_size * 2)
+        return self.image_loader(samples)
+
+    def evaluate(self, loader: Iterable) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The evaluated model's logits, targets and dataset indices over `loader`'s whole split."""
+        trainer = self.trainer
+        return predict(trainer.evaluator, loader, trainer.device, trainer.opt.amp, self.ddp)
 
 
 def save_state(run_dir: Path, trainer: Trainer, state: TrainState) -> None:
