@@ -46,6 +46,8 @@ SMALL_INPUT = "small-input"  # CSS class of the upload box while it holds an ima
 CONCURRENCY = 2  # requests computed at once; the rest wait in the queue
 LOADED_MODELS = 8  # predictors kept in memory
 TOP_CLASS = "top prediction"
+PRIVATE = {"api_visibility": "private"}  # UI plumbing, not part of the API
+RAW = {"preprocess": False}  # uploads reach `decode` undecoded (see there); model names are checked by the pool
 # The demo receives people's images: gradio's usage analytics and its start-up version check (requests to
 # api.gradio.app and huggingface.co) stay off unless the deployer sets gradio's own variable to True or passes
 # --analytics. (gradio's default is on.)
@@ -431,78 +433,114 @@ def analytics_requested() -> bool:
     return os.environ.get(ANALYTICS_ENV, "False") == "True"
 
 
+@dataclass
+class ComparePage:
+    """The Compare tab's components, for wiring its events."""
+
+    dataset: gr.Dropdown
+    models: gr.CheckboxGroup
+    image: gr.Image
+    use_face: gr.Checkbox
+    run: gr.Button
+    example_columns: list[gr.Column]  # one per dataset with example images; the chosen dataset's is visible
+    status: gr.Markdown
+    summary: gr.HTML
+    face: gr.Image
+    cam_image: gr.Image
+    cam_caption: gr.Markdown
+    cam_model: gr.Dropdown
+    cam_class: gr.Dropdown
+    cam_run: gr.Button
+    slots: list[gr.Label]
+
+    @property
+    def results(self) -> list:
+        """What a prediction updates, in the order of `Results.updates()`."""
+        return [self.status, self.summary, self.face, self.cam_image, self.cam_caption, *self.slots]
+
+
 def build_app(catalog: Catalog, backend: str = "torch", analytics: bool | None = None,
               calibrated: bool = True) -> gr.Blocks:
     """The page and the API. Launch it with `launch` (it brings the page's CSS). Gradio analytics: `analytics`,
     else on only when $GRADIO_ANALYTICS_ENABLED is True."""
     pool = ModelPool(catalog, backend=backend, calibrated=calibrated)
-    datasets = catalog.datasets()
-    first = datasets[0] if datasets else None
-    selected = [m.name for m in catalog.for_dataset(first)[:SLOTS]]
     analytics = analytics_requested() if analytics is None else analytics
     with gr.Blocks(title="Backbone Arena", analytics_enabled=analytics) as demo:
         gr.Markdown(intro(catalog), elem_id="intro")
         with gr.Tab("Compare"), gr.Row():
-            with gr.Column(scale=1, min_width=320):
-                dataset = gr.Dropdown(datasets, value=first, label="Dataset / task", elem_id="dataset")
-                models = gr.CheckboxGroup(model_choices(catalog, first), value=selected, label="Models")
-                image = gr.Image(type="filepath", sources=["upload", "webcam", "clipboard"], label="Image",
-                                 height=PICTURE_HEIGHT, elem_id="image")
-                use_face = gr.Checkbox(value=first in FACE_DATASETS, visible=first in FACE_DATASETS,
-                                       label="Crop to the face first (OpenCV Haar cascade)")
-                run = gr.Button("Predict", variant="primary")
-                example_columns = []
-                for name in example_datasets(catalog):
-                    with gr.Column(visible=name == first) as column:
-                        gr.Examples(example_files(name), inputs=[image], label=f"Examples: {name}")
-                    example_columns.append(column)
-            with gr.Column(scale=2):
-                status = gr.Markdown(visible=False, elem_id="status")
-                summary = gr.HTML(visible=False, elem_id="summary")
-                with gr.Row():
-                    cam_image = gr.Image(label="Grad-CAM", interactive=False, height=PICTURE_HEIGHT,
-                                         elem_id="gradcam", buttons=PICTURE_BUTTONS)
-                    face = gr.Image(label="Face crop", visible=False, height=PICTURE_HEIGHT, interactive=False,
-                                    elem_id="face", buttons=PICTURE_BUTTONS)
-                cam_caption = gr.Markdown(elem_id="cam-caption")
-                with gr.Row(equal_height=True):
-                    cam_model = gr.Dropdown(selected, value=selected[0] if selected else None,
-                                            label="Grad-CAM model")
-                    cam_class = gr.Dropdown([TOP_CLASS], value=TOP_CLASS, label="Grad-CAM class")
-                    cam_run = gr.Button("Show Grad-CAM", scale=0, min_width=200)
-                with gr.Row():
-                    slots = [gr.Label(num_top_classes=5, visible=False, min_width=200) for _ in range(SLOTS)]
+            page = compare_page(catalog)
         with gr.Tab("API"):
-            gr.Markdown(api_help())
-            api_models = gr.Dropdown(pool.names(), multiselect=True, label="Models (empty: all)")
-            with gr.Row():
-                with gr.Column():
-                    api_image = gr.Image(type="filepath", label="One image")
-                    api_run = gr.Button("Predict (/predict)")
-                    api_out = gr.JSON(label="/predict")
-                with gr.Column():
-                    api_files = gr.File(file_count="multiple", type="filepath", file_types=["image"],
-                                        label="Several images")
-                    batch_run = gr.Button("Predict all (/predict_batch)")
-                    batch_out = gr.JSON(label="/predict_batch")
-
-        results = [status, summary, face, cam_image, cam_caption, *slots]  # the order of `Results.updates()`
-        private = {"api_visibility": "private"}  # UI plumbing, not part of the API
-        raw = {"preprocess": False}  # uploads reach `decode` undecoded (see there); model names are checked by the pool
-        dataset.change(partial(on_dataset, catalog), dataset, [models, use_face, cam_model, *example_columns,
-                                                                *results], **private)
-        models.change(on_models, models, [cam_model, *results], **private)
-        use_face.change(cleared, None, results, **private)
-        image.change(on_image, image, [image, *results], **private, **raw)
-        cam_model.change(partial(class_choices, pool), cam_model, cam_class, **private)
-        run.click(partial(on_predict, pool), [image, models, use_face, cam_model, cam_class], results, **private,
-                  **raw)
-        cam_run.click(partial(on_explain, pool), [image, cam_model, cam_class, use_face],
-                      [status, cam_image, cam_caption], **private, **raw)
-        api_run.click(partial(api_predict, pool), [api_image, api_models], api_out, api_name="predict", **raw)
-        batch_run.click(partial(api_predict_batch, pool), [api_files, api_models], batch_out, api_name="predict_batch",
-                        **raw)
+            api_tab(pool)
+        wire_compare(page, pool, catalog)
     return demo
+
+
+def compare_page(catalog: Catalog) -> ComparePage:
+    """The inputs on the left (dataset, models, image, examples), the results on the right, for the first dataset."""
+    datasets = catalog.datasets()
+    first = datasets[0] if datasets else None
+    selected = [m.name for m in catalog.for_dataset(first)[:SLOTS]]
+    with gr.Column(scale=1, min_width=320):
+        dataset = gr.Dropdown(datasets, value=first, label="Dataset / task", elem_id="dataset")
+        models = gr.CheckboxGroup(model_choices(catalog, first), value=selected, label="Models")
+        image = gr.Image(type="filepath", sources=["upload", "webcam", "clipboard"], label="Image",
+                         height=PICTURE_HEIGHT, elem_id="image")
+        use_face = gr.Checkbox(value=first in FACE_DATASETS, visible=first in FACE_DATASETS,
+                               label="Crop to the face first (OpenCV Haar cascade)")
+        run = gr.Button("Predict", variant="primary")
+        example_columns = []
+        for name in example_datasets(catalog):
+            with gr.Column(visible=name == first) as column:
+                gr.Examples(example_files(name), inputs=[image], label=f"Examples: {name}")
+            example_columns.append(column)
+    with gr.Column(scale=2):
+        status = gr.Markdown(visible=False, elem_id="status")
+        summary = gr.HTML(visible=False, elem_id="summary")
+        with gr.Row():
+            cam_image = gr.Image(label="Grad-CAM", interactive=False, height=PICTURE_HEIGHT, elem_id="gradcam",
+                                 buttons=PICTURE_BUTTONS)
+            face = gr.Image(label="Face crop", visible=False, height=PICTURE_HEIGHT, interactive=False,
+                            elem_id="face", buttons=PICTURE_BUTTONS)
+        cam_caption = gr.Markdown(elem_id="cam-caption")
+        with gr.Row(equal_height=True):
+            cam_model = gr.Dropdown(selected, value=selected[0] if selected else None, label="Grad-CAM model")
+            cam_class = gr.Dropdown([TOP_CLASS], value=TOP_CLASS, label="Grad-CAM class")
+            cam_run = gr.Button("Show Grad-CAM", scale=0, min_width=200)
+        with gr.Row():
+            slots = [gr.Label(num_top_classes=5, visible=False, min_width=200) for _ in range(SLOTS)]
+    return ComparePage(dataset, models, image, use_face, run, example_columns, status, summary, face, cam_image,
+                       cam_caption, cam_model, cam_class, cam_run, slots)
+
+
+def wire_compare(page: ComparePage, pool: ModelPool, catalog: Catalog) -> None:
+    results = page.results
+    page.dataset.change(partial(on_dataset, catalog), page.dataset,
+                        [page.models, page.use_face, page.cam_model, *page.example_columns, *results], **PRIVATE)
+    page.models.change(on_models, page.models, [page.cam_model, *results], **PRIVATE)
+    page.use_face.change(cleared, None, results, **PRIVATE)
+    page.image.change(on_image, page.image, [page.image, *results], **PRIVATE, **RAW)
+    page.cam_model.change(partial(class_choices, pool), page.cam_model, page.cam_class, **PRIVATE)
+    page.run.click(partial(on_predict, pool), [page.image, page.models, page.use_face, page.cam_model,
+                                                page.cam_class], results, **PRIVATE, **RAW)
+    page.cam_run.click(partial(on_explain, pool), [page.image, page.cam_model, page.cam_class, page.use_face],
+                       [page.status, page.cam_image, page.cam_caption], **PRIVATE, **RAW)
+
+
+def api_tab(pool: ModelPool) -> None:
+    """The API's two endpoints, each with a form that calls it."""
+    gr.Markdown(api_help())
+    models = gr.Dropdown(pool.names(), multiselect=True, label="Models (empty: all)")
+    with gr.Row():
+        with gr.Column():
+            image = gr.Image(type="filepath", label="One image")
+            run = gr.Button("Predict (/predict)")
+            out = gr.JSON(label="/predict")
+        with gr.Column():
+            files = gr.File(file_count="multiple", type="filepath", file_types=["image"], label="Several images")
+            batch_run = gr.Button("Predict all (/predict_batch)")
+            batch_out = gr.JSON(label="/predict_batch")
+    run.click(partial(api_predict, pool), [image, models], out, api_name="predict", **RAW)
+    batch_run.click(partial(api_predict_batch, pool), [files, models], batch_out, api_name="predict_batch", **RAW)
 
 
 def launch(demo: gr.Blocks, **options) -> tuple:
