@@ -49,6 +49,16 @@ def fit_widths(natural: list[int], floors: list[int], budget: int) -> list[int]:
     return widths
 
 
+def shortened(text: str, width: int) -> str:
+    """`text` in `width` characters, cut in the middle: names of one task share their start (the dataset, the
+    backbone family) and differ at the end (`xray_cnn1` / `xray_cnn2`, `-linear_probe`, `-seed42`), so the end
+    keeps two thirds. (rich's own overflow only cuts the end.)"""
+    if len(text) <= width:
+        return text
+    head = (width - 1) // 3
+    return f"{text[:head]}…{text[len(text) - (width - 1 - head):]}"
+
+
 def compact_widths(columns: list[Column], natural: list[int], width: int) -> list[int]:
     """Widths for a `width`-character terminal: numbers and datasets keep theirs; model names narrow first (down to
     NAME_FLOOR), the run id last (down to RUN_ID_FLOOR)."""
@@ -74,9 +84,9 @@ def leaderboard_table(frame: pd.DataFrame, wide: bool, width: int) -> tuple[Tabl
                   show_edge=False, pad_edge=False)  # fmt: skip
     for column, column_width in zip(columns, widths, strict=True):
         table.add_column(column.heading, justify="right" if column.numeric else "left", no_wrap=True,
-                         overflow="ellipsis", width=column_width)  # fmt: skip
+                         width=column_width)
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(shortened(cell, column_width) for cell, column_width in zip(row, widths, strict=True)))
     return table, widths != natural
 
 

@@ -169,7 +169,10 @@ def test_cli_show_fits_80_columns(long_id_db: str, capsys: pytest.CaptureFixture
     assert max(len(line) for line in shown.splitlines()) <= 80
     assert "1 run" in shown and "1 runs" not in shown
     assert "756 ms" in shown and "755.88" not in shown
-    assert LONG_ID not in shown and LONG_ID[:20] in shown and "--ids" in shown  # shortened, and says how to see it
+    assert LONG_ID not in shown and "--ids" in shown  # shortened, and says how to see it
+    shown_id = next(line.split()[0] for line in shown.splitlines() if line.startswith(LONG_ID[:5]))
+    head, tail = shown_id.split("…")  # cut in the middle: the end that tells runs of one task apart stays
+    assert LONG_ID.startswith(head) and LONG_ID.endswith(tail) and tail.endswith("-seed42") and len(tail) > len(head)
     assert "None" not in shown and "nan" not in shown  # a missing value is an empty cell
     monkeypatch.setenv("COLUMNS", "140")
     assert main(["show", "--db", long_id_db]) == 0
