@@ -561,7 +561,7 @@ def gpu_run(args: argparse.Namespace, scale: Scale) -> Run:
 def preflight(args: argparse.Namespace) -> None:
     """After the first transfer (the Lite0 weights and CIFAR-10 travel whole in it), with the GPU machine's own
     python: train, write and pack one toy CIFAR-10 run on the card. A gap between its versions (torch, timm) and
-    this checkout's then shows in seconds, with the device time left to fix it, not after the stages' minutes."""
+    this checkout's then shows in seconds, with the GPU time left to fix it, not after the stages' minutes."""
     args.stages = [2]
     scale = SMOKE if not torch.cuda.is_available() else replace(SMOKE, device="cuda")
     with syncs_reported(scale.device) as caught:

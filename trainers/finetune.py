@@ -612,29 +612,13 @@ def train_one_epoch(trainer: Trainer, loader: Iterable, epoch: int, first_step: 
             continue
         for callback in callbacks:
             callback.before_step(step)
-        images, labels, indices = batch
-        images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-        if trainer.channels_last and images.ndim == 4:
-            images = images.contiguous(memory_format=torch.channels_last)
-        targets = labels
-        if opt.mixup is not None and len(images) % 2 == 0:
-            images, targets = opt.mixup(images, labels)
-        if trainer.teacher_probs is not None:
-            targets = distillation_targets(labels, trainer.teacher_probs[indices.cpu()], cfg.distill_weight,
-                                           cfg.label_smoothing)
+        images, labels, targets = training_batch(trainer, batch)
         with opt.amp:
             logits = trainer.train_model(images)
             loss = opt.loss(logits, targets if opt.mixup is None or targets.ndim > 1 else
                             torch.nn.functional.one_hot(targets, logits.shape[-1]).float())
-        opt.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.clip_grad:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-        opt.optimizer.step()
         step += 1
-        opt.scheduler.step_update(epoch * steps_per_epoch + step)
-        if opt.ema is not None:
-            opt.ema.update(model, step=epoch * steps_per_epoch + step)
+        optimizer_step(trainer, loss, epoch * steps_per_epoch + step)
         sums += torch.stack([loss.detach().double() * len(images), (logits.argmax(-1) == labels).sum().double()])
         seen += len(images)
         elapsed = time.perf_counter() - start
@@ -650,6 +634,36 @@ def train_one_epoch(trainer: Trainer, loader: Iterable, epoch: int, first_step: 
         dist.all_reduce(totals)
     total_loss, correct, seen = totals.tolist()
     return EpochStats(total_loss / max(seen, 1), correct / max(seen, 1), int(seen), seconds)
+
+
+def training_batch(trainer: Trainer, batch: tuple) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A batch on the device in the model's memory layout: images, labels, and the targets the loss compares with
+    (the labels; Mixup's mixed ones; with --teachers, the labels blended with the teachers' probabilities)."""
+    cfg, opt, device = trainer.cfg, trainer.opt, trainer.device
+    images, labels, indices = batch
+    images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+    if trainer.channels_last and images.ndim == 4:
+        images = images.contiguous(memory_format=torch.channels_last)
+    targets = labels
+    if opt.mixup is not None and len(images) % 2 == 0:
+        images, targets = opt.mixup(images, labels)
+    if trainer.teacher_probs is not None:
+        targets = distillation_targets(labels, trainer.teacher_probs[indices.cpu()], cfg.distill_weight,
+                                       cfg.label_smoothing)
+    return images, labels, targets
+
+
+def optimizer_step(trainer: Trainer, loss: torch.Tensor, update: int) -> None:
+    """Backward, clip (--clip-grad), step; then the per-update schedule and the EMA at the run's `update` count."""
+    opt = trainer.opt
+    opt.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if trainer.cfg.clip_grad:
+        torch.nn.utils.clip_grad_norm_(trainer.model.parameters(), trainer.cfg.clip_grad)
+    opt.optimizer.step()
+    opt.scheduler.step_update(update)
+    if opt.ema is not None:
+        opt.ema.update(trainer.model, step=update)
 
 
 class MidEpochCheckpoint(StepCallback):
