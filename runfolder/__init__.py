@@ -43,6 +43,7 @@ REQUIRED_METRICS = {"dataset": str, "eval_split": str, "num_classes": int, "mode
 TEMPERATURE = "temperature"
 CALIBRATED_CONFIDENCE = "calibrated_confidence"  # predictions.parquet: top-1 probability at the run's temperature
 LINEAGE = "lineage"  # metrics.json: {run name: its own wall_s} of every run this one builds on
+VAL_TOP1 = "val_top1"  # metrics.json: the kept weights' validation top-1 (`top1` is the evaluation split's)
 # history.csv keeps each epoch's confusion matrix up to this many classes: a 200-class one is 40,000 counts an epoch
 # (3.6 MB of CSV over 30 epochs); metrics.json keeps the final matrix at any size.
 HISTORY_MATRIX_MAX_CLASSES = 20
@@ -233,6 +234,14 @@ def whole_wall_s(metrics: dict) -> float:
     if LINEAGE in metrics:
         return metrics["wall_s"] + sum(metrics[LINEAGE].values())
     return metrics["wall_s"] + _earlier_runs_s(metrics)
+
+
+def validation_top1(metrics: dict) -> float | None:
+    """The kept weights' top-1 on validation: what choices between runs (a greedy soup) may use, where `top1` may be
+    the test split's. Runs written before `VAL_TOP1` have it as `top1` when they were evaluated on validation."""
+    if VAL_TOP1 in metrics:
+        return metrics[VAL_TOP1]
+    return metrics["top1"] if metrics["eval_split"] == "val" else None
 
 
 def read_config(run_dir: Path) -> dict:

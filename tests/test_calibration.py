@@ -168,6 +168,8 @@ def test_temperature_is_fit_on_validation_when_a_test_split_exists(tmp_path):
     labels = torch.tensor([raw.labels.index(Path(p).parent.name) for p in val_images])
     refit = fit_temperature(torch.from_numpy(np.log(raw.probs)), labels)  # log-softmax: the logits up to a shift
     assert refit == pytest.approx(metrics[R.TEMPERATURE], rel=1e-3)
+    # what soups choose by: the validation top-1, recorded although the run is scored on test
+    assert metrics[R.VAL_TOP1] == pytest.approx((raw.probs.argmax(1) == labels.numpy()).mean())
     test_ids = set(pd.read_parquet(run / R.PREDICTIONS)["sample_id"])
     assert test_ids and all(sample.startswith("test/") for sample in test_ids)  # relative to --data-dir
 

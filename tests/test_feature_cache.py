@@ -92,3 +92,44 @@ def test_imagenet_head_gives_the_imagenet_models_logits_for_its_classes():
     x = torch.randn(2, 3, 96, 96)
     with torch.no_grad():
         np.testing.assert_allclose(model.eval()(x).numpy(), full.eval()(x)[:, ::5].numpy(), atol=1e-4)
+
+
+HUB_MODEL = "mobilenetv3_small_050"  # small, and timm's default weights for it live on the Hub
+HUB_CHILD = """
+import sys, torch
+from timm.data import ImageNetInfo
+from trainers.models import create_backbone
+from safetensors.torch import load_file
+wnids = ImageNetInfo().label_names()
+model, notes = create_backbone(sys.argv[1], 3, class_ids=[wnids[1], wnids[500], wnids[999]])
+source = load_file(sys.argv[2])
+torch.testing.assert_close(model.classifier.weight, source["classifier.weight"][[1, 500, 999]])
+plain, plain_notes = create_backbone(sys.argv[1], 3)
+assert not plain.classifier.weight.any() and not plain.classifier.bias.any(), "the new head starts at zero"
+print(notes, plain_notes, sep="\\n")
+"""
+
+
+def test_hub_weights_get_the_same_new_head_as_local_ones(tmp_path):
+    """Weights from the Hub (here a Hub cache of one repo's `main`, read offline) start the new head as file and
+    packaged weights do: from the ImageNet rows of known classes (--head-init auto), else at zero."""
+    import os
+    import subprocess
+    import sys
+
+    from safetensors.torch import save_file
+
+    repo = timm.models.get_pretrained_cfg(HUB_MODEL).hf_hub_id  # e.g. timm/mobilenetv3_small_050.lamb_in1k
+    commit = "0" * 40
+    cached_repo = tmp_path / "hub" / f"models--{repo.replace('/', '--')}"
+    snapshot = cached_repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (cached_repo / "refs").mkdir()
+    (cached_repo / "refs" / "main").write_text(commit)
+    weights = snapshot / "model.safetensors"
+    save_file(timm.create_model(HUB_MODEL, num_classes=1000).state_dict(), weights)
+    env = os.environ | {"HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
+    child = subprocess.run([sys.executable, "-c", HUB_CHILD, HUB_MODEL, str(weights)], env=env, capture_output=True,
+                           text=True, timeout=120, check=False)
+    assert child.returncode == 0, child.stderr[-2000:]
+    assert "ImageNet classifier's rows" in child.stdout and "re-initialised at zero" in child.stdout

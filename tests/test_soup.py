@@ -10,7 +10,7 @@ import pytest
 from conftest import SAMPLE, train_tiny
 
 import runfolder as R
-from trainers.soup import main
+from trainers.soup import SoupError, ingredients, main
 
 
 def test_a_greedy_soup_keeps_what_scores_as_well_and_writes_one_run_folder(tmp_path, tiny_run):
@@ -37,3 +37,16 @@ def test_runs_evaluated_on_other_images_make_no_soup(tmp_path, tiny_run, capsys)
     with pytest.raises(SystemExit, match="is not a run folder"):
         main([str(tiny_run), str(tmp_path), "--output", str(tmp_path / "out"), "--no-record"])
     assert not (tmp_path / "out").exists()
+
+
+def test_runs_are_ranked_on_validation_never_on_a_test_split(tmp_path, tiny_run):
+    """A run scored on its test split is ranked by its validation top-1; one that records none cannot join."""
+    runs = [Path(shutil.copytree(tiny_run, tmp_path / name, ignore=shutil.ignore_patterns("checkpoint")))
+            for name in ("good-on-val", "good-on-test")]
+    metrics = R.read_metrics(tiny_run) | {"eval_split": "test"}
+    R.write_json(runs[0] / R.METRICS, metrics | {"top1": 0.5, R.VAL_TOP1: 0.9})
+    R.write_json(runs[1] / R.METRICS, metrics | {"top1": 0.9, R.VAL_TOP1: 0.5})
+    assert [i.run.name for i in ingredients(runs[::-1])] == ["good-on-val", "good-on-test"]
+    R.write_json(runs[1] / R.METRICS, {k: v for k, v in metrics.items() if k != R.VAL_TOP1} | {"top1": 0.9})
+    with pytest.raises(SoupError, match="good-on-test was evaluated on its test split and records no validation"):
+        ingredients(runs)

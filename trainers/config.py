@@ -98,8 +98,8 @@ class TrainConfig:
     weight_decay: float = _opt(0.05, "weight decay (not applied to norms and biases)")
     sched: str = _opt("cosine", "LR schedule, any timm.scheduler name (cosine, step, plateau, none)")
     warmup_epochs: int = _opt(0, "linear warm-up epochs", minimum=0)
-    cycles: int = _opt(1, "split the cosine schedule into N equal cycles, each restarting at --lr (SGDR warm "
-                          "restarts, timm's cycle_limit); --epochs must be a multiple of N", minimum=1)
+    cycles: int = _opt(1, "split the schedule (cosine, tanh or poly) into N equal cycles, each restarting at --lr "
+                          "(SGDR warm restarts, timm's cycle_limit); --epochs must be a multiple of N", minimum=1)
     decay_epochs: float = _opt(30, "epochs between decays for --sched step")
     decay_rate: float = _opt(0.1, "decay factor for --sched step/plateau")
     label_smoothing: float = _opt(0.1, "label smoothing of the cross-entropy")
@@ -143,7 +143,7 @@ class TrainConfig:
     lr_find: bool = _opt(False, "learning-rate range test first: lr_find.png in the run folder, a suggested --lr")
     # output
     output: str = _opt("runs", "directory that receives the run folder")
-    name: str | None = _opt(None, "run folder name (default <dataset>-<model>-<timestamp>)")
+    name: str | None = _opt(None, "run folder name (default: <dataset>-<model>-<timestamp>)")
     resume: str | None = _opt(None, "continue the killed or finished run in this run folder")
     record: bool = _opt(True, "record the finished run in the leaderboard store")
     db: str | None = _opt(None, "leaderboard store path (default: $ARENA_DB or the user cache)")

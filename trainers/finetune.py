@@ -264,8 +264,8 @@ def finish(run: Run, last_val: tuple[torch.Tensor, torch.Tensor, torch.Tensor] |
     # The kept weights' validation logits: the last epoch's, when those were the weights it validated.
     val_logits, val_targets, val_indices = (
         last_val if last_val is not None and cfg.keep == "last" else run.evaluate(run.eval_loader("val")))
+    val = classification_metrics(val_logits, val_targets, splits.classes) if ddp.main else None
     if ddp.main and not state.history:  # --epochs 0: the starting weights' validation, as epoch 0
-        val = classification_metrics(val_logits, val_targets, splits.classes)
         untrained = EpochStats(loss=math.nan, acc=math.nan, images=0, seconds=0.0)
         state.history.append(history_row(0, untrained, val, trainer.opt.optimizer, run.wall_s()))
         R.write_history(run.run_dir, state.history)
@@ -274,7 +274,7 @@ def finish(run: Run, last_val: tuple[torch.Tensor, torch.Tensor, torch.Tensor] |
     if ddp.main:
         eval_samples = splits.test or splits.val
         evaluation = Evaluation(logits, targets, [eval_samples[i].sample_id for i in indices.tolist()],
-                                fit_temperature(val_logits, val_targets))  # on validation, never on test
+                                fit_temperature(val_logits, val_targets), val["top1"])  # on validation, never test
         metrics = final_metrics(trainer, splits, run.inputs.data_config, evaluation, state, run.wall_s())
         write_run(run.run_dir, trainer.eval_model, splits, run.inputs.data_config, evaluation, metrics)
         print_summary(run.run_dir, metrics)
@@ -912,6 +912,7 @@ class Evaluation:
     targets: torch.Tensor
     sample_ids: list[str]
     temperature: float  # fitted on the validation logits (runfolder.TEMPERATURE)
+    val_top1: float  # the kept weights' validation top-1 (runfolder.VAL_TOP1), whatever the evaluation split
 
 
 def final_metrics(trainer: Trainer, splits: D.DatasetSplits, data_config: dict, evaluation: Evaluation,
@@ -926,6 +927,7 @@ def final_metrics(trainer: Trainer, splits: D.DatasetSplits, data_config: dict, 
         "model": model.pretrained_cfg.get("architecture", cfg.model), "pretrained_tag":
             pretrained_tag(cfg.model, cfg.pretrained, cfg.weights), "strategy": cfg.strategy,
         **classification_metrics(evaluation.logits, evaluation.targets, splits.classes),
+        R.VAL_TOP1: evaluation.val_top1,
         **calibration_metrics(evaluation.logits, evaluation.targets, evaluation.temperature, fit_split="val"),
         **measure_cost(model, data_config["input_size"], device),
         "train_images_per_s": state.train_images / state.train_seconds if state.train_seconds else None,

@@ -244,6 +244,13 @@ def _from_checkpoint(
     except RuntimeError as err:  # load_state_dict: missing, unexpected or mis-shaped keys
         raise ModelError(f"{origin} does not fit {full}: {' '.join(str(err).split())[:600]}") from err
     del model.pretrained_cfg["state_dict"]  # the model holds the weights; this cfg is saved with every run
+    return _new_head(model, classes, num_classes, class_ids, origin)
+
+
+def _new_head(model: nn.Module, classes: int, num_classes: int, class_ids: list[str] | None,
+              origin: str) -> tuple[nn.Module, list[str]]:
+    """`model`, pretrained with a `classes`-way head, given its `num_classes`-way one: the pretrained rows of
+    `class_ids` (--head-init auto) or zeros; a plain backbone (`classes` 0) keeps the new head's initialisation."""
     if classes == num_classes:
         return model, []
     rows = imagenet_rows(class_ids, classes)
@@ -270,7 +277,8 @@ def create_backbone(
 ) -> tuple[nn.Module, list[str]]:
     """Create a timm model for `num_classes` with the best weights available offline.
 
-    Order: an explicit `weights` file; the EfficientNet-Lite0 package weights; timm's Hub download.
+    Order: an explicit `weights` file; the EfficientNet-Lite0/1/2 package weights; random weights with
+    `pretrained` False; timm's Hub download. Every pretrained source gets the same new head (`_new_head`).
     `in_chans` None keeps the architecture's own input channels (3, or 1 for grayscale networks such as
     mini_xception). `class_ids` (the dataset's WordNet ids, with --head-init auto) let a 1000-class ImageNet
     checkpoint start the new head from its own rows for those classes. Returns the model and notes on what was
@@ -287,8 +295,8 @@ def create_backbone(
     if not pretrained:
         model = timm.create_model(full, pretrained=False, num_classes=num_classes, **kwargs)
         return model, ["no pretraining: weights are randomly initialised"]
-    try:
-        model = timm.create_model(full, pretrained=True, num_classes=num_classes, **kwargs)
+    try:  # with its pretrained head, which the new one may start from (--head-init)
+        model = timm.create_model(full, pretrained=True, **kwargs)
     except Exception as err:
         raise ModelError(
             f"could not fetch pretrained weights for {full!r} from the Hugging Face Hub ({type(err).__name__}: "
@@ -296,7 +304,8 @@ def create_backbone(
             f"torchvision state dict, .safetensors or .pth), run with --no-pretrained, or use the offline "
             f"default --model efficientnet_lite0."
         ) from err
-    return model, [f"pretrained weights {full} from the Hugging Face Hub"]
+    model, notes = _new_head(model, model.num_classes, num_classes, class_ids, f"{full} from the Hugging Face Hub")
+    return model, [f"pretrained weights {full} from the Hugging Face Hub", *notes]
 
 
 def first_stages(weights: str | Path | None) -> list[Path]:

@@ -4,8 +4,9 @@
 
 The runs must be fine-tunings of one architecture from the same pretrained start, evaluated on the same images (the
 same dataset and carve: --split-seed, else --seed), e.g. one recipe trained with other augmentations, learning rates
-or seeds. Greedy soup (Wortsman et al., 2022, Algorithm 1): the runs are ranked by their own validation top-1; the
-soup starts as the best one, and each next run joins when the average with it scores at least as well on validation.
+or seeds. Greedy soup (Wortsman et al., 2022, Algorithm 1): the runs are ranked by their own validation top-1
+(`runfolder.validation_top1`: never a test split's); the soup starts as the best one, and each next run joins when
+the average with it scores at least as well on validation.
 Every candidate is evaluated by `finetune.py --weights A,B,... --epochs 0`, the same code that finishes a training
 run, and the kept soup is written as a run folder (`metrics.json` `soup_of` names its ingredients). The uniform soup
 of runs you choose yourself is that command alone.
@@ -65,7 +66,14 @@ def ingredients(runs: list[Path]) -> list[Ingredient]:
             raise SoupError(f"{run.name} and {first.name} were evaluated on different images: a greedy soup "
                             "compares its candidates on the images all of its runs share (the same carve: "
                             "--split-seed, else --seed)")
-    return sorted((Ingredient(run, metrics[run]["top1"]) for run in runs), key=lambda i: -i.top1)
+    return sorted((Ingredient(run, validation_score(run, metrics[run])) for run in runs), key=lambda i: -i.top1)
+
+
+def validation_score(run: Path, metrics: dict) -> float:
+    if (top1 := R.validation_top1(metrics)) is None:
+        raise SoupError(f"{run.name} was evaluated on its test split and records no validation top-1 (written before "
+                        f"{R.VAL_TOP1}): train it again, or give the soup runs evaluated on validation")
+    return top1
 
 
 def sample_ids(run: Path) -> list[str]:
@@ -94,10 +102,10 @@ def greedy_soup(runs: list[Path], data_dir: str | None, output: Path, name: str)
 
         members, steps = [ranked[0].run], []
         kept = evaluate(members)  # the best run alone, re-evaluated by the same code as every candidate
-        best = R.read_metrics(kept)["top1"]
+        best = R.read_metrics(kept)[R.VAL_TOP1]
         for candidate in ranked[1:]:
             run_dir = evaluate([*members, candidate.run])
-            top1 = R.read_metrics(run_dir)["top1"]
+            top1 = R.read_metrics(run_dir)[R.VAL_TOP1]
             steps.append(Step(candidate.run.name, top1, top1 >= best))
             if top1 >= best:
                 members, best, kept = [*members, candidate.run], top1, run_dir
@@ -112,7 +120,8 @@ def greedy_soup(runs: list[Path], data_dir: str | None, output: Path, name: str)
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(prog="python -m trainers.soup", description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run folders fine-tuned from the same start")
-    parser.add_argument("--data-dir", help="their dataset on this machine (default: the first run's data_dir)")
+    parser.add_argument("--data-dir", help="their dataset on this machine (default: the data_dir of the run with the "
+                        "best validation top-1)")
     parser.add_argument("--output", type=Path, default=Path(TrainConfig.output), help="where the soup's run "
                         "folder goes (default: %(default)s)")
     parser.add_argument("--name", default=None, help="the soup's run folder name (default: <first run>-soup)")
