@@ -101,7 +101,8 @@ def main() -> None:
         row["vs_baseline_points"] = 100 * (row["held_out_top1"] - baseline[row["seed"]])
     summary = [{"setting": s, "seeds": len(args.seeds),
                 "held_out_top1_mean": statistics.mean(r["held_out_top1"] for r in rows if r["setting"] == s),
-                "held_out_top1_sd": statistics.stdev(r["held_out_top1"] for r in rows if r["setting"] == s),
+                "held_out_top1_sd": (statistics.stdev(r["held_out_top1"] for r in rows if r["setting"] == s)
+                                     if len(args.seeds) > 1 else None),
                 "vs_baseline_points_mean": statistics.mean(r["vs_baseline_points"] for r in rows if r["setting"] == s),
                 "hardware": common.hardware(torch.device("cpu")), "load_1min": common.load_average()}
                for s in settings]

@@ -147,7 +147,7 @@ def trim_history(dest: Path) -> None:
     before the trainer stopped keeping them."""
     history = R.read_history(dest)
     too_many = R.read_metrics(dest)["num_classes"] > R.HISTORY_MATRIX_MAX_CLASSES
-    if too_many and history.val_confusion_matrix.notna().any():
+    if too_many and "val_confusion_matrix" in history and history.val_confusion_matrix.notna().any():
         R.write_history(dest, history.assign(val_confusion_matrix=None).to_dict("records"))
 
 

@@ -278,8 +278,10 @@ def display_labels(label_names: list[str], descriptions: dict[str, str] | None =
 
 
 def config_labels(config: dict) -> list[str]:
-    """The display labels of a config.json (`read_config`) or a model's `pretrained_cfg`."""
-    return display_labels(list(config.get("label_names") or []), config.get("label_descriptions"))
+    """The display labels of a config.json (`read_config`) or a model's `pretrained_cfg`. A config with `LABEL_IDS`
+    was written with the names people read (made distinct by `trainers.data`): its descriptions are not needed."""
+    descriptions = None if config.get(LABEL_IDS) else config.get("label_descriptions")
+    return display_labels(list(config.get("label_names") or []), descriptions)
 
 
 def read_history(run_dir: Path) -> pd.DataFrame:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import pickle
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -191,3 +192,14 @@ def test_subsample_keeps_every_class():
     splits = D.load_dataset("cifar10", SAMPLE)
     picked = D.subsample(splits.train, 30, seed=1)
     assert len(picked) == 30 and sorted({s.label for s in picked}) == list(range(10))
+
+
+def test_subsample_keeps_the_class_proportions():
+    """An imbalanced split (the chest X-ray test split's 234 normal, 390 pneumonia) keeps its shape, not equal
+    counts: 200 of them are 75 and 125."""
+    samples = [D.Sample(f"{i}.jpg", int(i >= 234), f"{i}.jpg") for i in range(624)]
+    picked = D.subsample(samples, 200, seed=0)
+    assert Counter(s.label for s in picked) == {0: 75, 1: 125}
+    assert len({s.sample_id for s in picked}) == 200
+    three = [D.Sample(str(i), label, str(i)) for i, label in enumerate([0] * 5 + [1] * 3 + [2] * 2)]
+    assert Counter(s.label for s in D.subsample(three, 5, seed=0)) == {0: 3, 1: 1, 2: 1}  # 2.5, 1.5, 1.0

@@ -10,7 +10,8 @@ from conftest import SAMPLE, train_tiny
 
 import runfolder as R
 from trainers.data import DataError, Sample
-from trainers.distill import distillation_targets, teacher_probabilities
+from trainers.distill import distillation_targets, local_teachers, teacher_probabilities
+from trainers.inference import LOCAL_PREFIX, ImageError
 
 
 def run_samples(run) -> tuple[list[Sample], pd.DataFrame]:
@@ -75,3 +76,22 @@ def test_teachers_of_one_preprocessing_share_each_decoded_image(tiny_run):
     once = teacher_probabilities(str(tiny_run), samples, classes, torch.device("cpu"))
     twice = teacher_probabilities(f"{tiny_run},{tiny_run}", samples, classes, torch.device("cpu"))
     assert torch.allclose(once, twice, atol=1e-6)
+
+
+def test_an_unreadable_image_fails_the_teachers_unless_skipped(tiny_run, tmp_path):
+    """--skip-corrupt reaches the teachers' pass: the unreadable image's row stays zero (training skips it too),
+    the others are what the teacher gives them alone."""
+    samples, _ = run_samples(tiny_run)
+    classes = R.read_config(tiny_run)["label_names"]
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"not a jpeg")
+    mixed = [samples[0], Sample(str(corrupt), 0, "corrupt.jpg"), samples[1]]
+    with pytest.raises(ImageError):
+        teacher_probabilities(str(tiny_run), mixed, classes, torch.device("cpu"))
+    probs = teacher_probabilities(str(tiny_run), mixed, classes, torch.device("cpu"), skip_corrupt=True)
+    alone = teacher_probabilities(str(tiny_run), [samples[0], samples[1]], classes, torch.device("cpu"))
+    assert not probs[1].any() and torch.allclose(probs[[0, 2]], alone, atol=1e-6)
+
+
+def test_local_dir_teachers_count_in_the_lineage(tiny_run):
+    assert local_teachers(f"{LOCAL_PREFIX}{tiny_run},hf-hub:org/elsewhere") == [tiny_run]

@@ -270,13 +270,16 @@ def test_binary_metrics(tmp_path, shared_data):
 def test_config_file_and_flag_precedence(tmp_path):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text("dataset: cifar10\nepochs: 5\nlr: 0.01\n")
-    from trainers.config import parse_config
+    from trainers.config import ConfigError, parse_config
+    from trainers.finetune import main
 
     cfg = parse_config(["--config", str(recipe), "--epochs", "2"])
     assert (cfg.epochs, cfg.lr, cfg.dataset) == (2, 0.01, "cifar10")
     recipe.write_text("epoch: 5\n")
-    with pytest.raises(SystemExit, match="unknown options \\['epoch'\\]"):
+    with pytest.raises(ConfigError, match="unknown options \\['epoch'\\]"):
         parse_config(["--config", str(recipe)])
+    with pytest.raises(SystemExit, match="^error: .*unknown options"):  # the command line says it in one line
+        main(["--config", str(recipe)])
 
 
 def test_flags_without_data_apply_the_default_recipe(tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runfolder import config_labels, display_labels, read_config
+from runfolder import LABEL_IDS, config_labels, display_labels, read_config
 
 TINY_IMAGENET_RUN = Path(__file__).resolve().parents[1] / "reference" / "tiny-imagenet-efficientnet_lite0"
 
@@ -30,3 +30,11 @@ def test_the_shipped_tiny_imagenet_run_reads_as_names():
     names = config_labels(read_config(TINY_IMAGENET_RUN))
     assert names[0] == "goldfish" and len(set(names)) == len(names) == 200
     assert not any(name.startswith("n0") and name[1:].isdigit() for name in names)
+
+
+def test_names_a_run_made_distinct_are_shown_as_written():
+    """A run with `label_ids` named its classes itself, two cranes told apart included: their descriptions, whose
+    first synonyms are both "crane", must not rename them."""
+    config = {"label_names": ["crane (bird)", "crane (machine)"], LABEL_IDS: ["n02012849", "n03126707"],
+              "label_descriptions": {"crane (bird)": "crane", "crane (machine)": "crane, derrick"}}
+    assert config_labels(config) == ["crane (bird)", "crane (machine)"]

@@ -227,10 +227,10 @@ def check_ranges(cfg: TrainConfig) -> TrainConfig:
 
 def load_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise SystemExit(f"error: configuration file not found: {path}")
+        raise ConfigError(f"configuration file not found: {path}")
     data = yaml.safe_load(path.read_text()) or {}
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise SystemExit(f"error: {path}: unknown options {unknown}")
+        raise ConfigError(f"{path}: unknown options {unknown}")
     return data

@@ -339,17 +339,16 @@ def make_val_split(splits: DatasetSplits, fraction: float, balanced: bool, seed:
 
 
 def subsample(samples: list[Sample], limit: int | None, seed: int) -> list[Sample]:
-    """At most `limit` samples, keeping class proportions (round-robin over shuffled classes)."""
+    """`limit` samples, stratified: each class its share of `limit`, rounded by largest remainder (so the counts add
+    up to `limit` exactly), its samples drawn at random with `seed`."""
     if limit is None or len(samples) <= limit:
         return samples
     by_class = _by_class(samples, seed)
-    chosen: list[Sample] = []
-    queues = [list(v) for v in by_class.values()]
-    while len(chosen) < limit:
-        for q in queues:
-            if q and len(chosen) < limit:
-                chosen.append(q.pop(0))
-    return chosen
+    shares = {label: limit * len(items) / len(samples) for label, items in by_class.items()}
+    quota = {label: int(share) for label, share in shares.items()}
+    for label in sorted(shares, key=lambda label: quota[label] - shares[label])[:limit - sum(quota.values())]:
+        quota[label] += 1
+    return [s for label, items in by_class.items() for s in items[:quota[label]]]
 
 
 def _by_class(samples: list[Sample], seed: int) -> dict[int, list[Sample]]:

@@ -18,7 +18,7 @@ import torch
 
 import runfolder as R
 from trainers.data import DataError, Sample
-from trainers.inference import HUB_PREFIX, LOCAL_PREFIX, Predictor
+from trainers.inference import HUB_PREFIX, LOCAL_PREFIX, ImageError, Predictor
 from trainers.models import joined_parts
 from trainers.progress import progress
 
@@ -30,19 +30,37 @@ def teacher_runs(teachers: str) -> list[str]:
     return [run for run in joined_parts(teachers) if run]
 
 
-def teacher_probabilities(teachers: str, samples: Sequence[Sample], classes: list[str],
-                          device: torch.device) -> torch.Tensor:
-    """The teachers' averaged probabilities, one row per training sample in `samples` order (float32, CPU)."""
+def teacher_probabilities(teachers: str, samples: Sequence[Sample], classes: list[str], device: torch.device,
+                          skip_corrupt: bool = False) -> torch.Tensor:
+    """The teachers' averaged probabilities, one row per training sample in `samples` order (float32, CPU). With
+    `skip_corrupt` (--skip-corrupt), an image that cannot be read keeps a row of zeros: training skips it too."""
     predictors = [teacher(run, classes, device) for run in teacher_runs(teachers)]
     total = torch.zeros(len(samples), len(classes))
     for group in same_preprocessing(predictors):  # each image decoded once per preprocessing, not per teacher
         first = group[0]
         desc = f"{len(group)} teacher(s) at {first.input_size[-1]} px"
         for start in progress(range(0, len(samples), TEACHER_BATCH), desc, unit="batch"):
-            images = torch.stack([first.preprocess(s.source) for s in samples[start:start + TEACHER_BATCH]])
+            rows, images = readable(first, samples[start:start + TEACHER_BATCH], skip_corrupt)
             for predictor in group:
-                total[start:start + len(images)] += predictor.predict_tensor(images)
+                if rows:
+                    total[[start + row for row in rows]] += predictor.predict_tensor(torch.stack(images))
     return total / len(predictors)
+
+
+def readable(predictor: Predictor, samples: Sequence[Sample],
+             skip_corrupt: bool) -> tuple[list[int], list[torch.Tensor]]:
+    """The positions of the samples that decode, and their preprocessed images; unreadable ones raise
+    `ImageError` unless `skip_corrupt`."""
+    rows, images = [], []
+    for row, sample in enumerate(samples):
+        try:
+            images.append(predictor.preprocess(sample.source))
+        except ImageError:
+            if not skip_corrupt:
+                raise
+            continue
+        rows.append(row)
+    return rows, images
 
 
 def teacher(run: str, classes: list[str], device: torch.device) -> Predictor:
@@ -65,19 +83,23 @@ def teacher_metrics(teachers: str | None, weight: float) -> dict:
     `teachers_wall_s`, how long the local ones trained), so that its lineage and whole cost show without them."""
     if not teachers:
         return {}
-    return {"distilled_from": [Path(run).name for run in teacher_runs(teachers)], "distill_weight": weight,
+    return {"distilled_from": [folder(run).name for run in teacher_runs(teachers)], "distill_weight": weight,
             "teachers_wall_s": sum(R.read_metrics(run)["wall_s"] for run in local_teachers(teachers))}
 
 
 def unknown_teachers(teachers: str | None) -> list[str]:
     """The teachers that name neither a finished run folder here nor a Hub repo."""
-    return [run for run in teacher_runs(teachers or "")
-            if not run.startswith(HUB_PREFIX) and not R.is_run(Path(run.removeprefix(LOCAL_PREFIX)))]
+    return [run for run in teacher_runs(teachers or "") if not run.startswith(HUB_PREFIX) and not R.is_run(folder(run))]
 
 
 def local_teachers(teachers: str | None) -> list[Path]:
-    """The teachers that are run folders here (an `hf-hub:` teacher's training is not known)."""
-    return [Path(run) for run in teacher_runs(teachers or "") if R.is_run(Path(run))]
+    """The teachers that are run folders here, named as paths or `local-dir:` (an `hf-hub:` teacher's training is
+    not known)."""
+    return [folder(run) for run in teacher_runs(teachers or "") if R.is_run(folder(run))]
+
+
+def folder(teacher: str) -> Path:
+    return Path(teacher.removeprefix(LOCAL_PREFIX))
 
 
 def distillation_targets(labels: torch.Tensor, teacher_probs: torch.Tensor, weight: float,

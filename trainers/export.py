@@ -94,13 +94,13 @@ def validation_images(run_dir: Path, given: list[str] | None, limit: int) -> tup
     if given:
         paths = expand_inputs(given)
         return paths[:limit], f"{min(limit, len(paths))} of the given images"
-    from trainers.config import TrainConfig, load_yaml
+    from trainers.config import ConfigError, TrainConfig, load_yaml
     from trainers.finetune import prepare_data
 
     try:
         cfg = TrainConfig(**load_yaml(run_dir / TRAIN_CONFIG))
         splits = prepare_data(cfg)
-    except D.DataError as err:
+    except (ConfigError, D.DataError) as err:
         raise ExportError(f"the run's data is not reachable ({err}); pass validation images with --images") from None
     samples = D.subsample(splits.test or splits.val, limit, cfg.seed)
     return [s.source for s in samples], f"{len(samples)} images of the run's {splits.eval_split} split ({cfg.dataset})"

@@ -214,7 +214,7 @@ def before_first_epoch(run: Run) -> None:
     if cfg.teachers:
         started = time.time()
         trainer.teacher_probs = teacher_probabilities(cfg.teachers, run.splits.train, run.splits.classes,
-                                                      trainer.device)
+                                                      trainer.device, cfg.skip_corrupt)
         if run.ddp.main:
             print(f"teachers: their probabilities on {len(run.splits.train):,} training images in "
                   f"{time.time() - started:.0f} s")
