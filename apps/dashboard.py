@@ -19,11 +19,12 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+import verdict as V
 from apps import dashboard_data as data
 from apps import dashboard_plots as plots
 from leaderboard.store import Store, StoreError
 from runfolder import data_dir
-from runfolder.metrics import COSTS, METRIC_SPECS, PERCENT, SCORES, Format, MetricSpec, Style
+from runfolder.metrics import COSTS, METRIC_SPECS, PERCENT, READABLE_CLASSES, SCORES, Format, MetricSpec, Style
 
 EMPTY_HELP = """**No runs in the store yet** (`{db}`).
 
@@ -74,9 +75,8 @@ COLUMN_CONFIG = {
     "pretrained_on": st.column_config.TextColumn("pretrained on", help="what the backbone saw before fine-tuning"),
     "pretrained_tag": st.column_config.TextColumn("pretrained tag"),
     "tier": st.column_config.NumberColumn(
-        "tier", format="%d", help="1 = cannot be told apart from the dataset's best run on the same samples (exact "
-        "McNemar, Holm-corrected, 5%); 2 = the same among the rest; empty: no readable predictions"),
-    "top1_ci": st.column_config.TextColumn("top-1 ± 95% CI", help="± half the 95% Wilson interval, in points"),
+        "tier", format="%d", help=f"1 = {V.TIER_RULE}; 2 = the same among the rest; empty: no readable predictions"),
+    "top1_ci": st.column_config.TextColumn(V.TOP1_CI_HEADING, help="± half the 95% Wilson interval, in points"),
     "seeds": st.column_config.TextColumn("seeds", help="runs differing only in --seed: top-1 mean ± std (count)"),
     **{column: metric_column(spec) for column, spec in data.METRIC_COLUMNS.items()},
     "date": st.column_config.DatetimeColumn("date", format="YYYY-MM-DD HH:mm"),
@@ -215,8 +215,8 @@ def leaderboard_view(runs: pd.DataFrame) -> None:
     config = table_config(ranked)
     st.dataframe(ranked[data.TABLE_COLUMNS], column_config=config, hide_index=True, placeholder="", key="leaderboard")
     st.caption(
-        "**Tier**: the runs of a dataset that cannot be told apart from its best run on the same samples form tier 1; "
-        "tier 2 repeats this among the rest. A run without readable predictions has no tier."
+        f"**Tier**: tier 1 holds the runs that {V.TIER_RULE}; tier 2 repeats this among the rest. A run without "
+        "readable predictions has no tier."
         + ("" if expand or runs["seed_group"].isna().all() else
            " Seed groups are collapsed: their top-1 is the mean over the seeds (*Expand seed groups* lists each run).")
     )
@@ -266,7 +266,7 @@ def details_view(runs: pd.DataFrame) -> None:
     if matrix is None:
         st.info("This run's metrics have no confusion matrix.")
     else:
-        if len(labels) > data.READABLE_CLASSES:
+        if len(labels) > READABLE_CLASSES:
             most_confused_table(metrics)
         st.plotly_chart(plots.confusion_heatmap(matrix, labels, mode == "normalised"), key="confusion")
     per_class = data.per_class_frame(metrics)

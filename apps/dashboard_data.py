@@ -46,7 +46,6 @@ TRAINING_COSTS = ("train_images_per_s", "whole_wall_s")
 METRIC_COLUMNS = {METRIC_SPECS[key].column: METRIC_SPECS[key] for key in (*SCORES, *COSTS, *TRAINING_COSTS)}
 TABLE_COLUMNS = ["run_id", "best", "tier", "dataset", "model", "pretrained_on", "pretrained_tag", "strategy",
                  "top1_ci", "seeds", *METRIC_COLUMNS, "epochs", "date", "hub_url", "files", "note"]  # fmt: skip
-READABLE_CLASSES = 20  # above this, a confusion matrix's cells are unreadable: a most-confused list says more
 CSV_EXTRA_COLUMNS = ["family", "eval_split", "num_classes", "params", "macs", "wall_s", "git_rev", "hub_repo",
                      "run_path", "top1_low", "top1_high", "seed_group", "seed_runs", "seed_mean",
                      "seed_std"]  # fmt: skip
@@ -461,8 +460,8 @@ def class_disagreement(
                 {
                     "class": joined["true_label A"],
                     "samples disagreeing": joined["pred_label A"] != joined["pred_label B"],
-                    "only A right": right_a & ~right_b,
-                    "only B right": right_b & ~right_a,
+                    V.OUTCOMES["only_a"]: right_a & ~right_b,
+                    V.OUTCOMES["only_b"]: right_b & ~right_a,
                 }
             )
             .groupby("class")

@@ -11,8 +11,8 @@ import plotly.express as px
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from apps.dashboard_data import METRIC_COLUMNS, READABLE_CLASSES, pareto_front
-from runfolder.metrics import Style
+from apps.dashboard_data import METRIC_COLUMNS, pareto_front
+from runfolder.metrics import READABLE_CLASSES, Style
 
 PALETTE = px.colors.qualitative.Plotly
 HOVER = ["run_id", "model", "pretrained_tag", "strategy", "dataset"]

@@ -28,9 +28,8 @@ from runfolder.metrics import COSTS, SCORES
 SHOW_COLUMNS = ["run_id", "dataset", "model", "tier", "top1_ci", "latency_ms"]
 WIDE_COLUMNS = ["run_id", "dataset", "model", "pretrained_tag", "strategy", "tier", "top1_ci", "seeds", *SCORES,
                 *COSTS, "train_images_per_s", "epochs", "hub_repo"]  # fmt: skip
-TIER_NOTE = ("tier 1: the runs of a dataset that cannot be told apart from its best run on the same samples (exact "
-             "McNemar, Holm-corrected, 5%); tier 2 repeats this among the rest. top-1 ± 95% CI: top-1 ± half its "
-             "Wilson interval, in points (--wide: every figure).")  # fmt: skip
+TIER_NOTE = (f"tier 1: the runs that {V.TIER_RULE}; tier 2 repeats this among the rest. {V.TOP1_CI_HEADING}: top-1 "
+             "± half its Wilson interval, in points (--wide: every figure).")
 RUN_ID_FLOOR, NAME_FLOOR = 16, 8  # narrowest a truncated run id / model name gets
 WHOLE = ("dataset",)  # never shortened: tiers are per dataset, and chest-xray and chest-xray-3 share a prefix
 COLUMN_GAP = 3  # padding either side plus the (blank) divider of box.SIMPLE_HEAD
@@ -145,8 +144,8 @@ def print_comparison(result: V.Comparison) -> None:
         highlight=False,
     )
     console.print(
-        f"McNemar exact test: both right {outcomes.both_right:,}, only A right {outcomes.only_a:,}, only B right "
-        f"{outcomes.only_b:,}, both wrong {outcomes.both_wrong:,}; p = {V.format_p(result.p_value)}",
+        f"McNemar exact test: {', '.join(f'{V.OUTCOMES[key]} {getattr(outcomes, key):,}' for key in V.OUTCOMES)}; "
+        f"p = {V.format_p(result.p_value)}",
         highlight=False,
     )
     table = Table(title="Per-class recall", box=box.SIMPLE_HEAD)

@@ -8,11 +8,12 @@ from typing import Any
 
 import pandas as pd
 
+import verdict as V
 from runfolder.metrics import METRIC_SPECS
 
 TIMM_PREFIXES = re.compile(r"^(tf|tv|gluon|timm)_")  # timm's ports of other frameworks' weights
 # The verdict's columns (leaderboard.standings): kept at full width and right-aligned like the metrics.
-VERDICT_HEADINGS = {"tier": "tier", "top1_ci": "top-1 ± 95% CI"}
+VERDICT_HEADINGS = {"tier": "tier", "top1_ci": V.TOP1_CI_HEADING}
 
 
 def short_model_name(model: str) -> str:

@@ -25,7 +25,7 @@ from runfolder import (
     whole_wall_s,
     write_bytes,
 )
-from runfolder.metrics import HUB_METRICS, METRIC_SPECS, PERCENT
+from runfolder.metrics import HUB_METRICS, METRIC_SPECS, PERCENT, READABLE_CLASSES
 from verdict import Accuracy, accuracy_from_metrics
 
 CUSTOM_MODELS_MODULE = "trainers.custom_models"  # where the source studies' networks register with timm
@@ -197,7 +197,7 @@ def draw_confusion_matrix(run_dir: Path) -> Path | None:
     ax = fig.add_subplot()
     image = ax.imshow(matrix, cmap="Blues")
     fig.colorbar(image, ax=ax, shrink=0.8)
-    if n <= 30:  # beyond that, tick labels and counts are unreadable
+    if n <= READABLE_CLASSES:
         ax.set_xticks(range(n), labels, rotation=90)
         ax.set_yticks(range(n), labels)
         peak = max(max(row) for row in matrix) or 1

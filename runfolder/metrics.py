@@ -114,6 +114,7 @@ METRIC_SPECS: dict[str, MetricSpec] = {
         MetricSpec("git_rev", "git revision", "Git revision", TEXT),
     )
 }
+READABLE_CLASSES = 20  # above this, a confusion matrix's cells and tick labels are unreadable (cards, dashboard)
 SCORES = ("top1", "top5", "macro_f1", "auroc")  # the headline scores: ranked on, published to the Hub
 COSTS = ("params", "macs", "latency_ms")  # what a run costs at inference: the trade-off axes
 HUB_METRICS = tuple(spec for spec in METRIC_SPECS.values() if spec.hub_type)  # model-index order

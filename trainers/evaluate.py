@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pandas as pd
 import torch
 import torchmetrics.functional.classification as tmf
@@ -92,11 +91,6 @@ def calibration_metrics(logits: torch.Tensor, targets: torch.Tensor, temperature
 
 def _micro_accuracy(probs: torch.Tensor, targets: torch.Tensor, n: int, k: int) -> float:
     return float(tmf.multiclass_accuracy(probs, targets, num_classes=n, average="micro", top_k=k))
-
-
-def per_class_recall(confusion: list[list[int]]) -> list[float]:
-    matrix = np.asarray(confusion, dtype=np.float64)
-    return (np.diag(matrix) / np.maximum(matrix.sum(axis=1), 1)).tolist()
 
 
 def predictions_frame(

@@ -55,7 +55,6 @@ from trainers.evaluate import (
     calibration_metrics,
     classification_metrics,
     fit_temperature,
-    per_class_recall,
     predictions_frame,
 )
 from trainers.feature_cache import FeatureCache, FeatureHead, cache_key, cacheable
@@ -729,7 +728,7 @@ def history_row(epoch: int, stats: EpochStats, val: dict, optimizer: torch.optim
            "train_images_per_s": stats.images_per_s, "wall_s": wall_s}
     # Every epoch's per-class recall and, up to HISTORY_MATRIX_MAX_CLASSES classes, its confusion matrix.
     matrix = val["confusion_matrix"]
-    row["val_per_class_recall"] = per_class_recall(matrix)
+    row["val_per_class_recall"] = [c["recall"] for c in val["per_class"]]  # torchmetrics' (evaluate.py)
     row["val_confusion_matrix"] = matrix if len(matrix) <= R.HISTORY_MATRIX_MAX_CLASSES else None
     return row
 

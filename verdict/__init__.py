@@ -32,6 +32,10 @@ ALPHA = 0.05  # significance level of every test here; the intervals are (1 - AL
 BOOTSTRAP_RESAMPLES = 10_000
 BOOTSTRAP_SEED = 0
 OUTCOME_COLUMNS = ("sample_id", "true_label", "pred_label")
+# What a tier means and how the top-1 interval is headed, in every view (CLI, dashboard).
+TIER_RULE = (f"cannot be told apart from the dataset's best run on the same samples (exact McNemar, Holm-corrected, "
+             f"{ALPHA:.0%})")
+TOP1_CI_HEADING = f"top-1 ± {1 - ALPHA:.0%} CI"
 OUTCOMES = {
     "both_right": "both right",
     "only_a": "only A right",
