@@ -181,7 +181,7 @@ class Store:
             conn.close()
 
     def upsert(self, row: dict[str, Any]) -> None:
-        """Insert or replace one run's row; a NULL hub_repo keeps the one already recorded."""
+        """Insert or replace one run's row; a NULL hub_repo or run_path keeps the one already recorded."""
         columns = ", ".join(COLUMNS)
         updates = ", ".join(
             f"{c} = COALESCE(excluded.{c}, runs.{c})" if c in ("hub_repo", "run_path") else f"{c} = excluded.{c}"

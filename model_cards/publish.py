@@ -24,10 +24,10 @@ from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 from huggingface_hub.utils import filter_repo_objects
 
 from model_cards.card import write_card
-from runfolder import CONFIG, METRICS, WEIGHTS
+from runfolder import CHECKPOINT, CONFIG, METRICS, WEIGHTS
 
 # Resumable training state and local clutter (hidden files, half-written temp files) never go to the Hub.
-IGNORE_PATTERNS = ["checkpoint/*", ".*", "*/.*", "*.tmp", "__pycache__/*"]
+IGNORE_PATTERNS = [f"{CHECKPOINT}/*", ".*", "*/.*", "*.tmp", "__pycache__/*"]
 OFFLINE = "huggingface_hub is in offline mode (HF_HUB_OFFLINE is set); unset it to publish"
 REQUIRED = (CONFIG, WEIGHTS, METRICS)
 HTTP_CAUSES = {

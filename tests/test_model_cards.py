@@ -168,3 +168,12 @@ def test_how_to_use_runs_as_written(name: str, tmp_path: Path) -> None:
     probs = ast.literal_eval(done.stdout.strip())
     assert list(probs) == json.loads((run / "config.json").read_text())["label_names"]
     assert sum(probs.values()) == pytest.approx(1, abs=1e-4)
+
+
+def test_every_dataset_the_trainer_reads_has_a_card_entry() -> None:
+    """model_cards sits below trainers in the import graph, so it keeps its own table of datasets: a reader added to
+    trainers.data without an entry here would fail at the card, after the training."""
+    from model_cards.datasets import DATASETS as CARD_DATASETS
+    from trainers.data import DATASETS as READERS
+
+    assert set(READERS) == set(CARD_DATASETS)

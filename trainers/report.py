@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 from torch.utils.flop_counter import FlopCounterMode
 
+from runfolder import TEMPERATURE
 from runfolder.metrics import METRIC_SPECS
 from trainers.config import REPO_ROOT
 
@@ -76,7 +77,7 @@ def git_revision() -> str | None:
 
 
 SUMMARY_METRICS = ("top1", "top5", "macro_f1", "auroc", "sensitivity", "specificity", "ece", "ece_calibrated",
-                   "temperature", "params", "macs",
+                   TEMPERATURE, "params", "macs",
                    "train_images_per_s", "latency_ms", "epochs", "best_epoch", "wall_s")  # fmt: skip
 
 
