@@ -372,7 +372,7 @@ def verdict_section(
     columns = st.columns(4)
     for column, side, accuracy in ((columns[0], "A", result.a), (columns[1], "B", result.b)):
         right = f"{accuracy.correct:,} of {accuracy.total:,} right"
-        column.metric(f"{side}: top-1", f"{accuracy.top1:.1%}", help=right)
+        column.metric(f"{side}: top-1", PERCENT.number(accuracy.top1), help=right)
         column.caption(f"95% CI {accuracy.interval} (Wilson)")
     if not result.pairing.paired:
         st.warning(f"Not comparable sample by sample: {result.pairing.reason} Each run's own interval is above.")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from runfolder import CONFIG, METRICS, find_runs, read_metrics
+from runfolder.metrics import PERCENT
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ class ModelEntry:
 
     @property
     def top1_text(self) -> str:
-        return f"{self.top1:.1%}" if self.top1 is not None else "n/a"
+        return PERCENT.number(self.top1) if self.top1 is not None else "n/a"
 
     @property
     def score(self) -> str:

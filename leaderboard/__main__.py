@@ -22,7 +22,7 @@ from leaderboard.hub import HubSyncError
 from leaderboard.standings import seed_text, with_verdict
 from leaderboard.store import COLUMNS, Store, StoreError, default_db_path
 from runfolder import METRICS, is_run
-from runfolder.metrics import COSTS, SCORES
+from runfolder.metrics import COSTS, PERCENT, SCORES
 
 # `show` fits an 80-column terminal; `--wide` shows every column in full, `--ids` only the run ids.
 SHOW_COLUMNS = ["run_id", "dataset", "model", "tier", "top1_ci", "latency_ms"]
@@ -152,7 +152,8 @@ def print_comparison(result: V.Comparison) -> None:
     for column in ("class", "support", "recall A", "recall B", "A − B (points)"):
         table.add_column(column, justify="left" if column == "class" else "right")
     for c in sorted(result.per_class, key=lambda c: -abs(c.difference)):
-        table.add_row(c.label, f"{c.support:,}", f"{c.recall_a:.1%}", f"{c.recall_b:.1%}", f"{c.difference * 100:+.1f}")
+        table.add_row(c.label, f"{c.support:,}", PERCENT.number(c.recall_a), PERCENT.number(c.recall_b),
+                      f"{c.difference * 100:+.1f}")
     console.print(table)
     console.print(f"verdict: {result.verdict}", highlight=False)
 

@@ -15,6 +15,7 @@ import yaml
 
 import verdict as V
 from runfolder import TRAIN_CONFIG, read_train_config
+from runfolder.metrics import PERCENT
 
 VERDICT_COLUMNS = ["tier", "top1_ci", "top1_low", "top1_high", "seed_group", "seed_runs", "seed_mean", "seed_std"]
 
@@ -23,7 +24,7 @@ def top1_text(top1: float, accuracy: V.Accuracy | None) -> str | None:
     """"88.6% ± 0.9" (the 95% Wilson interval's half-width, in points); None without a sample count."""
     if accuracy is None or pd.isna(top1):
         return None
-    return f"{top1:.1%} ± {accuracy.half_width * 100:.1f}"
+    return f"{PERCENT.number(top1)} ± {accuracy.half_width * 100:.1f}"
 
 
 @lru_cache(maxsize=1 << 14)

@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from scipy.stats import binom
 
 from runfolder import PREDICTIONS
+from runfolder.metrics import PERCENT
 
 ALPHA = 0.05  # significance level of every test here; the intervals are (1 - ALPHA) = 95%
 BOOTSTRAP_RESAMPLES = 10_000
@@ -57,7 +58,7 @@ class Interval:
     high: float
 
     def __str__(self) -> str:
-        return f"[{self.low:.1%}, {self.high:.1%}]"
+        return f"[{PERCENT.number(self.low)}, {PERCENT.number(self.high)}]"
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ class Accuracy:
         return (interval.high - interval.low) / 2
 
     def __str__(self) -> str:
-        return f"{self.top1:.1%} (95% CI {self.interval}, {self.correct:,}/{self.total:,})"
+        return f"{PERCENT.number(self.top1)} (95% CI {self.interval}, {self.correct:,}/{self.total:,})"
 
 
 def wilson_interval(correct: int, total: int, confidence: float = 1 - ALPHA) -> Interval:
@@ -479,4 +480,4 @@ class SeedSummary:
     std: float  # sample standard deviation (ddof = 1)
 
     def __str__(self) -> str:
-        return f"{self.mean:.1%} ± {self.std:.1%} ({self.runs} seeds)"
+        return f"{PERCENT.number(self.mean)} ± {self.std * 100:.1f} ({self.runs} seeds)"  # ± in points, as top1_ci
