@@ -78,12 +78,12 @@ COLUMN_CONFIG = {
         "tier", format="%d", help=f"1 = {V.TIER_RULE}; 2 = the same among the rest; empty: no readable predictions"),
     "top1_ci": st.column_config.TextColumn(V.TOP1_CI_HEADING, help="± half the 95% Wilson interval, in points"),
     "seeds": st.column_config.TextColumn("seeds", help="runs differing only in --seed: top-1 mean ± std (count)"),
-    **{column: metric_column(spec) for column, spec in data.METRIC_COLUMNS.items()},
+    **{column: metric_column(spec) for column, spec in data.DISPLAY_COLUMNS.items()},
     "date": st.column_config.DatetimeColumn("date", format="YYYY-MM-DD HH:mm"),
     "hub_url": st.column_config.LinkColumn("Hub", display_text=r"https://huggingface\.co/(.*)"),
     "files": st.column_config.TextColumn("files", help="⚠: the run folder has missing or corrupt files"),
 }
-HEADLINE = ("top1", "top5", "macro_f1", "auroc", "params", "latency_ms")  # compare's metric cards
+HEADLINE = (*SCORES, "params", "latency_ms")  # compare's metric cards: the scores, size and speed
 CURVES = {  # title: (history.csv column: legend name, y tick format)
     "Loss": ({"train_loss": "train", "val_loss": "val"}, ""),
     "Accuracy": ({"train_acc": "train", "val_acc": "val", "val_top5": "val top-5"}, ".0%"),

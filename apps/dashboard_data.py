@@ -41,11 +41,12 @@ from runfolder import (  # noqa: F401  (re-exported for the page)
 )
 from runfolder.metrics import COSTS, METRIC_SPECS, SCORES
 
-# Metric columns hold each figure in its display unit (MetricSpec.column: params → params_m, in millions).
+# The grid's metric columns (not the store's METRIC_COLUMNS), each figure in its display unit (MetricSpec.column:
+# params → params_m, in millions).
 TRAINING_COSTS = ("train_images_per_s", "whole_wall_s")
-METRIC_COLUMNS = {METRIC_SPECS[key].column: METRIC_SPECS[key] for key in (*SCORES, *COSTS, *TRAINING_COSTS)}
+DISPLAY_COLUMNS = {METRIC_SPECS[key].column: METRIC_SPECS[key] for key in (*SCORES, *COSTS, *TRAINING_COSTS)}
 TABLE_COLUMNS = ["run_id", "best", "tier", "dataset", "model", "pretrained_on", "pretrained_tag", "strategy",
-                 "top1_ci", "seeds", *METRIC_COLUMNS, "epochs", "date", "hub_url", "files", "note"]  # fmt: skip
+                 "top1_ci", "seeds", *DISPLAY_COLUMNS, "epochs", "date", "hub_url", "files", "note"]  # fmt: skip
 CSV_EXTRA_COLUMNS = ["family", "eval_split", "num_classes", "params", "macs", "wall_s", "git_rev", "hub_repo",
                      "run_path", "top1_low", "top1_high", "seed_group", "seed_runs", "seed_mean",
                      "seed_std"]  # fmt: skip
@@ -172,7 +173,7 @@ def leaderboard_table(runs: pd.DataFrame) -> pd.DataFrame:
     table["note"] = [pretraining_note(d, t) for d, t in zip(table["dataset"], table["pretrained_tag"], strict=True)]
     table["model_short"] = table["model"].map(short_model_name)
     table["whole_wall_s"] = [training_time_s(json.loads(metrics)) for metrics in table["metrics_json"]]
-    for column, spec in METRIC_COLUMNS.items():
+    for column, spec in DISPLAY_COLUMNS.items():
         table[column] = table[spec.key] / spec.scale
     table["date"] = pd.to_datetime(table["created"], utc=True, errors="coerce", format="ISO8601")
     table["hub_url"] = table["hub_repo"].map(lambda repo: f"https://huggingface.co/{repo}" if repo else None)
@@ -406,8 +407,7 @@ def image_file(sample_id: str, root: Path | None) -> Path | None:
 
 # --- comparing two runs ------------------------------------------------------------------------------------------
 
-DELTA_METRICS = ["top1", "top5", "macro_f1", "auroc", "loss", "ece", "params", "macs", "latency_ms",
-                 "train_images_per_s", "epochs", "wall_s", "whole_wall_s"]  # fmt: skip
+DELTA_METRICS = [*SCORES, "loss", "ece", *COSTS, "train_images_per_s", "epochs", "wall_s", "whole_wall_s"]
 LOWER_IS_BETTER = {key for key in DELTA_METRICS if METRIC_SPECS[key].higher_is_better is False}
 
 

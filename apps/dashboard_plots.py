@@ -11,7 +11,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from apps.dashboard_data import METRIC_COLUMNS, pareto_front
+from apps.dashboard_data import DISPLAY_COLUMNS, pareto_front
 from runfolder.metrics import READABLE_CLASSES, Style
 
 PALETTE = px.colors.qualitative.Plotly
@@ -25,7 +25,7 @@ SCORE_AXIS = (0.0, 1.08)  # every score is a fraction: the whole scale, with roo
 
 def axis_format(column: str) -> str:
     """d3 format of a metric axis: percentages as 94%, other scores with their spec's decimals."""
-    spec = METRIC_COLUMNS[column]
+    spec = DISPLAY_COLUMNS[column]
     return ".0%" if spec.format.style is Style.PERCENT else f".{spec.format.digits}f"
 
 
@@ -73,7 +73,7 @@ def tradeoff(table: pd.DataFrame, cost: str, metric: str) -> go.Figure:
 
     Points are labelled with short model names (all of them up to LABELLED_POINTS runs, else the frontier's)."""
     points = table.dropna(subset=[cost, metric])
-    cost_label, metric_label = METRIC_COLUMNS[cost].heading, METRIC_COLUMNS[metric].heading
+    cost_label, metric_label = DISPLAY_COLUMNS[cost].heading, DISPLAY_COLUMNS[metric].heading
     front = pareto_front(points, cost, metric)
     figure = px.scatter(
         points,
@@ -119,7 +119,7 @@ def label_points(figure: go.Figure, points: pd.DataFrame, positions: pd.Series) 
 
 def top1_bars(table: pd.DataFrame, metric: str = "top1") -> go.Figure:
     """Grouped bars: for each dataset, the best run's `metric` of every backbone."""
-    label = METRIC_COLUMNS[metric].heading
+    label = DISPLAY_COLUMNS[metric].heading
     figure = px.bar(
         table,
         x="dataset",
