@@ -67,7 +67,7 @@ from bench_input_pipeline import bench_pipelines
 from bench_train_step import bench_model
 
 import runfolder as R
-from trainers.config import TrainConfig, parse_config
+from trainers.config import TrainConfig, load_yaml, parse_config
 from trainers.finetune import train
 from trainers.inference import images_in
 from trainers.models import OFFLINE_DEFAULT, OFFLINE_WEIGHTS
@@ -94,35 +94,41 @@ ARCHIVES = tuple(SHARED_ARCHIVES)  # in order of value
 
 @dataclass(frozen=True)
 class Task:
-    """One training run: a recipe on the data of some archives, within a time budget."""
+    """One training run: a recipe on the archives of its dataset, within a time budget."""
 
     name: str  # run folder, pack and table row
     recipe: str  # trainers/recipes/<recipe>.yaml
-    archives: tuple[str, ...]
-    root: str  # --data-dir, inside the unpacked archives
     budget_s: float  # the run's time limit, data loading included
     rate_model: str  # the stage-1 model whose img/s sizes the run's epochs
     rate_scale: float = 1.0  # this model's img/s relative to rate_model's at the same size
 
+    @property
+    def dataset(self) -> str:
+        return load_yaml(RECIPES / f"{self.recipe}.yaml")["dataset"]
 
-CIFAR10 = Task("cifar10-efficientnet_lite0", "cifar10-arena", ("cifar10-train.tar.gz",), "cifar10", 140,
-               "tf_efficientnet_lite0")
+    @property
+    def archives(self) -> tuple[str, ...]:
+        """The archives that hold its training and validation images (benchmarks/archives.py)."""
+        return tuple(name for name, archive in SHARED_ARCHIVES.items()
+                     if self.dataset in archive.trains + archive.evaluates)
+
+    @property
+    def root(self) -> str:
+        """--data-dir, inside the unpacked archives."""
+        return SHARED_ARCHIVES[self.archives[0]].data_dir
+
+
+CIFAR10 = Task("cifar10-efficientnet_lite0", "cifar10-arena", 140, "tf_efficientnet_lite0")
 REFERENCES = [
-    Task("chest-xray-efficientnet_lite0", "chest-xray-arena", ("chest_xray-train.tar.gz",), "chest_xray", 50,
-         "tf_efficientnet_lite0"),
-    Task("chest-xray-3-efficientnet_lite0", "chest-xray-3-arena", ("chest_xray-train.tar.gz",), "chest_xray", 60,
-         "tf_efficientnet_lite0"),
-    Task("fer2013-efficientnet_lite0", "fer2013-arena", ("fer2013-train.tar.gz", "fer2013-publictest.tar.gz"),
-         "fer2013", 130, "tf_efficientnet_lite0"),
-    Task("tiny-imagenet-efficientnet_lite0", "tiny-imagenet-arena", ("tiny-imagenet-200-train100.tar.gz",),
-         "tiny-imagenet-200", 130, "tf_efficientnet_lite0"),
+    Task("chest-xray-efficientnet_lite0", "chest-xray-arena", 50, "tf_efficientnet_lite0"),
+    Task("chest-xray-3-efficientnet_lite0", "chest-xray-3-arena", 60, "tf_efficientnet_lite0"),
+    Task("fer2013-efficientnet_lite0", "fer2013-arena", 130, "tf_efficientnet_lite0"),
+    Task("tiny-imagenet-efficientnet_lite0", "tiny-imagenet-arena", 130, "tf_efficientnet_lite0"),
 ]
 # VGG16 costs about 3.8x ResNet50's FLOPs per image (15.5 against 4.1 GMACs at 224 px, timm's tables).
 SCRATCH = [
-    Task("cifar10-resnet50-scratch", "cifar10-resnet50-scratch", ("cifar10-train.tar.gz",), "cifar10", 90,
-         "resnet50.a1_in1k"),
-    Task("cifar10-vgg16-scratch", "cifar10-vgg16-scratch", ("cifar10-train.tar.gz",), "cifar10", 90,
-         "resnet50.a1_in1k", 1 / 3.8),
+    Task("cifar10-resnet50-scratch", "cifar10-resnet50-scratch", 90, "resnet50.a1_in1k"),
+    Task("cifar10-vgg16-scratch", "cifar10-vgg16-scratch", 90, "resnet50.a1_in1k", 1 / 3.8),
 ]
 SCRATCH_MIN_S = 60  # start the from-scratch runs only with this much of the budget left
 RUN_RESERVE_S = 25  # after a run's time limit: final evaluation, model card, pack
