@@ -88,7 +88,8 @@ def test_tiny_run_records_the_temperature_and_calibrated_ece(tiny_run):
     temperature = metrics[R.TEMPERATURE]
     assert config[R.TEMPERATURE] == temperature > 0 and temperature != 1.0
     assert metrics["calibration_split"] == metrics["eval_split"] == "val"
-    assert metrics["ece_calibrated"] <= metrics["ece"]
+    # no `ece_calibrated <= ece`: the temperature minimises the validation NLL, not the ECE, and on the tiny run's
+    # 20 images the ECE at it can be higher (the fit itself is checked in the test with a test split below)
     # timm's own loader ignores the extra top-level key and still loads the model with its labels
     model = timm.create_model(f"local-dir:{tiny_run}", pretrained=True)
     assert model.pretrained_cfg["label_names"] == config["label_names"]
