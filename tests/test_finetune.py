@@ -114,8 +114,10 @@ def test_finished_run_is_re_evaluated_at_a_test_size(tmp_path):
     assert len(R.read_history(run)) == 1  # nothing trained again
     after = pd.read_parquet(run / R.PREDICTIONS)
     assert not np.allclose(np.stack(after.topk_probs), np.stack(before.topk_probs))
-    result = Predictor.from_run(run).predict(evaluated_images(run))
-    np.testing.assert_allclose(result.probs.max(1), after.confidence, atol=2e-3)
+    raw = Predictor.from_run(run, calibrated=False).predict(evaluated_images(run))  # the softmax, as `confidence`
+    np.testing.assert_allclose(raw.probs.max(1), after.confidence, atol=2e-3)
+    calibrated = Predictor.from_run(run).predict(evaluated_images(run))  # at the temperature config.json records
+    np.testing.assert_allclose(calibrated.probs.max(1), after[R.CALIBRATED_CONFIDENCE], atol=2e-3)
 
 
 @pytest.mark.parametrize("body", list(OFFLINE_WEIGHTS))
