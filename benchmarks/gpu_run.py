@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import hashlib
 import importlib.util
 import json
 import math
@@ -69,7 +68,7 @@ from bench_train_step import bench_model
 import runfolder as R
 from trainers.config import TrainConfig, load_yaml, parse_config
 from trainers.finetune import train
-from trainers.inference import images_in
+from trainers.inference import file_sha256, images_in
 from trainers.models import OFFLINE_DEFAULT, OFFLINE_WEIGHTS
 
 MIB = 2**20
@@ -205,21 +204,13 @@ def payload(sources: Path) -> dict[str, Path]:
     return files
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(8 * MIB):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def plan_transfers(files: dict[str, Path], room: int) -> list[Transfer]:
     """Fill transfers of `room` bytes in order, splitting a file where a transfer is full."""
     if room <= 0:
         raise SystemExit("error: the working tree alone fills a transfer: nothing else can travel")
     transfers = [Transfer()]
     for dest, path in files.items():
-        total, digest, offset = path.stat().st_size, sha256(path), 0
+        total, digest, offset = path.stat().st_size, file_sha256(path), 0
         while offset < total:
             if transfers[-1].size == room:
                 transfers.append(Transfer())
@@ -324,7 +315,7 @@ def assemble(data: Path, work: Path) -> set[str]:
         with open(target, "wb") as out:
             for path, _ in sorted(pieces, key=lambda piece: piece[1]["offset"]):
                 out.write(path.read_bytes())
-        if sha256(target) != pieces[0][1]["sha256"]:
+        if file_sha256(target) != pieces[0][1]["sha256"]:
             raise SystemExit(f"error: {dest} differs from what was prepared (SHA-256): prepare and send it again")
         complete.add(dest)
     return complete
