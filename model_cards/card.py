@@ -17,6 +17,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from model_cards.datasets import DatasetInfo, dataset_info
 from runfolder import (
     CARD,
+    CONFUSION_PNG,
     LINEAGE,
     TRAIN_CONFIG,
     read_config,
@@ -31,7 +32,6 @@ from verdict import Accuracy, accuracy_from_metrics
 CUSTOM_MODELS_MODULE = "trainers.custom_models"  # where the source studies' networks register with timm
 
 TEMPLATE = Path(__file__).with_name("template.md")
-CONFUSION_PNG = "confusion_matrix.png"
 TASK = "image-classification"
 MEDICAL_DATASETS = ("chest-xray", "chest-xray-3")
 

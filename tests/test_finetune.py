@@ -485,8 +485,8 @@ def test_torchvision_vgg_weights_go_through_timm_filter(tmp_path):
 
 def test_lr_find_saves_plot_and_suggests(tmp_path):
     run_dir = train_tiny(tmp_path, "--lr-find", "--max-train-samples", "160", name="lrfind")
-    assert (run_dir / "lr_find.png").stat().st_size > 1000
-    lrs = pd.read_csv(run_dir / "lr_find.csv")
+    assert (run_dir / R.LR_FIND_PLOT).stat().st_size > 1000
+    lrs = pd.read_csv(run_dir / R.LR_FIND_TABLE)
     assert len(lrs) > 3 and lrs.lr.is_monotonic_increasing
 
 
@@ -506,7 +506,7 @@ def test_keep_chooses_the_saved_weights(tmp_path, keep):
 def test_lr_find_takes_the_training_step_with_mixup(tmp_path):
     """The range test runs on the one training loop, so mixup's soft targets reach the soft-target loss."""
     run_dir = train_tiny(tmp_path, "--lr-find", "--mixup", "0.4", "--max-train-samples", "96", name="lrmix")
-    lrs = pd.read_csv(run_dir / "lr_find.csv")
+    lrs = pd.read_csv(run_dir / R.LR_FIND_TABLE)
     assert len(lrs) >= 3 and lrs.loss.notna().all() and np.isfinite(lrs.loss).all()
     assert R.read_metrics(run_dir)["epochs"] == 1
 

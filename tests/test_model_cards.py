@@ -19,7 +19,8 @@ from huggingface_hub.repocard import REGEX_YAML_BLOCK
 from huggingface_hub.repocard_data import eval_results_to_model_index, model_index_to_eval_results
 from PIL import Image
 
-from model_cards.card import CONFUSION_PNG, base_model_id, metrics_from_eval_results, write_card
+import runfolder as R
+from model_cards.card import base_model_id, metrics_from_eval_results, write_card
 from model_cards.datasets import DATASETS, dataset_info, dataset_key
 from runfolder.metrics import HUB_METRICS
 
@@ -88,8 +89,8 @@ def test_body(runs: dict[str, Path]) -> None:
     multi = (runs["multiclass"] / "README.md").read_text()
     assert 'timm.create_model("hf-hub:acme/resnet-cifar10", pretrained=True)' in multi
     assert 'gr.Interface(predict, gr.Image(type="pil")' in multi
-    assert f"![Confusion matrix]({CONFUSION_PNG})" in multi
-    assert (runs["multiclass"] / CONFUSION_PNG).read_bytes().startswith(b"\x89PNG")
+    assert f"![Confusion matrix]({R.CONFUSION_PNG})" in multi
+    assert (runs["multiclass"] / R.CONFUSION_PNG).read_bytes().startswith(b"\x89PNG")
     for label in ["airplane", "truck"]:
         assert re.search(rf"^\| {label} \| [0-9.]+% \| [0-9.]+% \| [0-9.]+% \| \d+ \|$", multi, re.MULTILINE)
     assert "| `optimizer.lr` | 0.0010 |" in multi

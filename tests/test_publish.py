@@ -20,6 +20,7 @@ import pytest
 from fixtures_runs import make_run
 from huggingface_hub import constants
 
+import runfolder as R
 from model_cards.publish import PublishError, publish_run, retry_command, staged_files
 
 REPO = "acme/chest-resnet"
@@ -138,7 +139,7 @@ def online(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def test_http_errors(run: Path, online: None, monkeypatch: pytest.MonkeyPatch, status: int, cause: str) -> None:
     hub = _Hub(status)
     monkeypatch.setattr(constants, "ENDPOINT", hub.url)
-    before = _digests(run, skip=("README.md", "confusion_matrix.png"))
+    before = _digests(run, skip=(R.CARD, R.CONFUSION_PNG))
     try:
         with pytest.raises(PublishError) as raised:
             publish_run(run, REPO, token="hf_test_token")
@@ -148,7 +149,7 @@ def test_http_errors(run: Path, online: None, monkeypatch: pytest.MonkeyPatch, s
     assert cause in message
     assert message.endswith(f"Retry with: {retry_command(run, REPO)}")
     assert hub.requests, "the library really talked to the server"
-    assert _digests(run, skip=("README.md", "confusion_matrix.png")) == before
+    assert _digests(run, skip=(R.CARD, R.CONFUSION_PNG)) == before
     assert "hf-hub:acme/chest-resnet" in (run / "README.md").read_text()  # card rewritten for the repo
 
 

@@ -59,7 +59,7 @@ from trainers.evaluate import (
 )
 from trainers.feature_cache import FeatureCache, FeatureHead, cache_key, cacheable
 from trainers.inference import ImageError, eval_resize_side, image_mode
-from trainers.lr_find import LR_FIND_PLOT, LR_FIND_STEPS, LRRangeTest
+from trainers.lr_find import LR_FIND_STEPS, LRRangeTest
 from trainers.models import (
     ModelError,
     channels_last_hazard,
@@ -219,7 +219,7 @@ def before_first_epoch(run: Run) -> None:
                   f"{time.time() - started:.0f} s")
     if cfg.lr_find and run.ddp.main:
         suggestion = find_lr(trainer, run.train_loader(0), run.run_dir)
-        print(f"lr_find: suggested --lr {suggestion:.2e} (plot: {run.run_dir / LR_FIND_PLOT})")
+        print(f"lr_find: suggested --lr {suggestion:.2e} (plot: {run.run_dir / R.LR_FIND_PLOT})")
 
 
 def train_epochs(run: Run) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:

@@ -14,10 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from runfolder import write_bytes, write_text
+from runfolder import LR_FIND_PLOT, LR_FIND_TABLE, write_bytes, write_text
 
-LR_FIND_PLOT = "lr_find.png"
-LR_FIND_TABLE = "lr_find.csv"
 LR_FIND_STEPS = 100  # at most; fewer when an epoch is shorter
 SMOOTHING = 0.9  # exponential moving average of the loss, bias-corrected as fastai does
 DIVERGED = 4.0  # stop once the smoothed loss exceeds this multiple of its minimum
