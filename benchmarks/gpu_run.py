@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import importlib.util
 import json
 import math
@@ -101,15 +102,15 @@ class Task:
     rate_model: str  # the stage-1 model whose img/s sizes the run's epochs
     rate_scale: float = 1.0  # this model's img/s relative to rate_model's at the same size
 
-    @property
+    @functools.cached_property  # the recipe is read once (cached_property writes __dict__, frozen or not)
     def dataset(self) -> str:
         return load_yaml(RECIPES / f"{self.recipe}.yaml")["dataset"]
 
     @property
     def archives(self) -> tuple[str, ...]:
         """The archives that hold its training and validation images (benchmarks/archives.py)."""
-        return tuple(name for name, archive in SHARED_ARCHIVES.items()
-                     if self.dataset in archive.trains + archive.evaluates)
+        dataset = self.dataset
+        return tuple(name for name, archive in SHARED_ARCHIVES.items() if dataset in archive.trains + archive.evaluates)
 
     @property
     def root(self) -> str:

@@ -83,22 +83,24 @@ def teacher_metrics(teachers: str | None, weight: float) -> dict:
     `teachers_wall_s`, how long the local ones trained), so that its lineage and whole cost show without them."""
     if not teachers:
         return {}
-    return {"distilled_from": [folder(run).name for run in teacher_runs(teachers)], "distill_weight": weight,
+    return {"distilled_from": [teacher_folder(run).name for run in teacher_runs(teachers)], "distill_weight": weight,
             "teachers_wall_s": sum(R.read_metrics(run)["wall_s"] for run in local_teachers(teachers))}
 
 
 def unknown_teachers(teachers: str | None) -> list[str]:
     """The teachers that name neither a finished run folder here nor a Hub repo."""
-    return [run for run in teacher_runs(teachers or "") if not run.startswith(HUB_PREFIX) and not R.is_run(folder(run))]
+    return [run for run in teacher_runs(teachers or "")
+            if not run.startswith(HUB_PREFIX) and not R.is_run(teacher_folder(run))]
 
 
 def local_teachers(teachers: str | None) -> list[Path]:
     """The teachers that are run folders here, named as paths or `local-dir:` (an `hf-hub:` teacher's training is
     not known)."""
-    return [folder(run) for run in teacher_runs(teachers or "") if R.is_run(folder(run))]
+    return [teacher_folder(run) for run in teacher_runs(teachers or "") if R.is_run(teacher_folder(run))]
 
 
-def folder(teacher: str) -> Path:
+def teacher_folder(teacher: str) -> Path:
+    """A teacher given as a path or as `local-dir:PATH`, as the folder it names here."""
     return Path(teacher.removeprefix(LOCAL_PREFIX))
 
 
