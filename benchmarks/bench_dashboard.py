@@ -20,7 +20,6 @@ Prints a table and writes benchmarks/out/bench_dashboard.csv; exits 1 when a pag
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -34,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+import runfolder as R
 from leaderboard.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -77,23 +77,23 @@ def synthetic_metrics(real: dict, index: int, rng: np.random.Generator) -> dict:
 def fill_runs(real_run: Path, root: Path, count: int) -> Path:
     """`count` run folders under root/runs: the real run's files (weights hard-linked), varied metrics.json, and
     predictions with a varied share of the real run's answers changed (so that tiering has real work to do)."""
-    real = json.loads((real_run / "metrics.json").read_text())
-    predictions = pd.read_parquet(real_run / "predictions.parquet")
+    real = R.read_metrics(real_run)
+    predictions = pd.read_parquet(real_run / R.PREDICTIONS)
     classes = np.array(sorted(predictions["true_label"].unique()))
     rng = np.random.default_rng(0)
     runs = root / "runs"
     for index in range(count):
         run = runs / f"run-{index:04d}"
-        shutil.copytree(real_run, run, ignore=shutil.ignore_patterns("checkpoint", "model.safetensors", "*.png"))
+        shutil.copytree(real_run, run, ignore=shutil.ignore_patterns(R.CHECKPOINT, R.WEIGHTS, "*.png"))
         try:
-            os.link(real_run / "model.safetensors", run / "model.safetensors")
+            os.link(real_run / R.WEIGHTS, run / R.WEIGHTS)
         except OSError:  # another file system: a copy then
-            shutil.copy(real_run / "model.safetensors", run / "model.safetensors")
-        (run / "metrics.json").write_text(json.dumps(synthetic_metrics(real, index, rng)))
+            shutil.copy(real_run / R.WEIGHTS, run / R.WEIGHTS)
+        R.write_json(run / R.METRICS, synthetic_metrics(real, index, rng))
         changed = rng.random(len(predictions)) < rng.uniform(0, 0.3)
         varied = predictions.assign(pred_label=np.where(changed, rng.choice(classes, len(predictions)),
                                                         predictions["pred_label"]))  # fmt: skip
-        varied.assign(correct=varied["pred_label"] == varied["true_label"]).to_parquet(run / "predictions.parquet")
+        R.write_predictions(run, varied.assign(correct=varied["pred_label"] == varied["true_label"]))
     return runs
 
 
