@@ -40,12 +40,12 @@ TARGETS = {
     "cifar10": {"top1": 0.92},
 }
 BEGIN, END = "<!-- contest tables: begin (python reference/contest.py) -->", "<!-- contest tables: end -->"
-TASKS = {  # dataset -> (heading, folder its sample ids are relative to)
-    "chest-xray": ("Chest X-ray, 2 classes (NORMAL / PNEUMONIA)", "chest_xray"),
-    "chest-xray-3": ("Chest X-ray, 3 classes (NORMAL / BACTERIA / VIRUS)", "chest_xray"),
-    "fer2013": ("FER2013", "fer2013"),
-    "tiny-imagenet": ("Tiny ImageNet-200", "tiny-imagenet-200"),
-    "cifar10": ("CIFAR-10", "cifar10"),
+TASKS = {  # dataset -> heading
+    "chest-xray": "Chest X-ray, 2 classes (NORMAL / PNEUMONIA)",
+    "chest-xray-3": "Chest X-ray, 3 classes (NORMAL / BACTERIA / VIRUS)",
+    "fer2013": "FER2013",
+    "tiny-imagenet": "Tiny ImageNet-200",
+    "cifar10": "CIFAR-10",
 }
 # (dataset, architecture) -> the source study's figure for the system this run reproduces (README.md, "Source
 # studies"); the figures each task must beat are in the README's "Where each task stands".
@@ -171,9 +171,11 @@ def stages(run: Path) -> str:
     return ", ".join(f"`{recipe.name}` ({recipe_config(recipe)['epochs']})" for recipe in earlier_recipes(run))
 
 
-def commands(run: Path, folder: str) -> list[str]:
+def commands(run: Path) -> list[str]:
     """The run's command, after those of the runs whose weights it started from (a second stage's first, a soup's
-    ingredients, and their own first stages)."""
+    ingredients, and their own first stages). Its data folder is the one its sample ids are relative to, named by
+    the placeholder `pack_run` left in its train_config.yaml (`path/to/chest_xray`)."""
+    folder = Path(R.read_train_config(run)["data_dir"]).name
     configs = [*(recipe.relative_to(REFERENCE.parent) for recipe in earlier_recipes(run)),
                f"reference/{run.name}/{R.TRAIN_CONFIG}"]
     return [f"python trainers/finetune.py --config {config} --data-dir DATA/{folder}" for config in configs]
@@ -204,7 +206,7 @@ def head_only_against_full(runs: list[Path]) -> str:
 
 
 def task_table(dataset: str, runs: list[Path]) -> str:
-    heading, folder = TASKS[dataset]
+    heading = TASKS[dataset]
     header = ["system", "strategy", "params", "MACs", "input", "epochs", "training images", "wall time", "hardware",
               "val top-1", *(["top-5"] if "top5" in R.read_metrics(runs[0]) else []),
               "macro-F1", "source study"]
@@ -214,7 +216,7 @@ def task_table(dataset: str, runs: list[Path]) -> str:
     lines += ["| " + " | ".join(row(run, dataset)) + " |" for run in runs]
     verdict = head_only_against_full(runs)
     lines += ["", *([verdict, ""] if verdict else []), "Commands:", "", "```sh"]
-    lines += [command for run in runs for command in commands(run, folder)]
+    lines += [command for run in runs for command in commands(run)]
     lines += ["```", ""]
     return "\n".join(lines)
 
@@ -232,7 +234,7 @@ def standing(dataset: str, runs: list[Path]) -> str:
     got = ", ".join(f"{shown(key, best)} {METRIC_SPECS[key].label}" for key in target)
     margins = [(best[key] - value) * 100 for key, value in target.items()]
     verdict = ("yes" if min(margins) >= 0 else "no") + ", " + ", ".join(points(m) for m in margins)
-    return f"| {TASKS[dataset][0]} | {goal} | `{runs[0].name}`: {got} | {verdict} |"
+    return f"| {TASKS[dataset]} | {goal} | `{runs[0].name}`: {got} | {verdict} |"
 
 
 def tables() -> str:
