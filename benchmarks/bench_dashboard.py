@@ -174,6 +174,7 @@ def report(results: list[tuple[str, list[float], float | None]], count: int, out
 
 
 def tiny_real_run(root: Path) -> Path:
+    sys.path.insert(0, str(REPO))  # run as a script, only benchmarks/ is on the path; tests/ is not installed
     from tests.conftest import train_tiny  # the test suite's few-second real training
 
     return train_tiny(root / "seed-run", name="seed")

@@ -38,6 +38,9 @@ def probabilities(run: Path, labels: list[str]) -> tuple[pd.Index, np.ndarray, n
 
 
 def read_runs(runs: list[Path]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    if len(names := [run.name for run in runs]) != len(set(names)):
+        raise SystemExit("error: two runs share a folder name; the table names each run by its folder: "
+                         f"{sorted(n for n in set(names) if names.count(n) > 1)}")
     labels = R.config_labels(R.read_config(runs[0]))
     read = {run: probabilities(run, labels) for run in runs}  # each file once
     ids, _, truth = read[runs[0]]

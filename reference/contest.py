@@ -175,7 +175,10 @@ def commands(run: Path) -> list[str]:
     """The run's command, after those of the runs whose weights it started from (a second stage's first, a soup's
     ingredients, and their own first stages). Its data folder is the one its sample ids are relative to, named by
     the placeholder `pack_run` left in its train_config.yaml (`path/to/chest_xray`)."""
-    folder = Path(R.read_train_config(run)["data_dir"]).name
+    if not (data_dir := R.read_train_config(run).get("data_dir")):
+        raise SystemExit(f"error: {run}: its {R.TRAIN_CONFIG} names no data_dir; pack it again with "
+                         "reference/pack_run.py --data-dir DIR")
+    folder = Path(data_dir).name
     configs = [*(recipe.relative_to(REFERENCE.parent) for recipe in earlier_recipes(run)),
                f"reference/{run.name}/{R.TRAIN_CONFIG}"]
     return [f"python trainers/finetune.py --config {config} --data-dir DATA/{folder}" for config in configs]
