@@ -14,7 +14,8 @@ The reference form of a run folder:
 - the model card and the confusion matrix drawn again from these files.
 
 DIR is where the run's images are on this machine (default: the run's own `data_dir`). The fp16 model is then
-checked to predict what the run predicted on its evaluation images.
+checked to predict what the run predicted on its evaluation images: below `MIN_FP16_AGREEMENT` of them the pack is
+refused, and a new DEST is not written.
 
 RUN_DIR may be a reference folder packed earlier, and DEST the same folder: the pack is then redone in place.
 Sample ids that an earlier pack made relative to the folder above DIR are rebased onto DIR. `--relabel` replaces
@@ -39,6 +40,10 @@ from trainers.data import load_dataset
 from trainers.distill import teacher_runs
 from trainers.inference import Predictor
 from trainers.models import SOUP_SEPARATOR, weight_files
+
+# fp16 rounding may flip a near-tie or two; below this share of the run's own predictions, the weights or the images
+# are not the ones the run was scored with
+MIN_FP16_AGREEMENT = 0.95
 
 
 def relative_ids(sample_ids: pd.Series, data_dir: Path) -> list[str]:
@@ -107,14 +112,15 @@ def relabel(dest: Path, data_dir: Path) -> None:
     ))
 
 
-def pack(run: Path, dest: Path, data_dir: Path, new_labels: bool = False) -> None:
+def pack(run: Path, dest: Path, data_dir: Path, new_labels: bool = False) -> float:
     """Write the reference form of `run` to `dest` (which may be `run` itself: repacked in place). A new `dest` is
-    assembled in a hidden sibling folder and renamed into place, so a failed pack leaves nothing behind."""
+    assembled in a hidden sibling folder and renamed into place, so a failed pack leaves nothing behind. Returns how
+    often the fp16 weights predict what the run recorded (`checked_agreement`)."""
     if not R.is_run(run):
         raise SystemExit(f"error: {run} is not a finished run folder (no {R.METRICS}): let it finish, or --resume it")
     if dest.resolve() == run.resolve():
         pack_in_place(dest, data_dir, new_labels)
-        return
+        return checked_agreement(dest, data_dir)
     if dest.exists():
         raise SystemExit(f"error: {dest} exists")
     hidden = dest.with_name(f".{dest.name}.packing")
@@ -123,9 +129,11 @@ def pack(run: Path, dest: Path, data_dir: Path, new_labels: bool = False) -> Non
     shutil.copytree(run, staging, ignore=shutil.ignore_patterns(R.CHECKPOINT))
     try:
         pack_in_place(staging, data_dir, new_labels)
+        agreement = checked_agreement(staging, data_dir)
         staging.rename(dest)
     finally:
         shutil.rmtree(hidden)
+    return agreement
 
 
 def pack_in_place(dest: Path, data_dir: Path, new_labels: bool) -> None:
@@ -135,7 +143,8 @@ def pack_in_place(dest: Path, data_dir: Path, new_labels: bool) -> None:
         save_file({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, str(tmp))
     predictions = pd.read_parquet(dest / R.PREDICTIONS)
     R.write_predictions(dest, predictions.assign(sample_id=relative_ids(predictions.sample_id, data_dir)))
-    R.write_train_config(dest, portable_train_config(R.read_train_config(dest)))
+    # the placeholder names the folder the sample ids were just made relative to, whatever the run recorded
+    R.write_train_config(dest, portable_train_config(R.read_train_config(dest) | {"data_dir": str(data_dir)}))
     trim_history(dest)
     if new_labels:
         relabel(dest, data_dir)
@@ -149,6 +158,16 @@ def trim_history(dest: Path) -> None:
     too_many = R.read_metrics(dest)["num_classes"] > R.HISTORY_MATRIX_MAX_CLASSES
     if too_many and "val_confusion_matrix" in history and history.val_confusion_matrix.notna().any():
         R.write_history(dest, history.assign(val_confusion_matrix=None).to_dict("records"))
+
+
+def checked_agreement(dest: Path, data_dir: Path) -> float:
+    """`fp16_agreement`, refused below MIN_FP16_AGREEMENT: such weights are not the run that was scored."""
+    agreement = fp16_agreement(dest, data_dir)
+    if agreement < MIN_FP16_AGREEMENT:
+        raise SystemExit(f"error: the fp16 weights predict the recorded label on only {agreement:.1%} of the "
+                         f"evaluation images (at least {MIN_FP16_AGREEMENT:.0%} expected): are the images under "
+                         "--data-dir the ones the run was evaluated on?")
+    return agreement
 
 
 def fp16_agreement(dest: Path, data_dir: Path, batch: int = 64) -> float:
@@ -173,9 +192,8 @@ def main() -> None:
     data_dir = args.data_dir or R.data_dir(args.run)
     if data_dir is None or not data_dir.is_dir():
         raise SystemExit(f"error: the run's images are not at {data_dir}: give --data-dir")
-    pack(args.run, args.dest, data_dir, args.relabel)
+    agreement = pack(args.run, args.dest, data_dir, args.relabel)
     size = (args.dest / R.WEIGHTS).stat().st_size / 1e6
-    agreement = fp16_agreement(args.dest, data_dir)
     print(f"{args.dest}: {size:.1f} MB fp16 weights; fp16 agrees with the recorded predictions on {agreement:.1%} "
           f"of {len(pd.read_parquet(args.dest / R.PREDICTIONS))} evaluation images")
 

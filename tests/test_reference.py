@@ -172,6 +172,22 @@ def test_pack_run_refuses_an_unfinished_run_and_a_failed_pack_leaves_nothing(tin
     assert sorted(p.name for p in tmp_path.iterdir()) == ["no-images", "unfinished"]  # no half-packed folder
 
 
+def test_pack_run_refuses_weights_that_do_not_reproduce_the_run(shared_data, tmp_path):
+    """Packed against other images than the run was scored on (each sample id showing another sample's X-ray), the
+    fp16 check fails: exit 1, and no half-checked folder is left."""
+    run = REPO / "reference" / "chest-xray-3-xray_cnn1"
+    archive, folder = EVAL_ARCHIVES[R.read_metrics(run)["dataset"]]
+    root = shared_data(archive) / folder
+    ids = pd.read_parquet(run / R.PREDICTIONS).sample_id.tolist()
+    swapped = tmp_path / "swapped"
+    for sample_id, other in zip(ids, ids[len(ids) // 2:] + ids[:len(ids) // 2], strict=True):
+        (swapped / sample_id).parent.mkdir(parents=True, exist_ok=True)
+        (swapped / sample_id).symlink_to(root / other)
+    result = run_pack(run, tmp_path / "packed", "--data-dir", swapped)
+    assert result.returncode != 0 and "fp16 weights predict the recorded label on only" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["swapped"]
+
+
 def test_reproduction_tables_are_what_the_run_folders_say():
     result = subprocess.run([sys.executable, str(REPO / "reference" / "contest.py"), "--check"],
                             capture_output=True, text=True, timeout=300)
