@@ -1,6 +1,6 @@
 """How long the dashboard's leaderboard page takes to render with 1,000 runs in the store (budget: 3 s), tiers included.
 
-    python benchmarks/bench_dashboard.py [--runs 1000] [--from-run runs/<id>] [--repeats 5]
+    python benchmarks/bench_dashboard.py [--runs 1000] [--from-run runs/<id>] [--repeats 5] [--out CSV]
 
 Fills a temporary store with N run folders copied from one real run (a tiny training when --from-run is not
 given), each with its own metrics.json (varied backbone, dataset, strategy and numbers; per-class figures stay
@@ -40,7 +40,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 APP = REPO / "apps" / "dashboard.py"
 BUDGET_S = 3.0
-# (model, pretrained tag, parameters, GMACs at 224 px): the short-named backbones of docs/DESIGN.md
+# (model, pretrained tag, parameters, GMACs at 224 px): the backbones of docs/DESIGN.md, by the timm names that
+# metrics.json records
 BACKBONES = [
     ("vgg16", "vgg16.tv_in1k", 138_357_544, 15.5),
     ("resnet50", "resnet50.a1_in1k", 25_557_032, 4.1),
