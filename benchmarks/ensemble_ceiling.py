@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -38,9 +39,8 @@ def probabilities(run: Path, labels: list[str]) -> tuple[pd.Index, np.ndarray, n
 
 
 def read_runs(runs: list[Path]) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    if len(names := [run.name for run in runs]) != len(set(names)):
-        raise SystemExit("error: two runs share a folder name; the table names each run by its folder: "
-                         f"{sorted(n for n in set(names) if names.count(n) > 1)}")
+    if shared := sorted(name for name, count in Counter(run.name for run in runs).items() if count > 1):
+        raise SystemExit(f"error: two runs share a folder name; the table names each run by its folder: {shared}")
     labels = R.config_labels(R.read_config(runs[0]))
     read = {run: probabilities(run, labels) for run in runs}  # each file once
     ids, _, truth = read[runs[0]]

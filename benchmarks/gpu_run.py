@@ -109,8 +109,8 @@ class Task:
     @property
     def archives(self) -> tuple[str, ...]:
         """The archives that hold its training and validation images (benchmarks/archives.py)."""
-        dataset = self.dataset
-        return tuple(name for name, archive in SHARED_ARCHIVES.items() if dataset in archive.trains + archive.evaluates)
+        return tuple(name for name, archive in SHARED_ARCHIVES.items()
+                     if self.dataset in archive.trains + archive.evaluates)
 
     @property
     def root(self) -> str:
