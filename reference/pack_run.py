@@ -112,31 +112,36 @@ def relabel(dest: Path, data_dir: Path) -> None:
     ))
 
 
-def pack(run: Path, dest: Path, data_dir: Path, new_labels: bool = False) -> float:
-    """Write the reference form of `run` to `dest` (which may be `run` itself: repacked in place). A new `dest` is
-    assembled in a hidden sibling folder and renamed into place, so a failed pack leaves nothing behind. Returns how
-    often the fp16 weights predict what the run recorded (`checked_agreement`)."""
+def require_run(run: Path) -> None:
     if not R.is_run(run):
         raise SystemExit(f"error: {run} is not a finished run folder (no {R.METRICS}): let it finish, or --resume it")
-    if dest.resolve() == run.resolve():
-        pack_in_place(dest, data_dir, new_labels)
-        return checked_agreement(dest, data_dir)
-    if dest.exists():
+
+
+def pack(run: Path, dest: Path, data_dir: Path, new_labels: bool = False) -> float:
+    """Write the reference form of `run` to `dest` (which may be `run` itself: repacked in place). The new folder is
+    assembled and checked in a hidden sibling folder, then renamed into place (an in-place pack swaps it for the old
+    one), so a failed pack leaves `dest` as it was. Returns how often the fp16 weights predict what the run recorded
+    (`checked_agreement`)."""
+    require_run(run)
+    in_place = dest.resolve() == run.resolve()
+    if dest.exists() and not in_place:
         raise SystemExit(f"error: {dest} exists")
     hidden = dest.with_name(f".{dest.name}.packing")
     staging = hidden / dest.name  # the folder's own name: the card is named after it
     shutil.rmtree(hidden, ignore_errors=True)
     shutil.copytree(run, staging, ignore=shutil.ignore_patterns(R.CHECKPOINT))
     try:
-        pack_in_place(staging, data_dir, new_labels)
+        pack_folder(staging, data_dir, new_labels)
         agreement = checked_agreement(staging, data_dir)
+        if in_place:
+            dest.rename(hidden / "replaced")  # moved aside only now that its successor is complete and checked
         staging.rename(dest)
     finally:
         shutil.rmtree(hidden)
     return agreement
 
 
-def pack_in_place(dest: Path, data_dir: Path, new_labels: bool) -> None:
+def pack_folder(dest: Path, data_dir: Path, new_labels: bool) -> None:
     """fp16 weights, relative sample ids, a portable train_config.yaml and a fresh card, file by file, atomically."""
     state = load_file(str(dest / R.WEIGHTS))
     with R.atomic_path(dest / R.WEIGHTS) as tmp:
@@ -189,6 +194,7 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, help="the run's dataset on this machine (default: its data_dir)")
     parser.add_argument("--relabel", action="store_true", help="take the class names the dataset reader gives now")
     args = parser.parse_args()
+    require_run(args.run)  # before its data_dir is looked up
     data_dir = args.data_dir or R.data_dir(args.run)
     if data_dir is None or not data_dir.is_dir():
         raise SystemExit(f"error: the run's images are not at {data_dir}: give --data-dir")

@@ -172,6 +172,25 @@ def test_pack_run_refuses_an_unfinished_run_and_a_failed_pack_leaves_nothing(tin
     assert sorted(p.name for p in tmp_path.iterdir()) == ["no-images", "unfinished"]  # no half-packed folder
 
 
+def test_a_failed_in_place_pack_leaves_the_run_as_it_was(tiny_run, tmp_path):
+    """The repack is assembled beside the folder: refused midway, it has not touched one byte of the run."""
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+
+    def files() -> dict[Path, bytes]:
+        return {path.relative_to(run): path.read_bytes() for path in run.rglob("*") if path.is_file()}
+
+    before = files()
+    elsewhere = tmp_path / "no-images"
+    elsewhere.mkdir()
+    result = run_pack(run, run, "--data-dir", elsewhere)
+    assert result.returncode != 0 and "no such image under --data-dir" in result.stderr
+    assert files() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["no-images", "run"]
+    result = run_pack(elsewhere, tmp_path / "packed")  # a folder that is no run: said so, not "give --data-dir"
+    assert result.returncode != 0 and "not a finished run folder" in result.stderr
+
+
 def test_pack_run_refuses_weights_that_do_not_reproduce_the_run(shared_data, tmp_path):
     """Packed against other images than the run was scored on (each sample id showing another sample's X-ray), the
     fp16 check fails: exit 1, and no half-checked folder is left."""
