@@ -135,7 +135,12 @@ class Store:
         # timeout) instead of failing on a read-to-write upgrade.
         conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        conn.execute("PRAGMA journal_mode = WAL")
+        try:  # the first statement that reads the file
+            conn.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.DatabaseError as err:
+            conn.close()
+            raise StoreError(f"{self.path} is not a leaderboard store ({err}): give another --db, or move it "
+                             "aside and ingest the run folders again") from err
         conn.execute("PRAGMA synchronous = NORMAL")  # durable in WAL mode except for a power cut's last commits
         return conn
 

@@ -178,6 +178,9 @@ def test_generic_folder_layout_errors(tmp_path):
     shutil.copy(next((SAMPLE / "train" / "cat").glob("*.jpg")), tmp_path / "train" / "cat")
     with pytest.raises(D.DataError, match="classes with no training images under .*: dog"):
         D.load_dataset("folder", tmp_path)
+    shutil.rmtree(tmp_path / "train" / "dog")
+    with pytest.raises(D.DataError, match=r"found 1 class \(cat\); a classifier needs at least 2"):
+        D.load_dataset("folder", tmp_path)
     with pytest.raises(D.DataError, match="unknown dataset 'imagenet'"):
         D.load_dataset("imagenet", tmp_path)
 

@@ -12,6 +12,7 @@ import runfolder as R
 from trainers.data import DataError, Sample
 from trainers.distill import distillation_targets, local_teachers, teacher_probabilities
 from trainers.inference import LOCAL_PREFIX, ImageError
+from trainers.models import ModelError
 
 
 def run_samples(run) -> tuple[list[Sample], pd.DataFrame]:
@@ -41,6 +42,15 @@ def test_a_teacher_of_other_classes_is_refused(tiny_run):
     classes = R.read_config(tiny_run)["label_names"]
     with pytest.raises(DataError, match="are not this dataset's"):
         teacher_probabilities(str(tiny_run), samples[:2], classes[::-1], torch.device("cpu"))
+
+
+def test_a_hub_teacher_out_of_reach_is_named(tiny_run, tmp_path, monkeypatch):
+    """The suite runs with HF_HUB_OFFLINE=1 (conftest) and an empty Hub cache: a clear error, not a traceback."""
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    samples, _ = run_samples(tiny_run)
+    with pytest.raises(ModelError, match="--teachers hf-hub:org/absent: could not fetch it from the Hugging Face Hub"):
+        teacher_probabilities("hf-hub:org/absent", samples[:2], R.read_config(tiny_run)["label_names"],
+                              torch.device("cpu"))
 
 
 def test_targets_mix_the_smoothed_label_and_the_teachers():

@@ -322,6 +322,9 @@ def test_help_documents_every_flag():
     (["--model", "resnet50"], "could not fetch pretrained weights for 'resnet50.a1_in1k'.*--weights PATH.*"
                               "--no-pretrained.*efficientnet_lite0"),
     (["--weights", "/nonexistent.pth"], "--weights file not found: /nonexistent.pth"),
+    (["--weights", str(SAMPLE)], f"--weights {SAMPLE}: a folder, but not a finished run folder"),
+    (["--weights", str(REPO / "README.md")], "cannot read weights .*README.md as safetensors or a plain torch"),
+    (["--model", "xray_cnn1"], "xray_cnn1 has no pretrained weights anywhere .*--no-pretrained"),
     (["--crop-pct", "1.5"], r"--crop-pct 1.5: .* in \(0, 1\]"),
     (["--test-img-size", "0"], "--test-img-size 0: give a size in pixels"),
     (["--batch-size", "0"], "--batch-size 0: give at least 1"),
@@ -512,6 +515,25 @@ def test_lr_find_takes_the_training_step_with_mixup(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------- resume, DDP
+
+
+def test_a_damaged_run_folder_is_named_on_resume_and_left_as_it_is(tiny_run, tmp_path):
+    """A checkpoint cut short, or a train_config.yaml that is no YAML: one line that names the file, nothing
+    rewritten."""
+    from trainers.finetune import main
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    state = run / R.CHECKPOINT / R.CHECKPOINT_FILE
+    state.write_bytes(state.read_bytes()[:1000])
+    before = {path: path.read_bytes() for path in run.rglob("*") if path.is_file()}
+    with pytest.raises(SystemExit, match=f"^error: --resume {run}: checkpoint/state.pt is unreadable"):
+        main(["--resume", str(run)])
+    (run / R.TRAIN_CONFIG).write_text("model: [efficientnet_lite0\n")
+    with pytest.raises(SystemExit, match="^error: .*train_config.yaml: not valid YAML"):
+        main(["--resume", str(run)])
+    before[run / R.TRAIN_CONFIG] = (run / R.TRAIN_CONFIG).read_bytes()
+    assert {path: path.read_bytes() for path in run.rglob("*") if path.is_file()} == before
 
 
 def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):

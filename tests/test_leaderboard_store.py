@@ -50,6 +50,26 @@ def test_wal_mode_and_schema_version(store: Store) -> None:
     assert store.schema_version() == len(MIGRATIONS)
 
 
+def test_a_file_that_is_no_store_is_named_and_left_alone(runs_root: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    """A --db that is some other file: the CLI says so in one line; a finished training keeps its run folder, says
+    how to record it later, and exits 1; the file is not touched."""
+    notes = tmp_path / "notes.db"
+    notes.write_text("not a database\n")
+    with pytest.raises(StoreError, match="notes.db is not a leaderboard store"):
+        Store(notes)
+    assert main(["show", "--db", str(notes)]) == 1
+    assert "is not a leaderboard store" in capsys.readouterr().err
+    from trainers.config import TrainConfig
+    from trainers.finetune import publish_and_record
+
+    with pytest.raises(SystemExit) as exit_:
+        publish_and_record(TrainConfig(record=True, db=str(notes)), runs_root / "chest-a")
+    assert exit_.value.code == 1
+    assert "record it later with python -m leaderboard ingest" in capsys.readouterr().err
+    assert notes.read_text() == "not a database\n"
+
+
 def test_record_run_is_an_upsert(store: Store, runs_root: Path, tmp_path: Path) -> None:
     run = tmp_path / "chest-a"
     make_run(tmp_path, "chest-a")

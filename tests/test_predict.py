@@ -131,6 +131,15 @@ def test_resume_skips_finished_rows_and_retries_errors(tiny_run, image_dir, tmp_
         run_cli(tiny_run, image_dir, "--out", out, "--resume", "--topk", "2")
 
 
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_resume_names_an_output_it_cannot_read_and_keeps_it(tiny_run, image_dir, tmp_path, suffix):
+    out = tmp_path / f"out{suffix}"
+    out.write_text('{"path": "a.jpg", "label_1": "cat", "prob_1')  # cut short, or another program's file
+    with pytest.raises(SystemExit, match=f"--resume: {out} cannot be read as {suffix} .*write a new --out"):
+        run_cli(tiny_run, image_dir, "--out", out, "--resume")
+    assert out.read_text() == '{"path": "a.jpg", "label_1": "cat", "prob_1'
+
+
 def test_three_code_paths_agree_on_every_image(tiny_run, tmp_path):
     """Evaluator (predictions.parquet) == predict CLI == Predictor (Gradio app), image by image: the raw softmax
     with --no-calibration, the calibrated top-1 by default."""

@@ -228,7 +228,12 @@ def check_ranges(cfg: TrainConfig) -> TrainConfig:
 def load_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"configuration file not found: {path}")
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})".replace("\n", " ")) from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected option: value lines, found a {type(data).__name__}")
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(data) - known)
     if unknown:

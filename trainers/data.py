@@ -93,6 +93,9 @@ def _check_classes(splits: DatasetSplits, root: Path) -> None:
     empty = [c for c, n in zip(splits.classes, splits.counts("train"), strict=True) if n == 0]
     if empty:
         raise DataError(f"classes with no training images under {root}: {', '.join(empty)}")
+    if len(splits.classes) < 2:
+        raise DataError(f"{root}: found {len(splits.classes)} class ({', '.join(splits.classes)}); a classifier "
+                        "needs at least 2 class folders")
 
 
 # ---------------------------------------------------------------------------------------------- readers

@@ -19,7 +19,7 @@ import torch
 import runfolder as R
 from trainers.data import DataError, Sample
 from trainers.inference import HUB_PREFIX, LOCAL_PREFIX, ImageError, Predictor
-from trainers.models import joined_parts
+from trainers.models import ModelError, joined_parts
 from trainers.progress import progress
 
 TEACHER_BATCH = 64  # images per teacher forward pass
@@ -64,7 +64,13 @@ def readable(predictor: Predictor, samples: Sequence[Sample],
 
 
 def teacher(run: str, classes: list[str], device: torch.device) -> Predictor:
-    predictor = Predictor.from_run(run, str(device))
+    try:
+        predictor = Predictor.from_run(run, str(device))
+    except OSError as err:  # huggingface_hub's offline, unreachable and missing-file errors are all OSErrors
+        if not run.startswith(HUB_PREFIX):
+            raise
+        raise ModelError(f"--teachers {run}: could not fetch it from the Hugging Face Hub ({type(err).__name__}); "
+                         "give a run folder on this machine instead") from err
     if predictor.labels != classes:
         raise DataError(f"--teachers {run}: its classes {predictor.labels} are not this dataset's {classes}")
     return predictor

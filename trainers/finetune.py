@@ -17,6 +17,7 @@ import copy
 import dataclasses
 import math
 import os
+import pickle
 import random
 import sys
 import time
@@ -871,7 +872,11 @@ def save_state(run_dir: Path, trainer: Trainer, state: TrainState) -> None:
 
 
 def resume_from(run_dir: Path, trainer: Trainer) -> TrainState:
-    checkpoint = R.load_checkpoint(run_dir)
+    try:
+        checkpoint = R.load_checkpoint(run_dir)
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as err:  # torch.load's errors for a damaged file
+        raise RunError(f"--resume {run_dir}: {R.CHECKPOINT}/{R.CHECKPOINT_FILE} is unreadable ({err}); it is "
+                       "written atomically, so it was damaged afterwards: train the run again") from err
     trainer.model.load_state_dict(checkpoint["model"])
     trainer.opt.optimizer.load_state_dict(checkpoint["optimizer"])
     trainer.opt.scheduler.load_state_dict(checkpoint["scheduler"])
@@ -965,7 +970,7 @@ def write_run(run_dir: Path, model: torch.nn.Module, splits: D.DatasetSplits, da
 
 
 def publish_and_record(cfg: TrainConfig, run_dir: Path) -> None:
-    """--push-to-hub and the leaderboard store; a failed upload leaves the run complete on disk and exits 1."""
+    """--push-to-hub and the leaderboard store; a failed upload or record leaves the run complete and exits 1."""
     hub_repo = None
     if cfg.push_to_hub:
         from model_cards.publish import PublishError, publish_run
@@ -975,14 +980,24 @@ def publish_and_record(cfg: TrainConfig, run_dir: Path) -> None:
             hub_repo = cfg.push_to_hub
         except PublishError as err:  # the message says how to retry
             print(f"error: {err}", file=sys.stderr)
-    if cfg.record:
-        from leaderboard.store import Store, default_db_path
-
-        db = Path(cfg.db) if cfg.db else default_db_path()
-        Store(db).record_run(run_dir, hub_repo=hub_repo)
-        print(f"recorded in the leaderboard store {db}")
-    if cfg.push_to_hub and hub_repo is None:
+    recorded = not cfg.record or record_in_store(cfg, run_dir, hub_repo)
+    if (cfg.push_to_hub and hub_repo is None) or not recorded:
         raise SystemExit(1)
+
+
+def record_in_store(cfg: TrainConfig, run_dir: Path, hub_repo: str | None) -> bool:
+    """Record the finished run in the leaderboard store; an unusable store is reported, the run folder stays."""
+    from leaderboard.store import Store, StoreError, default_db_path
+
+    db = Path(cfg.db) if cfg.db else default_db_path()
+    try:
+        Store(db).record_run(run_dir, hub_repo=hub_repo)
+    except StoreError as err:
+        print(f"error: {err}; the run folder is complete: record it later with "
+              f"python -m leaderboard ingest {run_dir} --db PATH", file=sys.stderr)
+        return False
+    print(f"recorded in the leaderboard store {db}")
+    return True
 
 
 

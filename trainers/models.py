@@ -14,7 +14,7 @@ from pathlib import Path
 import timm
 import torch
 from timm.data import ImageNetInfo
-from timm.models import load_state_dict
+from timm.models import is_model_pretrained, load_state_dict
 from torch import nn
 
 import runfolder as R
@@ -157,12 +157,15 @@ def read_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
     """A timm/torchvision state dict from safetensors or a `weights_only` torch file, read by timm's reader
     (it unwraps `state_dict`/`model`/EMA entries and DDP/compile prefixes)."""
     path = Path(path)
+    if path.is_dir():
+        raise ModelError(f"--weights {path}: a folder, but not a finished run folder (no {R.METRICS})")
     if not path.is_file():
         raise ModelError(f"--weights file not found: {path}")
     try:
         return load_state_dict(str(path))
     except Exception as err:
-        raise ModelError(f"cannot read weights {path}: {err}") from err
+        raise ModelError(f"cannot read weights {path} as safetensors or a plain torch state dict "
+                         f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from err
 
 
 def average_weights(files: list[Path]) -> dict[str, torch.Tensor]:
@@ -294,6 +297,9 @@ def create_backbone(
     if not pretrained:
         model = timm.create_model(full, pretrained=False, num_classes=num_classes, **kwargs)
         return model, ["no pretraining: weights are randomly initialised"]
+    if not is_model_pretrained(full):
+        raise ModelError(f"{full} has no pretrained weights anywhere (the source studies trained it from scratch): "
+                         "run with --no-pretrained, or pass --weights PATH")
     try:  # with its pretrained head, which the new one may start from (--head-init)
         model = timm.create_model(full, pretrained=True, **kwargs)
     except Exception as err:
