@@ -139,6 +139,8 @@ class Store:
             conn.execute("PRAGMA journal_mode = WAL")
         except sqlite3.DatabaseError as err:
             conn.close()
+            if err.sqlite_errorname not in ("SQLITE_NOTADB", "SQLITE_CORRUPT"):  # e.g. locked past the timeout
+                raise
             raise StoreError(f"{self.path} is not a leaderboard store ({err}): give another --db, or move it "
                              "aside and ingest the run folders again") from err
         conn.execute("PRAGMA synchronous = NORMAL")  # durable in WAL mode except for a power cut's last commits

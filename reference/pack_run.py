@@ -120,23 +120,27 @@ def require_run(run: Path) -> None:
 def pack(run: Path, dest: Path, data_dir: Path, new_labels: bool = False) -> float:
     """Write the reference form of `run` to `dest` (which may be `run` itself: repacked in place). The new folder is
     assembled and checked in a hidden sibling folder, then renamed into place (an in-place pack swaps it for the old
-    one), so a failed pack leaves `dest` as it was. Returns how often the fp16 weights predict what the run recorded
-    (`checked_agreement`)."""
+    one, whose `checkpoint/` goes with it), so a failed pack leaves `dest` as it was. Returns how often the fp16
+    weights predict what the run recorded (`checked_agreement`)."""
     require_run(run)
-    in_place = dest.resolve() == run.resolve()
+    dest = dest.resolve()  # `.` has no name to stage beside
+    in_place = dest == run.resolve()
     if dest.exists() and not in_place:
         raise SystemExit(f"error: {dest} exists")
     hidden = dest.with_name(f".{dest.name}.packing")
     staging = hidden / dest.name  # the folder's own name: the card is named after it
     shutil.rmtree(hidden, ignore_errors=True)
-    shutil.copytree(run, staging, ignore=shutil.ignore_patterns(R.CHECKPOINT))
+    shutil.copytree(run, staging, ignore=shutil.ignore_patterns(R.CHECKPOINT))  # the reference form has none
+    replaced = hidden / "replaced"
     try:
         pack_folder(staging, data_dir, new_labels)
         agreement = checked_agreement(staging, data_dir)
         if in_place:
-            dest.rename(hidden / "replaced")  # moved aside only now that its successor is complete and checked
+            dest.rename(replaced)  # moved aside only now that its successor is complete and checked
         staging.rename(dest)
     finally:
+        if replaced.exists() and not dest.exists():  # interrupted between the two renames: the run goes back
+            replaced.rename(dest)
         shutil.rmtree(hidden)
     return agreement
 
@@ -198,10 +202,11 @@ def main() -> None:
     data_dir = args.data_dir or R.data_dir(args.run)
     if data_dir is None or not data_dir.is_dir():
         raise SystemExit(f"error: the run's images are not at {data_dir}: give --data-dir")
-    agreement = pack(args.run, args.dest, data_dir, args.relabel)
-    size = (args.dest / R.WEIGHTS).stat().st_size / 1e6
+    dest = args.dest.resolve()  # an in-place pack of `.` replaces the working directory itself
+    agreement = pack(args.run, dest, data_dir.resolve(), args.relabel)
+    size = (dest / R.WEIGHTS).stat().st_size / 1e6
     print(f"{args.dest}: {size:.1f} MB fp16 weights; fp16 agrees with the recorded predictions on {agreement:.1%} "
-          f"of {len(pd.read_parquet(args.dest / R.PREDICTIONS))} evaluation images")
+          f"of {len(pd.read_parquet(dest / R.PREDICTIONS))} evaluation images")
 
 
 if __name__ == "__main__":

@@ -157,6 +157,10 @@ def test_pack_run_writes_the_reference_form_and_repacks_in_place(tiny_run, tmp_p
     R.write_predictions(packed, recorded.assign(sample_id="cifar10/" + recorded.sample_id))
     pack(packed, packed, "--data-dir", SAMPLE)
     assert pd.read_parquet(packed / R.PREDICTIONS).sample_id.equals(ids)
+    in_itself = subprocess.run([sys.executable, str(REPO / "reference" / "pack_run.py"), ".", ".", "--data-dir",
+                                str(SAMPLE)], capture_output=True, text=True, timeout=600, cwd=packed)
+    assert in_itself.returncode == 0, in_itself.stderr[-3000:]  # `.`: the folder the command runs in
+    assert pd.read_parquet(packed / R.PREDICTIONS).sample_id.equals(ids)
 
 
 def test_pack_run_refuses_an_unfinished_run_and_a_failed_pack_leaves_nothing(tiny_run, tmp_path):

@@ -66,11 +66,11 @@ def readable(predictor: Predictor, samples: Sequence[Sample],
 def teacher(run: str, classes: list[str], device: torch.device) -> Predictor:
     try:
         predictor = Predictor.from_run(run, str(device))
-    except OSError as err:  # huggingface_hub's offline, unreachable and missing-file errors are all OSErrors
+    except (OSError, ValueError) as err:  # huggingface_hub: offline, unreachable, missing (OSError); bad id
         if not run.startswith(HUB_PREFIX):
             raise
-        raise ModelError(f"--teachers {run}: could not fetch it from the Hugging Face Hub ({type(err).__name__}); "
-                         "give a run folder on this machine instead") from err
+        raise ModelError(f"--teachers {run}: could not fetch it from the Hugging Face Hub ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0] if str(err) else ''}); give a run folder here instead") from err
     if predictor.labels != classes:
         raise DataError(f"--teachers {run}: its classes {predictor.labels} are not this dataset's {classes}")
     return predictor

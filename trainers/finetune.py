@@ -17,7 +17,6 @@ import copy
 import dataclasses
 import math
 import os
-import pickle
 import random
 import sys
 import time
@@ -874,7 +873,7 @@ def save_state(run_dir: Path, trainer: Trainer, state: TrainState) -> None:
 def resume_from(run_dir: Path, trainer: Trainer) -> TrainState:
     try:
         checkpoint = R.load_checkpoint(run_dir)
-    except (RuntimeError, EOFError, pickle.UnpicklingError) as err:  # torch.load's errors for a damaged file
+    except Exception as err:  # a damaged pickle fails in many ways (RuntimeError, EOFError, OSError, ...)
         raise RunError(f"--resume {run_dir}: {R.CHECKPOINT}/{R.CHECKPOINT_FILE} is unreadable ({err}); it is "
                        "written atomically, so it was damaged afterwards: train the run again") from err
     trainer.model.load_state_dict(checkpoint["model"])

@@ -298,8 +298,10 @@ def create_backbone(
         model = timm.create_model(full, pretrained=False, num_classes=num_classes, **kwargs)
         return model, ["no pretraining: weights are randomly initialised"]
     if not is_model_pretrained(full):
-        raise ModelError(f"{full} has no pretrained weights anywhere (the source studies trained it from scratch): "
-                         "run with --no-pretrained, or pass --weights PATH")
+        tags = timm.list_pretrained(f"{full.split('.')[0]}.*")
+        known = f"its tags: {', '.join(tags[:8])}" if tags else "none exist for this architecture"
+        raise ModelError(f"timm has no pretrained weights named {full!r} ({known}): run with --no-pretrained (the "
+                         "source studies' own networks train from scratch), or pass --weights PATH")
     try:  # with its pretrained head, which the new one may start from (--head-init)
         model = timm.create_model(full, pretrained=True, **kwargs)
     except Exception as err:

@@ -144,10 +144,11 @@ class Journal:
 def finished_rows(out: Path, journal: Journal, k: int) -> dict[str, dict]:
     """path -> row for images predicted without error by an earlier run (its output and its journal)."""
     try:
-        rows = (read_rows(out) if out.is_file() else []) + journal.read()
-    except ValueError as err:  # pandas' and pyarrow's parse errors (ArrowInvalid is a ValueError)
+        rows = read_rows(out) if out.is_file() else []
+    except (ValueError, OSError) as err:  # pandas' and pyarrow's parse errors (ArrowInvalid is a ValueError)
         raise SystemExit(f"error: --resume: {out} cannot be read as {out.suffix} ({str(err).splitlines()[0]}): it is "
                          "not an intact output of this command; write a new --out, or move it aside") from None
+    rows += journal.read()
     expected = set(columns(k))
     for row in rows:
         if set(row) != expected:
