@@ -19,7 +19,7 @@ import torch
 import runfolder as R
 from trainers.data import DataError, Sample
 from trainers.inference import HUB_PREFIX, LOCAL_PREFIX, ImageError, Predictor
-from trainers.models import ModelError, joined_parts
+from trainers.models import ModelError, joined_parts, one_line
 from trainers.progress import progress
 
 TEACHER_BATCH = 64  # images per teacher forward pass
@@ -69,8 +69,8 @@ def teacher(run: str, classes: list[str], device: torch.device) -> Predictor:
     except (OSError, ValueError) as err:  # huggingface_hub: offline, unreachable, missing (OSError); bad id
         if not run.startswith(HUB_PREFIX):
             raise
-        raise ModelError(f"--teachers {run}: could not fetch it from the Hugging Face Hub ({type(err).__name__}: "
-                         f"{str(err).splitlines()[0] if str(err) else ''}); give a run folder here instead") from err
+        raise ModelError(f"--teachers {run}: could not fetch it from the Hugging Face Hub ({one_line(err)}); give a "
+                         "run folder here instead") from err
     if predictor.labels != classes:
         raise DataError(f"--teachers {run}: its classes {predictor.labels} are not this dataset's {classes}")
     return predictor

@@ -72,6 +72,12 @@ HEAD_INITS = {
 }
 
 
+def one_line(err: BaseException) -> str:
+    """`Type: the message's first line`, for one-line errors that wrap a library's (its advice runs for pages)."""
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0] if text else '(no message)'}"
+
+
 class ModelError(ValueError):
     """A model name or weights file that cannot be used, with a message that says why."""
 
@@ -165,7 +171,7 @@ def read_weights_file(path: str | Path) -> dict[str, torch.Tensor]:
         return load_state_dict(str(path))
     except Exception as err:
         raise ModelError(f"cannot read weights {path} as safetensors or a plain torch state dict "
-                         f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})") from err
+                         f"({one_line(err)})") from err
 
 
 def average_weights(files: list[Path]) -> dict[str, torch.Tensor]:
@@ -306,10 +312,9 @@ def create_backbone(
         model = timm.create_model(full, pretrained=True, **kwargs)
     except Exception as err:
         raise ModelError(
-            f"could not fetch pretrained weights for {full!r} from the Hugging Face Hub ({type(err).__name__}: "
-            f"{str(err).splitlines()[0] if str(err) else ''}). Options: pass --weights PATH (a timm or "
-            f"torchvision state dict, .safetensors or .pth), run with --no-pretrained, or use the offline "
-            f"default --model efficientnet_lite0."
+            f"could not fetch pretrained weights for {full!r} from the Hugging Face Hub ({one_line(err)}). Options: "
+            "pass --weights PATH (a timm or torchvision state dict, .safetensors or .pth), run with --no-pretrained, "
+            "or use the offline default --model efficientnet_lite0."
         ) from err
     model, notes = _new_head(model, model.num_classes, num_classes, class_ids, f"{full} from the Hugging Face Hub")
     return model, [f"pretrained weights {full} from the Hugging Face Hub", *notes]

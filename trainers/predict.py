@@ -29,6 +29,7 @@ from tqdm import tqdm
 
 from runfolder import atomic_path
 from trainers.inference import BACKENDS, Prediction, Predictor, images_in
+from trainers.models import one_line
 
 OUT_FORMATS = (".csv", ".parquet", ".jsonl")
 
@@ -146,7 +147,7 @@ def finished_rows(out: Path, journal: Journal, k: int) -> dict[str, dict]:
     try:
         rows = read_rows(out) if out.is_file() else []
     except (ValueError, OSError) as err:  # pandas' and pyarrow's parse errors (ArrowInvalid is a ValueError)
-        raise SystemExit(f"error: --resume: {out} cannot be read as {out.suffix} ({str(err).splitlines()[0]}): it is "
+        raise SystemExit(f"error: --resume: {out} cannot be read as {out.suffix} ({one_line(err)}): it is "
                          "not an intact output of this command; write a new --out, or move it aside") from None
     rows += journal.read()
     expected = set(columns(k))
