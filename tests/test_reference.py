@@ -19,7 +19,7 @@ from trainers.inference import Predictor
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCES = sorted(p.parent for p in (REPO / "reference").glob("*/metrics.json"))
-EXAMPLES = REPO / "apps" / "examples"
+EVAL_SAMPLES = Path(__file__).resolve().parent / "fixtures" / "eval_samples"
 MACHINE_PATH = re.compile(r"(?<![\w.])(/tmp/|/work/|/home/|/root/|/Users/|[A-Z]:\\)")
 
 
@@ -90,30 +90,6 @@ def test_tiny_imagenet_reference_speaks_class_names_and_keeps_wordnet_ids():
     assert "goldfish" in (run / R.CARD).read_text()
 
 
-def example_label(image: Path, dataset: str) -> str:
-    """Example files are named <true class>_<source name>; chest-xray-3 reads bacteria/virus from the name."""
-    label = image.name.split("_")[0]
-    if dataset == "chest-xray-3" and label == "PNEUMONIA":
-        return "BACTERIA" if "bacteria" in image.name else "VIRUS"
-    return label
-
-
-def test_reference_models_recognise_the_apps_example_images():
-    """Random or broken weights get about a quarter of these right; the shipped models most of them."""
-    right, total = 0, 0
-    for run in REFERENCES:
-        dataset = R.read_metrics(run)["dataset"]
-        images = [p for p in sorted((EXAMPLES / dataset.removesuffix("-3")).iterdir())
-                  if p.suffix.lower() in (".jpg", ".jpeg") and p.name != "grace_hopper.jpg"]
-        predictor = Predictor.from_run(run)
-        probs = predictor.predict([str(p) for p in images]).probs
-        got = [predictor.labels[i] for i in probs.argmax(axis=1)]
-        right += sum(g == example_label(p, dataset) for g, p in zip(got, images, strict=True))
-        total += len(images)
-    assert total >= 12
-    assert right / total >= 0.75, f"{right} of {total} example images right"
-
-
 @pytest.mark.parametrize("run", REFERENCES, ids=[r.name for r in REFERENCES])
 def test_fp16_weights_reproduce_the_recorded_predictions(run, shared_data):
     """On real images of its evaluation split, the shipped model predicts what predictions.parquet recorded."""
@@ -124,6 +100,20 @@ def test_fp16_weights_reproduce_the_recorded_predictions(run, shared_data):
     probs = predictor.predict([str(root / s) for s in recorded.sample_id]).probs
     got = pd.Series([predictor.labels[i] for i in probs.argmax(axis=1)], index=recorded.index)
     assert (got == recorded.pred_label).mean() >= 0.97
+
+
+@pytest.mark.parametrize("run", REFERENCES, ids=[r.name for r in REFERENCES])
+def test_fp16_weights_reproduce_the_recorded_predictions_on_the_shipped_samples(run):
+    """The same check without the archives: a few of each task's validation images ship in tests/fixtures
+    (`collect_eval_samples.py`), and on every one the run predicts its recorded label and confidence."""
+    samples = EVAL_SAMPLES / R.read_metrics(run)["dataset"]
+    sample_ids = sorted(p.relative_to(samples).as_posix() for p in samples.rglob("*") if p.is_file())
+    assert len(sample_ids) >= 6
+    recorded = pd.read_parquet(run / R.PREDICTIONS).set_index("sample_id").loc[sample_ids]
+    predictor = Predictor.from_run(run)
+    probs = predictor.predict([str(samples / s) for s in sample_ids]).probs
+    assert [predictor.labels[i] for i in probs.argmax(axis=1)] == recorded.pred_label.tolist()
+    assert probs.max(axis=1) == pytest.approx(recorded[R.CALIBRATED_CONFIDENCE].to_numpy(), abs=0.02)
 
 
 def run_pack(*args: str | Path) -> subprocess.CompletedProcess:
