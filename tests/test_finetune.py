@@ -546,15 +546,14 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
     run_dir = tmp_path / "killed"
     process = subprocess.Popen([sys.executable, FINETUNE, *flags, "--output", str(tmp_path), "--name", "killed"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    history = run_dir / "history.csv"
+    history, state = run_dir / "history.csv", run_dir / "checkpoint" / "state.pt"
     deadline = time.time() + 300
-    while not (history.exists() and len(pd.read_csv(history)) >= 1) and time.time() < deadline:
-        time.sleep(0.2)
-    time.sleep(0.5)  # the epoch-1 checkpoint follows history.csv
+    while not state.exists() and time.time() < deadline:  # written atomically after the epoch's history row
+        time.sleep(0.1)
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert not (run_dir / "metrics.json").exists()
-    checkpoint = torch.load(run_dir / "checkpoint" / "state.pt", weights_only=False)
+    checkpoint = torch.load(state, weights_only=False)
     assert checkpoint["epoch"] in (1, 2)
     killed_s = pd.read_csv(history).wall_s.iloc[checkpoint["epoch"] - 1]  # the first process's wall time, so far
 

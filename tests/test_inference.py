@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import matplotlib.cbook
+import numpy as np
+import pytest
 import timm
 import torch
 from PIL import Image
 
 from trainers.inference import Predictor, load_image
 
+REPO = Path(__file__).resolve().parents[1]
 PHOTO = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)  # a real 512x600 JPEG photo
 
 
@@ -48,3 +54,27 @@ def test_a_single_path_is_one_image(tmp_path):
     batch = predictor.predict([path]).probs
     for single in (path, str(path)):
         torch.testing.assert_close(predictor.predict(single).probs, batch)
+
+
+def test_a_run_on_the_hub_predicts_as_its_folder_does(tmp_path, monkeypatch):
+    """`hf-hub:` runs go through timm's Hub loader and the Hub cache (read offline here) for the weights, the labels
+    and the fitted temperature, and predict exactly what the same run folder predicts."""
+    from huggingface_hub import constants
+
+    run = REPO / "reference" / "chest-xray-3-efficientnet_lite0"
+    commit = "0" * 40
+    cached_repo = tmp_path / "models--acme--chest3"
+    (cached_repo / "refs").mkdir(parents=True)
+    (cached_repo / "refs" / "main").write_text(commit)
+    shutil.copytree(run, cached_repo / "snapshots" / commit)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+
+    hub, local = Predictor.from_run("hf-hub:acme/chest3"), Predictor.from_run(run)
+    assert hub.labels == local.labels == ["NORMAL", "BACTERIA", "VIRUS"]
+    assert hub.temperature == local.temperature != 1.0
+    images = sorted(str(p) for p in (REPO / "apps" / "examples" / "chest-xray").glob("*.jpeg"))
+    assert images
+    np.testing.assert_array_equal(hub.predict(images).probs, local.predict(images).probs)
+    with pytest.raises(OSError, match="cannot find the requested files in the local cache"):
+        Predictor.from_run("hf-hub:acme/elsewhere")  # not cached, and offline: trainers.predict names the id

@@ -154,7 +154,7 @@ def test_http_errors(run: Path, online: None, monkeypatch: pytest.MonkeyPatch, s
 
 
 def test_timeout(run: Path, online: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    hub = _Hub(200, delay_s=3)
+    hub = _Hub(200, delay_s=60)  # answers far too late: only the client's timeout can end the upload in time
     monkeypatch.setattr(constants, "ENDPOINT", hub.url)
     monkeypatch.setenv("ARENA_HUB_TIMEOUT", "0.5")
     started = time.monotonic()
@@ -163,7 +163,7 @@ def test_timeout(run: Path, online: None, monkeypatch: pytest.MonkeyPatch) -> No
             publish_run(run, REPO, private=True, token="hf_test_token")
     finally:
         hub.close()
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 30  # cut off by the timeout, not by the server's answer
     assert (run / "checkpoint" / "last.pt").is_file()
 
 
@@ -172,7 +172,7 @@ def test_unreachable_hub(run: Path, online: None, monkeypatch: pytest.MonkeyPatc
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
-    with pytest.raises(PublishError, match="cannot reach the Hub") as raised:
+    with pytest.raises(PublishError, match=f"cannot reach the Hub at http://127.0.0.1:{port}") as raised:
         publish_run(run, REPO, token="hf_test_token")
     assert str(raised.value).endswith(retry_command(run, REPO))
 
