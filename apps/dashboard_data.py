@@ -25,8 +25,10 @@ from leaderboard.store import default_db_path
 from runfolder import (  # noqa: F401  (re-exported for the page)
     CALIBRATED_CONFIDENCE,
     CONFIG,
+    FILE_TAG_PREFIX,
     HISTORY,
     METRICS,
+    NO_PRETRAINING,
     PREDICTIONS,
     RELIABILITY_BINS,
     TEMPERATURE,
@@ -93,10 +95,10 @@ def pretrained_on(tag: str | None) -> str:
     """What the backbone was pretrained on, readable: 'resnet50.a1_in1k' → 'ImageNet-1k'."""
     if not tag:
         return "unknown"
-    if tag == "none":
+    if tag == NO_PRETRAINING:
         return "none (random init)"
-    if tag.startswith("file:"):
-        return f"local file {tag.removeprefix('file:')}"
+    if tag.startswith(FILE_TAG_PREFIX):
+        return f"local file {tag.removeprefix(FILE_TAG_PREFIX)}"
     suffix = tag.split(".", 1)[1] if "." in tag else ""
     imagenet = [f"ImageNet-{size}k" for size in re.findall(r"in(1|12|21|22)k", suffix)]
     if imagenet:
@@ -168,7 +170,7 @@ def leaderboard_table(runs: pd.DataFrame) -> pd.DataFrame:
     table = with_verdict(runs)
     table["seeds"] = table.apply(seed_text, axis=1) if len(table) else None
     table["family"] = table["model"].map(family)
-    table["pretrained"] = ~table["pretrained_tag"].fillna("none").isin(["none", ""])
+    table["pretrained"] = ~table["pretrained_tag"].fillna(NO_PRETRAINING).isin([NO_PRETRAINING, ""])
     table["pretrained_on"] = table["pretrained_tag"].map(pretrained_on)
     table["note"] = [pretraining_note(d, t) for d, t in zip(table["dataset"], table["pretrained_tag"], strict=True)]
     table["model_short"] = table["model"].map(short_model_name)

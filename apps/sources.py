@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from runfolder import CONFIG, METRICS, find_runs, read_metrics
+from runfolder import CONFIG, METRICS, NO_PRETRAINING, find_runs, read_metrics
 from runfolder.metrics import PERCENT
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ class ModelEntry:
     name: str
     source: str
     dataset: str
-    backbone: str  # what its weights started from: the full pretrained tag (tf_efficientnet_lite0.in1k), or "none"
+    backbone: str  # what its weights started from: metrics.json `pretrained_tag` (tf_efficientnet_lite0.in1k, none)
     top1: float | None
     eval_split: str  # the split `top1` was measured on (metrics.json `eval_split`)
     architecture: str = "?"  # the network (metrics.json `model`): short enough for a table cell
@@ -37,7 +37,9 @@ class ModelEntry:
     @property
     def pretraining(self) -> str:
         """What the architecture's weights started from, in words (a tooltip)."""
-        return "trained from scratch (no pretraining)" if self.backbone == "none" else f"pretrained: {self.backbone}"
+        if self.backbone == NO_PRETRAINING:
+            return "trained from scratch (no pretraining)"
+        return f"pretrained: {self.backbone}"
 
     @property
     def top1_text(self) -> str:

@@ -19,6 +19,7 @@ from runfolder import (
     CARD,
     CONFUSION_PNG,
     LINEAGE,
+    NO_PRETRAINING,
     TRAIN_CONFIG,
     read_config,
     read_metrics,
@@ -37,7 +38,7 @@ MEDICAL_DATASETS = ("chest-xray", "chest-xray-3")
 
 
 def base_model_id(pretrained_tag: str | None) -> str | None:
-    """Hub id of the pretrained weights: timm's `arch.tag` lives under `timm/`; "none", `file:...` have none."""
+    """Hub id of the pretrained weights: timm's `arch.tag` lives under `timm/`; no pretraining or files have none."""
     tag = (pretrained_tag or "").removeprefix("hf-hub:")
     if re.fullmatch(r"[\w\-.]+/[\w\-.]+", tag):
         return tag
@@ -167,6 +168,7 @@ def render_card(run_dir: Path, hub_repo: str | None = None) -> ModelCard:
         hub_ref=hub_repo or "ORG/NAME",
         published=hub_repo is not None,
         base_model_id=data.base_model,
+        from_scratch=metrics.get("pretrained_tag") in (None, NO_PRETRAINING),
         setup_rows=[(key, _cell(value)) for key, value in _flatten(train_config)],
         result_rows=_result_rows(metrics),
         per_class_rows=_per_class_rows(metrics),

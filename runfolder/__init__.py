@@ -45,6 +45,9 @@ REQUIRED_METRICS = {"dataset": str, "eval_split": str, "num_classes": int, "mode
 TEMPERATURE = "temperature"
 CALIBRATED_CONFIDENCE = "calibrated_confidence"  # predictions.parquet: top-1 probability at the run's temperature
 LINEAGE = "lineage"  # metrics.json: {run name: its own wall_s} of every run this one builds on
+# metrics.json `pretrained_tag`: timm's `arch.tag`, an `hf-hub:` id, or one of these two
+NO_PRETRAINING = "none"  # trained from random initialisation
+FILE_TAG_PREFIX = "file:"  # started from weight files, named after the prefix (a soup: joined by its separator)
 VAL_TOP1 = "val_top1"  # metrics.json: the kept weights' validation top-1 (`top1` is the evaluation split's)
 # history.csv keeps each epoch's confusion matrix up to this many classes: a 200-class one is 40,000 counts an epoch
 # (3.6 MB of CSV over 30 epochs); metrics.json keeps the final matrix at any size.

@@ -121,8 +121,8 @@ def test_dashboard_renders_in_headless_chromium(dashboard_url: str, browser, tmp
 
 
 def test_reference_runs_leaderboard_and_200_class_details(browser, tmp_path: Path):
-    """The shipped reference runs at a laptop's width: the grid (a canvas: its whole run ids are checked on the
-    screenshot), labelled Pareto points, and the Tiny ImageNet run's most-confused table above its matrix."""
+    """The shipped reference runs at a laptop's width: the grid (a canvas, left to the screenshot), labelled Pareto
+    points, and the Tiny ImageNet run's most-confused table above its matrix."""
     db = tmp_path / "reference.db"
     assert not Store(db).ingest([REPO / "reference"]).skipped
     with serve(db, tmp_path) as url:

@@ -1,8 +1,8 @@
 """The dashboard's verdict (apps/dashboard.py) through AppTest on the real reference runs: tiers and intervals in
 the leaderboard, seed groups, and the compare view's paired test with its 2×2 table opening the error gallery.
 
-No two shipped reference runs share their samples, so the paired run is the CIFAR-10 reference run with every
-23rd prediction flipped (fixtures_runs.flipped_copy), on the very same 5,000 samples.
+The paired run is the CIFAR-10 reference run with every 23rd prediction flipped (fixtures_runs.flipped_copy), on the
+very same 5,000 samples, so the verdict, the interval and the 2×2 table have known answers.
 """
 
 from __future__ import annotations

@@ -31,14 +31,17 @@ def by_task() -> dict[str, list[Path]]:
 
 
 def test_every_task_has_a_field_of_contestants_scored_on_the_same_images():
-    """At least three systems per task, at most two of them Lite0, all evaluated on the same samples, so any two
-    pair up in `leaderboard compare`."""
+    """At least three systems per task (one trained from scratch, a pretrained linear probe and a full fine-tune), at
+    most two of them Lite0, all evaluated on the same samples, so any two pair up in `leaderboard compare`."""
     tasks = by_task()
     assert sorted(tasks) == sorted(EVAL_ARCHIVES)
     for task, runs in tasks.items():
         assert len(runs) >= 3, f"{task}: {[r.name for r in runs]}"
         lite0 = [r for r in runs if "lite0" in R.read_metrics(r)["model"]]
         assert len(lite0) <= 2, f"{task}: {[r.name for r in lite0]}"
+        # the study's network from scratch, and the lecture's question: head only against full fine-tuning
+        systems = {(m["pretrained_tag"] != R.NO_PRETRAINING, m["strategy"]) for m in map(R.read_metrics, runs)}
+        assert systems >= {(False, "full"), (True, "linear-probe"), (True, "full")}, f"{task}: {systems}"
         ids = [pd.read_parquet(r / R.PREDICTIONS).sort_values("sample_id")[["sample_id", "true_label"]]
                .reset_index(drop=True) for r in runs]
         for run, other in zip(runs[1:], ids[1:], strict=True):

@@ -335,7 +335,7 @@ def weights_tag(weights: str | Path) -> str:
     tags = {R.read_metrics(stage).get("pretrained_tag") for stage in stages}
     if len(stages) == len(files) and len(tags) == 1 and None not in tags:
         return tags.pop()
-    return "file:" + SOUP_SEPARATOR.join(path.name for path in files)
+    return R.FILE_TAG_PREFIX + SOUP_SEPARATOR.join(path.name for path in files)
 
 
 def first_stage_metrics(weights: str | Path | None) -> dict:
@@ -357,7 +357,7 @@ def pretrained_tag(name: str, pretrained: bool, weights: str | Path | None) -> s
     if weights is not None:
         return weights_tag(weights)
     if not pretrained:
-        return "none"
+        return R.NO_PRETRAINING
     if body := offline_body(full):
         return f"{body}.in1k"
     if "." in full:
