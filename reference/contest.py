@@ -85,10 +85,9 @@ def shown(key: str, metrics: dict) -> str:
 
 
 def wall_time(metrics: dict) -> str:
-    """The whole run: feature caching included even when an earlier run computed the features, and every run its
-    weights or targets came from (`runfolder.whole_wall_s`)."""
-    cached = metrics.get("feature_cache_s", 0) if metrics.get("feature_cache_read") else 0
-    seconds = R.whole_wall_s(metrics) + cached
+    """The whole run: every run its weights or targets came from, and feature caching even when an earlier run
+    computed the features (`runfolder.whole_wall_s`)."""
+    seconds = R.whole_wall_s(metrics)
     return f"{seconds / 60:.0f} min" if seconds >= 120 else f"{seconds:.0f} s"
 
 

@@ -48,6 +48,9 @@ LINEAGE = "lineage"  # metrics.json: {run name: its own wall_s} of every run thi
 # metrics.json `pretrained_tag`: timm's `arch.tag`, an `hf-hub:` id, or one of these two
 NO_PRETRAINING = "none"  # trained from random initialisation
 FILE_TAG_PREFIX = "file:"  # started from weight files, named after the prefix (a soup: joined by its separator)
+# metrics.json of a linear probe: what computing the frozen backbone's features took, and whether this run read
+# them from a cache an earlier run wrote (then that time was spent before this run's `wall_s`)
+FEATURE_CACHE_S, FEATURE_CACHE_READ = "feature_cache_s", "feature_cache_read"
 VAL_TOP1 = "val_top1"  # metrics.json: the kept weights' validation top-1 (`top1` is the evaluation split's)
 # history.csv keeps each epoch's confusion matrix up to this many classes: a 200-class one is 40,000 counts an epoch
 # (3.6 MB of CSV over 30 epochs); metrics.json keeps the final matrix at any size.
@@ -234,11 +237,12 @@ def _earlier_runs_s(metrics: dict) -> float:
 
 
 def whole_wall_s(metrics: dict) -> float:
-    """The run's wall time with every run it builds on (`lineage`); for a run written before lineages were
-    recorded, with the first stages and teachers it recorded (one level deep)."""
+    """The run's wall time with every run it builds on (`lineage`; for a run written before lineages were
+    recorded, the first stages and teachers it recorded, one level deep) and features it read from a cache."""
+    cached = metrics.get(FEATURE_CACHE_S, 0) if metrics.get(FEATURE_CACHE_READ) else 0
     if LINEAGE in metrics:
-        return metrics["wall_s"] + sum(metrics[LINEAGE].values())
-    return metrics["wall_s"] + _earlier_runs_s(metrics)
+        return metrics["wall_s"] + sum(metrics[LINEAGE].values()) + cached
+    return metrics["wall_s"] + _earlier_runs_s(metrics) + cached
 
 
 def validation_top1(metrics: dict) -> float | None:

@@ -86,3 +86,11 @@ def test_a_lineage_counts_every_run_built_on_once(tmp_path):
     old = make_run(tmp_path, "old", wall_s=30.0, first_stage_wall_s=50.0, teachers_wall_s=5.0)
     assert R.lineage([old]) == {"old (earlier runs)": 55.0, "old": 30.0}
     assert R.whole_wall_s(R.read_metrics(old)) == 85.0
+
+
+def test_whole_wall_time_counts_features_read_from_a_cache():
+    """A linear probe that read an earlier run's cached features cost that caching too; one that computed them has
+    them in its own wall time already."""
+    probe = {"wall_s": 28.0, R.FEATURE_CACHE_S: 574.0}
+    assert R.whole_wall_s(probe | {R.FEATURE_CACHE_READ: True}) == 602.0
+    assert R.whole_wall_s(probe | {R.FEATURE_CACHE_READ: False}) == 28.0

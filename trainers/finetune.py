@@ -942,7 +942,7 @@ def final_metrics(trainer: Trainer, splits: D.DatasetSplits, data_config: dict, 
         **first_stage_metrics(cfg.weights),
         **teacher_metrics(cfg.teachers, cfg.distill_weight),
         **lineage_metrics(cfg),
-        **({"feature_cache_s": features.seconds, "feature_cache_read": features.read} if features else {}),
+        **({R.FEATURE_CACHE_S: features.seconds, R.FEATURE_CACHE_READ: features.read} if features else {}),
         **({"swa_cycles": int(swa.n_averaged)} if swa is not None else {}),
         **run_environment(device),
     }
