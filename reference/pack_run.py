@@ -152,8 +152,10 @@ def pack_folder(dest: Path, data_dir: Path, new_labels: bool) -> None:
         save_file({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, str(tmp))
     predictions = pd.read_parquet(dest / R.PREDICTIONS)
     R.write_predictions(dest, predictions.assign(sample_id=relative_ids(predictions.sample_id, data_dir)))
-    # the placeholder names the folder the sample ids were just made relative to, whatever the run recorded
-    R.write_train_config(dest, portable_train_config(R.read_train_config(dest) | {"data_dir": str(data_dir)}))
+    # the placeholder names the folder the sample ids were just made relative to, whatever the run recorded; the
+    # name is the folder's, so that `--config reference/<name>/train_config.yaml` writes runs/<name>
+    R.write_train_config(dest, portable_train_config(R.read_train_config(dest) | {"data_dir": str(data_dir),
+                                                                                   "name": dest.name}))
     trim_history(dest)
     if new_labels:
         relabel(dest, data_dir)

@@ -62,6 +62,7 @@ def test_reference_is_a_complete_fp16_run_folder(run):
         dtypes = {str(weights.get_slice(k).get_dtype()) for k in weights.keys()}  # noqa: SIM118 (not a dict)
     assert "F16" in dtypes and "F32" not in dtypes
     assert (run / R.WEIGHTS).stat().st_size < 10e6
+    assert R.read_train_config(run)["name"] == run.name  # its config reproduces it under the same name
     metrics = R.read_metrics(run)
     assert len(pd.read_parquet(run / R.PREDICTIONS)) == sum(c["support"] for c in metrics["per_class"])
     card = (run / R.CARD).read_text()
