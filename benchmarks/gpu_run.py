@@ -11,10 +11,10 @@ checkout on PYTHONPATH:
     .venv/bin/python benchmarks/gpu_run.py --park       # reference/'s run folders stay behind during the transfers;
                                                         # --unpark after the last one brings them back
 
-On the GPU machine (its python3 has torch, timm and the rest, and can install nothing): with the first transfer,
-a preflight that trains, writes and packs one toy run on the card with that machine's own versions (its timm once
-lacked an exporter keyword this checkout used, and every run of a whole GPU run failed at its last step); after the
-last transfer, the run:
+On the GPU machine (its own python3 with torch, timm and the rest; nothing is installed there): with the first
+transfer, a preflight that trains, writes and packs one toy run on the card with that machine's own versions, so
+that a version mismatch (say, an exporter keyword its timm lacks) fails in seconds rather than at the last step of
+every run; after the last transfer, the run:
 
     PYTHONPATH=. python3 benchmarks/gpu_run.py --preflight     # seconds; exit 1 on any failure
     make gpu            # = PYTHONPATH=. python3 benchmarks/gpu_run.py (--out: $OUT, if set)
@@ -605,8 +605,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", common.OUT / "gpu")),
                         help="tables and packs, the folder the GPU host sends back (default: $OUT if set)")
     parser.add_argument("--work", type=Path, help="scratch folder for data and runs (default: a new temp folder)")
-    parser.add_argument("--budget-s", type=float, default=540, help="seconds for all stages (a command on the GPU host "
-                                                                             "may run 600)")
+    parser.add_argument("--budget-s", type=float, default=540,
+                        help="seconds for all stages (the default leaves a minute of a 10-minute command for packing)")
     parser.add_argument("--stages", type=int, nargs="+", default=list(STAGES), choices=list(STAGES))
     parser.add_argument("--park", action="store_true", help="move reference/'s run folders out of the travelling "
                                                             "tree (into .device-parked/) before the transfers")
