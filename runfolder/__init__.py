@@ -13,7 +13,7 @@ import math
 import os
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -319,10 +319,10 @@ def is_run(path: Path) -> bool:
     return (path / METRICS).is_file() and not path.name.startswith(".") and CHECKPOINT not in path.parts
 
 
-def find_runs(paths: Path | Iterable[Path], accept: Callable[[Path], bool] | None = None) -> list[Path]:
+def find_runs(paths: Path | Iterable[Path]) -> list[Path]:
     """Run folders among `paths` (each path itself if it is one, else every run folder below it), in order."""
     found: list[Path] = []
     for path in [Path(paths)] if isinstance(paths, str | os.PathLike) else map(Path, paths):
         below = [path] if is_run(path) else sorted(p.parent for p in path.rglob(METRICS) if is_run(p.parent))
-        found += [run for run in below if accept is None or accept(run)]
+        found += below
     return found

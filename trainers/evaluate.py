@@ -81,11 +81,11 @@ def fit_temperature(logits: torch.Tensor, targets: torch.Tensor) -> float:
     return math.exp(result.x)
 
 
-def calibration_metrics(logits: torch.Tensor, targets: torch.Tensor, temperature: float, fit_split: str) -> dict:
-    """metrics.json's calibration keys: the temperature, the split it was fit on, and the ECE of `logits` at it
-    (`ece` keeps the uncalibrated figure)."""
+def calibration_metrics(logits: torch.Tensor, targets: torch.Tensor, temperature: float) -> dict:
+    """metrics.json's calibration keys: the temperature, the split it was fit on (always validation: the test split
+    stays unseen), and the ECE of `logits` at it (`ece` keeps the uncalibrated figure)."""
     probs = (logits.float() / temperature).softmax(dim=-1)
-    return {TEMPERATURE: temperature, "calibration_split": fit_split,
+    return {TEMPERATURE: temperature, "calibration_split": "val",
             "ece_calibrated": expected_calibration_error(probs, targets)}
 
 
@@ -93,14 +93,15 @@ def _micro_accuracy(probs: torch.Tensor, targets: torch.Tensor, n: int, k: int) 
     return float(tmf.multiclass_accuracy(probs, targets, num_classes=n, average="micro", top_k=k))
 
 
-def predictions_frame(
-    logits: torch.Tensor, targets: torch.Tensor, sample_ids: list[str], classes: list[str], k: int = 5,
-    temperature: float | None = None,
-) -> pd.DataFrame:
+TOP_K = 5  # predictions.parquet keeps each sample's five likeliest classes (fewer when there are fewer)
+
+
+def predictions_frame(logits: torch.Tensor, targets: torch.Tensor, sample_ids: list[str], classes: list[str],
+                      temperature: float) -> pd.DataFrame:
     """One row per evaluated sample, for error galleries: id, true/predicted label, top-k labels and probs (the
-    uncalibrated softmax), and with a temperature the calibrated top-1 probability (the labels do not change)."""
+    uncalibrated softmax), and the top-1 probability at the run's temperature (the labels do not change)."""
     probs = logits.float().softmax(dim=-1)
-    top_p, top_i = probs.topk(min(k, len(classes)), dim=-1)
+    top_p, top_i = probs.topk(min(TOP_K, len(classes)), dim=-1)
     frame = pd.DataFrame({
         "sample_id": sample_ids,
         "true_label": [classes[i] for i in targets.tolist()],
@@ -110,6 +111,5 @@ def predictions_frame(
         "topk_labels": [[classes[i] for i in row] for row in top_i.tolist()],
         "topk_probs": top_p.tolist(),
     })
-    if temperature is not None:
-        frame[CALIBRATED_CONFIDENCE] = (logits.float() / temperature).softmax(dim=-1).amax(dim=-1).tolist()
+    frame[CALIBRATED_CONFIDENCE] = (logits.float() / temperature).softmax(dim=-1).amax(dim=-1).tolist()
     return frame

@@ -739,7 +739,7 @@ def record_epoch(trainer: Trainer, state: TrainState, stats: EpochStats, val: di
     state.history.append(history_row(state.epoch, stats, val, trainer.opt.optimizer, state.wall_s))
     if state.best is None or val["loss"] < state.best.loss:
         weights = {key: value.detach().cpu().clone() for key, value in trainer.eval_model.state_dict().items()}
-        state.best = BestEpoch(state.epoch, val["top1"], weights, val["loss"])
+        state.best = BestEpoch(state.epoch, weights, val["loss"])
     print(f"epoch {state.epoch}/{trainer.cfg.epochs}: train loss {stats.loss:.4f} acc {stats.acc:.3f} | "
           f"val loss {val['loss']:.4f} top1 {val['top1']:.3f} | {stats.images_per_s:.1f} img/s")
 
@@ -776,9 +776,8 @@ class BestEpoch:
     """The epoch with the lowest validation loss so far (--keep best, --early-stop)."""
 
     epoch: int  # 1-based
-    top1: float  # validation top-1
     weights: dict[str, torch.Tensor]  # the evaluated model's, on the CPU
-    loss: float = math.inf  # validation loss (absent from checkpoints written before it was the criterion)
+    loss: float = math.inf  # validation loss; inf where a checkpoint recorded none, so any scored epoch beats it
 
 
 @dataclass
@@ -884,7 +883,8 @@ def resume_from(run_dir: Path, trainer: Trainer) -> TrainState:
     if trainer.opt.swa is not None and checkpoint.get("swa") is not None:
         trainer.opt.swa.load_state_dict(checkpoint["swa"])
     state = TrainState(**{f.name: checkpoint[f.name] for f in fields(TrainState) if f.name in checkpoint})
-    state.best = BestEpoch(**state.best) if state.best else None
+    if state.best:  # a checkpoint's best epoch may carry keys BestEpoch no longer keeps (its top-1)
+        state.best = BestEpoch(**{f.name: state.best[f.name] for f in fields(BestEpoch) if f.name in state.best})
     return state
 
 
@@ -931,7 +931,7 @@ def final_metrics(trainer: Trainer, splits: D.DatasetSplits, data_config: dict, 
             pretrained_tag(cfg.model, cfg.pretrained, cfg.weights), "strategy": cfg.strategy,
         **classification_metrics(evaluation.logits, evaluation.targets, splits.classes),
         R.VAL_TOP1: evaluation.val_top1,
-        **calibration_metrics(evaluation.logits, evaluation.targets, evaluation.temperature, fit_split="val"),
+        **calibration_metrics(evaluation.logits, evaluation.targets, evaluation.temperature),
         **measure_cost(model, data_config["input_size"], device),
         "train_images_per_s": state.train_images / state.train_seconds if state.train_seconds else None,
         "epochs": state.epoch, "best_epoch": state.best.epoch if state.best else None, "kept": cfg.keep,
@@ -963,7 +963,7 @@ def write_run(run_dir: Path, model: torch.nn.Module, splits: D.DatasetSplits, da
     R.write_model(run_dir, model, splits.classes, splits.descriptions, data_config, evaluation.temperature,
                   splits.class_ids)
     R.write_predictions(run_dir, predictions_frame(evaluation.logits, evaluation.targets, evaluation.sample_ids,
-                                                   splits.classes, temperature=evaluation.temperature))
+                                                   splits.classes, evaluation.temperature))
     R.write_json(run_dir / R.METRICS, metrics)
     write_card(run_dir)
 
