@@ -44,6 +44,9 @@ REQUIRED_METRICS = {"dataset": str, "eval_split": str, "num_classes": int, "mode
 # `local-dir:`/`hf-hub:` loaders read only their own keys there) and of metrics.json. Absent: T = 1, uncalibrated.
 TEMPERATURE = "temperature"
 CALIBRATED_CONFIDENCE = "calibrated_confidence"  # predictions.parquet: top-1 probability at the run's temperature
+# predictions.parquet: one row per evaluated sample, these columns in this order (write_predictions holds to them)
+PREDICTION_COLUMNS = ("sample_id", "true_label", "pred_label", "correct", "confidence", "topk_labels", "topk_probs",
+                      CALIBRATED_CONFIDENCE)
 LINEAGE = "lineage"  # metrics.json: {run name: its own wall_s} of every run this one builds on
 # metrics.json `pretrained_tag`: timm's `arch.tag`, an `hf-hub:` id, or one of these two
 NO_PRETRAINING = "none"  # trained from random initialisation
@@ -170,6 +173,8 @@ def write_history(run_dir: Path, rows: list[dict]) -> None:
 
 
 def write_predictions(run_dir: Path, frame: pd.DataFrame) -> None:
+    if tuple(frame.columns) != PREDICTION_COLUMNS:
+        raise ValueError(f"{PREDICTIONS} takes the columns {list(PREDICTION_COLUMNS)}, not {list(frame.columns)}")
     with atomic_path(run_dir / PREDICTIONS) as tmp:
         frame.to_parquet(tmp, index=False)
 

@@ -35,7 +35,8 @@ def test_every_written_file_keeps_the_umask(umask, tmp_path):
     R.write_model(tmp_path, model, ["cat", "dog", "fox"], None, {"input_size": (3, 32, 32)})
     R.write_json(tmp_path / R.METRICS, {"top1": 0.5})
     R.write_history(tmp_path, [{"epoch": 1, "train_loss": 1.0}])
-    R.write_predictions(tmp_path, pd.DataFrame({"sample_id": ["train/cat/1.jpg"]}))
+    R.write_predictions(tmp_path, pd.DataFrame([["train/cat/1.jpg", "cat", "cat", True, 0.9, ["cat"], [0.9], 0.8]],
+                                               columns=R.PREDICTION_COLUMNS))
     R.write_train_config(tmp_path, {"epochs": 1})
     written = sorted(p.name for p in tmp_path.iterdir())
     assert written == sorted([R.CONFIG, R.WEIGHTS, R.METRICS, R.HISTORY, R.PREDICTIONS, R.TRAIN_CONFIG])
@@ -94,3 +95,11 @@ def test_whole_wall_time_counts_features_read_from_a_cache():
     probe = {"wall_s": 28.0, R.FEATURE_CACHE_S: 574.0}
     assert R.whole_wall_s(probe | {R.FEATURE_CACHE_READ: True}) == 602.0
     assert R.whole_wall_s(probe | {R.FEATURE_CACHE_READ: False}) == 28.0
+
+
+def test_predictions_keep_their_schema(tmp_path):
+    """predictions.parquet is read by the leaderboard, the verdict and the soup: a frame of other columns is refused
+    before anything is written."""
+    with pytest.raises(ValueError, match=r"takes the columns \['sample_id'"):
+        R.write_predictions(tmp_path, pd.DataFrame({"sample_id": ["train/cat/1.jpg"], "label": ["cat"]}))
+    assert not (tmp_path / R.PREDICTIONS).exists()
