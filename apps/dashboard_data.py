@@ -20,7 +20,7 @@ import pyarrow as pa
 
 import verdict as V
 from leaderboard.columns import short_model_name
-from leaderboard.standings import seed_text, with_verdict
+from leaderboard.standings import VERDICT_COLUMNS, seed_text, with_verdict
 from leaderboard.store import default_db_path
 from runfolder import (  # noqa: F401  (re-exported for the page)
     CALIBRATED_CONFIDENCE,
@@ -50,8 +50,7 @@ DISPLAY_COLUMNS = {METRIC_SPECS[key].column: METRIC_SPECS[key] for key in (*SCOR
 TABLE_COLUMNS = ["run_id", "best", "tier", "dataset", "model", "pretrained_on", "pretrained_tag", "strategy",
                  "top1_ci", "seeds", *DISPLAY_COLUMNS, "epochs", "date", "hub_url", "files", "note"]  # fmt: skip
 CSV_EXTRA_COLUMNS = ["family", "eval_split", "num_classes", "params", "macs", "wall_s", "git_rev", "hub_repo",
-                     "run_path", "top1_low", "top1_high", "seed_group", "seed_runs", "seed_mean",
-                     "seed_std"]  # fmt: skip
+                     "run_path", *(column for column in VERDICT_COLUMNS if column not in TABLE_COLUMNS)]
 FILES_OK, HUB_ONLY = "ok", "Hub only"
 BEST_MARK = "★"  # in DejaVu Sans: emoji fonts are often missing on Linux browsers
 OVERLAP_NOTE = "ImageNet-pretrained: pretraining overlaps the evaluation classes"

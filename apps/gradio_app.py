@@ -30,11 +30,12 @@ from apps.faces import crop_face
 from apps.gradcam import GradCamError, gradcam
 from apps.sources import Catalog, ModelEntry, configured_hub_ids, discover
 from leaderboard.store import default_db_path
+from runfolder import RUNS_DIR
 from trainers.inference import BACKENDS, ImageError, Prediction, Predictor, images_in, load_image
 
 EXAMPLES = Path(__file__).resolve().parent / "examples"
 EXAMPLE_FOLDERS = {"chest-xray-3": "chest-xray"}  # datasets that share another's example images
-DEFAULT_RUN_ROOTS = [Path("runs"), Path("reference")]
+DEFAULT_RUN_ROOTS = [Path(RUNS_DIR), Path("reference")]
 FACE_DATASETS = {"fer2013"}
 SLOTS = 6  # models shown side by side at once
 MIN_SIDE = 8  # px: below this an "image" is a few flat colours, and any prediction would be noise

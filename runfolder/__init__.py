@@ -34,6 +34,7 @@ PREDICTIONS = "predictions.parquet"
 ONNX_FILE = "model.onnx"  # optional: written by `python -m trainers.export`
 CONFUSION_PNG = "confusion_matrix.png"  # the card's figure (model_cards.card)
 LR_FIND_PLOT, LR_FIND_TABLE = "lr_find.png", "lr_find.csv"  # --lr-find's range test (trainers.lr_find)
+RUNS_DIR = "runs"  # where the trainers write run folders unless told otherwise (--output), and the apps look first
 CHECKPOINT = "checkpoint"
 CHECKPOINT_FILE = "state.pt"
 METRICS_SCHEMA = 1

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from runfolder import TRAIN_CONFIG
+from runfolder import RUNS_DIR, TRAIN_CONFIG
 from trainers.augment import AUGMENTATIONS
 from trainers.data import DATASETS
 from trainers.models import HEAD_INITS, SHORT_NAMES, STRATEGIES
@@ -142,7 +142,7 @@ class TrainConfig:
                                         minimum=1)
     lr_find: bool = _opt(False, "learning-rate range test first: lr_find.png in the run folder, a suggested --lr")
     # output
-    output: str = _opt("runs", "directory that receives the run folder")
+    output: str = _opt(RUNS_DIR, "directory that receives the run folder")
     name: str | None = _opt(None, "run folder name (default: <dataset>-<model>-<timestamp>)")
     resume: str | None = _opt(None, "continue the killed or finished run in this run folder")
     record: bool = _opt(True, "record the finished run in the leaderboard store")
