@@ -34,7 +34,6 @@ CUSTOM_MODELS_MODULE = "trainers.custom_models"  # where the source studies' net
 
 TEMPLATE = Path(__file__).with_name("template.md")
 TASK = "image-classification"
-MEDICAL_DATASETS = ("chest-xray", "chest-xray-3")
 
 
 def base_model_id(pretrained_tag: str | None) -> str | None:
@@ -174,7 +173,7 @@ def render_card(run_dir: Path, hub_repo: str | None = None) -> ModelCard:
         per_class_rows=_per_class_rows(metrics),
         confusion_png=CONFUSION_PNG if (run_dir / CONFUSION_PNG).is_file() else None,
         top1_interval=top1_interval(accuracy_from_metrics(metrics)),
-        medical=metrics["dataset"] in MEDICAL_DATASETS,
+        medical=info.medical,
         whole_minutes=round(whole_wall_s(metrics) / 60) if LINEAGE in metrics else None,
     )
 

@@ -24,6 +24,7 @@ class DatasetInfo:
     hub_id: str | None = None  # front-matter `datasets` entry: only real Hub dataset ids
     config: str | None = None  # model-index `dataset.config`: distinguishes relabelled variants
     terms_url: str | None = None  # where the terms behind a `license: other` are written down
+    medical: bool = False  # its models' cards say they are no medical device
 
 
 DATASETS: dict[str, DatasetInfo] = {
@@ -45,6 +46,7 @@ DATASETS: dict[str, DatasetInfo] = {
         terms_url="https://image-net.org/download.php",
     ),
     "chest-xray": DatasetInfo(
+        medical=True,
         hub_type="hf-vision/chest-xray-pneumonia",
         hub_id="hf-vision/chest-xray-pneumonia",
         name="Chest X-Ray Images (Pneumonia)",
@@ -53,6 +55,7 @@ DATASETS: dict[str, DatasetInfo] = {
         model_license="cc-by-4.0",
     ),
     "chest-xray-3": DatasetInfo(
+        medical=True,
         hub_type="hf-vision/chest-xray-pneumonia",
         hub_id="hf-vision/chest-xray-pneumonia",
         config="normal-bacteria-virus",
