@@ -19,7 +19,7 @@ import verdict as V
 from leaderboard import hub
 from leaderboard.columns import Column, short_model_name
 from leaderboard.hub import HubSyncError
-from leaderboard.standings import seed_text, with_verdict
+from leaderboard.standings import EXPORT_WRITERS, export, seed_text, with_verdict
 from leaderboard.store import COLUMNS, Store, StoreError, default_db_path
 from runfolder import METRICS, is_run
 from runfolder.metrics import COSTS, PERCENT, SCORES
@@ -180,8 +180,8 @@ def parser() -> argparse.ArgumentParser:
                         help="only the full run ids, one a line, in table order")  # fmt: skip
     export = commands.add_parser("export", parents=[db], help="write all rows to a file")
     target = export.add_mutually_exclusive_group(required=True)
-    target.add_argument("--csv", type=Path, metavar="FILE")
-    target.add_argument("--parquet", type=Path, metavar="FILE")
+    for fmt in EXPORT_WRITERS:
+        target.add_argument(f"--{fmt}", type=Path, metavar="FILE")
     compare = commands.add_parser("compare", parents=[db], help="is run A better than run B? (paired tests)")
     compare.add_argument("run_a", metavar="RUN_A", help="run folder or store run id")
     compare.add_argument("run_b", metavar="RUN_B", help="run folder or store run id")
@@ -216,8 +216,9 @@ def main(argv: list[str] | None = None) -> int:
                 print_comparison(result)
         else:
             store = Store.existing(args.db)
-            fmt, target = ("csv", args.csv) if args.csv else ("parquet", args.parquet)
-            print(f"exported {len(store.runs())} runs to {store.export(target, fmt)}")
+            fmt, target = next((fmt, getattr(args, fmt)) for fmt in EXPORT_WRITERS if getattr(args, fmt))
+            runs = store.runs()
+            print(f"exported {len(runs)} runs to {export(runs, target, fmt)}")
     except (StoreError, HubSyncError, ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

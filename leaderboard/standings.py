@@ -14,9 +14,13 @@ import pandas as pd
 import yaml
 
 import verdict as V
-from runfolder import TRAIN_CONFIG, read_train_config
+from runfolder import TRAIN_CONFIG, atomic_path, read_train_config
 from runfolder.metrics import PERCENT
 
+EXPORT_WRITERS = {  # `leaderboard export --csv FILE | --parquet FILE`
+    "csv": lambda frame, path: frame.to_csv(path, index=False),
+    "parquet": lambda frame, path: frame.to_parquet(path),
+}
 VERDICT_COLUMNS = ["tier", "top1_ci", "top1_low", "top1_high", "seed_group", "seed_runs", "seed_mean", "seed_std"]
 
 
@@ -101,3 +105,16 @@ def seed_text(row: pd.Series) -> str | None:
     if pd.isna(row.get("seed_group")):
         return None
     return str(V.SeedSummary(int(row["seed_runs"]), float(row["seed_mean"]), float(row["seed_std"])))
+
+
+def export(runs: pd.DataFrame, path: Path, fmt: str | None = None) -> Path:
+    """Write store rows (Store.runs()) with their verdict columns (tier, top-1 interval, seed group) to `path`
+    atomically as `fmt` (an EXPORT_WRITERS key; default: from the file suffix)."""
+    path = Path(path)
+    fmt = fmt or path.suffix.removeprefix(".")
+    if fmt not in EXPORT_WRITERS:
+        raise ValueError(f"cannot export to {path}: use a {' or '.join('.' + f for f in EXPORT_WRITERS)} file "
+                         "(or say which format)")
+    with atomic_path(path) as tmp:
+        EXPORT_WRITERS[fmt](with_verdict(runs), tmp)
+    return path

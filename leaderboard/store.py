@@ -20,8 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from leaderboard.standings import with_verdict
-from runfolder import METRICS, MetricsError, atomic_path, find_runs, read_metrics
+from runfolder import METRICS, MetricsError, find_runs, read_metrics
 
 BUSY_TIMEOUT_MS = 60_000
 
@@ -230,14 +229,3 @@ class Store:
         finally:
             conn.close()
 
-    def export(self, path: Path, fmt: str | None = None) -> Path:
-        """Write all rows with their verdict columns (tier, top-1 interval, seed group) to `path` atomically as `fmt`
-        ("csv" or "parquet"; default: from the file suffix)."""
-        path = Path(path)
-        fmt = fmt or path.suffix.removeprefix(".")
-        writers = {"csv": lambda df, f: df.to_csv(f, index=False), "parquet": lambda df, f: df.to_parquet(f)}
-        if fmt not in writers:
-            raise ValueError(f"cannot export to {path}: use a .csv or .parquet file (or say which format)")
-        with atomic_path(path) as tmp:
-            writers[fmt](with_verdict(self.runs()), tmp)
-        return path

@@ -17,6 +17,7 @@ from huggingface_hub import ModelCard
 import leaderboard.store as store_module
 from leaderboard.__main__ import main
 from leaderboard.hub import row_from_card
+from leaderboard.standings import export
 from leaderboard.store import MIGRATIONS, Store, StoreError, default_db_path
 from model_cards.card import write_card
 
@@ -122,12 +123,12 @@ def test_ingest_skips_corrupt_and_unknown_runs(store: Store, runs_root: Path, tm
 
 def test_export(store: Store, runs_root: Path, tmp_path: Path) -> None:
     store.ingest([runs_root])
-    csv = pd.read_csv(store.export(tmp_path / "out" / "board.csv"))
-    parquet = pd.read_parquet(store.export(tmp_path / "board.parquet"))
+    csv = pd.read_csv(export(store.runs(), tmp_path / "out" / "board.csv"))
+    parquet = pd.read_parquet(export(store.runs(), tmp_path / "board.parquet"))
     assert sorted(csv.run_id) == sorted(parquet.run_id) == ["chest-a", "cifar-b"]
     assert parquet.top1.tolist() == store.runs().top1.tolist()
     with pytest.raises(ValueError, match="csv or .parquet"):
-        store.export(tmp_path / "board.xlsx")
+        export(store.runs(), tmp_path / "board.xlsx")
 
 
 def test_row_from_hub_card_matches_the_local_row(store: Store, tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from scipy.stats import binomtest
 
 import verdict as V
 from leaderboard.__main__ import main
-from leaderboard.standings import with_verdict
+from leaderboard.standings import export, with_verdict
 from leaderboard.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
@@ -206,10 +206,10 @@ def test_leaderboard_tiers_only_runs_with_predictions(paired_runs, tmp_path):
     wilson = binomtest(*correct_and_total(FER)).proportion_ci(method="wilson")
     assert table.loc["fer2013-efficientnet_lite0", "top1_low"] == pytest.approx(wilson.low)
     # the same verdict columns in the exports
-    exported = pd.read_csv(store.export(tmp_path / "runs.csv")).set_index("run_id")
+    exported = pd.read_csv(export(store.runs(), tmp_path / "runs.csv")).set_index("run_id")
     assert exported.loc["far", "tier"] == table.loc["far", "tier"]
     assert pd.isna(exported.loc["no-predictions", "tier"])
-    parquet = pd.read_parquet(store.export(tmp_path / "runs.parquet")).set_index("run_id")
+    parquet = pd.read_parquet(export(store.runs(), tmp_path / "runs.parquet")).set_index("run_id")
     assert parquet.loc["fer2013-efficientnet_lite0", "top1_ci"] == wilson_text(FER)
 
 
