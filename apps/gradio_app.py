@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 from PIL import Image
@@ -544,7 +545,7 @@ def api_tab(pool: ModelPool) -> None:
     batch_run.click(partial(api_predict_batch, pool), [files, models], batch_out, api_name="predict_batch", **RAW)
 
 
-def launch(demo: gr.Blocks, **options) -> tuple:
+def launch(demo: gr.Blocks, **options: Any) -> tuple:
     """`demo.launch` with the page's CSS (gradio 6 takes CSS at launch, not in `gr.Blocks`)."""
     return demo.launch(css=APP_CSS, **options)
 

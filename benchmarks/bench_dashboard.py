@@ -29,12 +29,16 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 import runfolder as R
 from leaderboard.store import Store
+
+if TYPE_CHECKING:
+    from streamlit.testing.v1 import AppTest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -107,7 +111,7 @@ def timed(action: Callable[[], object], repeats: int) -> list[float]:
     return seconds
 
 
-def render(at) -> None:
+def render(at: AppTest) -> None:
     at.run()
     if at.exception:
         raise RuntimeError(f"the dashboard raised: {at.exception}")

@@ -59,6 +59,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import common
 import torch
@@ -388,7 +389,7 @@ def stage(name: str, run: Run, body: Callable[[Run], None]) -> None:
         torch.cuda.empty_cache()
 
 
-def bench_args(scale: Scale, **extra) -> argparse.Namespace:
+def bench_args(scale: Scale, **extra: Any) -> argparse.Namespace:
     """The options bench_train_step / bench_input_pipeline take on their command lines."""
     options = {"device": scale.device, "batch_size": scale.batch, "img_size": scale.img_size, "steps": scale.steps,
                "rounds": scale.rounds, "warmup": scale.warmup, "amp": True,

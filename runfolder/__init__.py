@@ -112,7 +112,7 @@ def write_json(path: Path, data: dict) -> None:
     write_text(path, json.dumps(data, indent=2, default=_json_default) + "\n")
 
 
-def _json_default(value):
+def _json_default(value: Any) -> Any:
     if hasattr(value, "tolist"):
         return value.tolist()
     if isinstance(value, Path):

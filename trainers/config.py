@@ -39,12 +39,12 @@ class ConfigError(ValueError):
     """An option value that no run can use, named with the flag."""
 
 
-def _opt(default: Any, help: str, minimum: int | None = None, **argparse_kwargs: Any):
+def _opt(default: Any, help: str, minimum: int | None = None, **argparse_kwargs: Any) -> Any:
     """A TrainConfig field: its default, help, and for counts the least value a run can use (`check_ranges`)."""
     return field(default=default, metadata={"help": help, "minimum": minimum, **argparse_kwargs})
 
 
-def _choice(default: str, help: str, described: dict[str, str]):
+def _choice(default: str, help: str, described: dict[str, str]) -> Any:
     """An option whose choices come from a registry ({name: what it does})."""
     return _opt(default, f"{help}: " + "; ".join(f"{name}: {what}" for name, what in described.items()),
                 choices=list(described))
@@ -195,7 +195,7 @@ def _help(text: str, default: Any) -> str:
     return text if "(default: " in text else f"{text} (default: {'none' if default is None else default})"
 
 
-def _arg_type(annotation: str):
+def _arg_type(annotation: str) -> type:
     base = annotation.replace(" | None", "")
     return {"int": int, "float": float, "str": str}[base]
 

@@ -387,7 +387,7 @@ class EvalSet:
     correct: np.ndarray  # bool, one per sample
 
 
-def _digest_strings(array: pa.Array, digest) -> None:
+def _digest_strings(array: pa.Array, digest: hashlib._Hash) -> None:
     """Feed a large_string array's values and boundaries to `digest` straight from its Arrow buffers."""
     _, offsets, data = array.buffers()
     bounds = np.frombuffer(offsets, dtype=np.int64)[array.offset : array.offset + len(array) + 1]
