@@ -11,7 +11,7 @@ import csv
 import pickle
 import random
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -362,6 +362,19 @@ def _by_class(samples: list[Sample], seed: int) -> dict[int, list[Sample]]:
     for items in groups.values():
         rng.shuffle(items)
     return dict(sorted(groups.items()))
+
+
+def batch_count(samples: int, batch_size: int, drop_last: bool) -> int:
+    """How many batches a DataLoader makes of `samples` (the last one partial unless `drop_last`)."""
+    full, rest = divmod(samples, batch_size)
+    return full + (1 if rest and not drop_last else 0)
+
+
+def batch_indices(order: list[int], batch_size: int, drop_last: bool) -> Iterator[torch.Tensor]:
+    """`order` cut into batches of sample indices, as a DataLoader over it would: for the loaders that batch
+    preloaded images or cached features themselves."""
+    for b in range(batch_count(len(order), batch_size, drop_last)):
+        yield torch.tensor(order[b * batch_size:(b + 1) * batch_size])
 
 
 def class_weights(counts: list[int]) -> torch.Tensor:

@@ -27,6 +27,7 @@ from torch import nn
 
 import runfolder as R
 from trainers.custom_models import PooledHead
+from trainers.data import batch_count, batch_indices
 from trainers.progress import progress
 
 
@@ -163,11 +164,9 @@ class CachedBatches:
     drop_last: bool = False
 
     def __len__(self) -> int:
-        full, rest = divmod(len(self.order), self.batch_size)
-        return full + (1 if rest and not self.drop_last else 0)
+        return batch_count(len(self.order), self.batch_size, self.drop_last)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         features, labels = self.cache.features[self.split], self.cache.labels[self.split]
-        for b in range(len(self)):
-            indices = torch.tensor(self.order[b * self.batch_size:(b + 1) * self.batch_size])
+        for indices in batch_indices(self.order, self.batch_size, self.drop_last):
             yield features[indices], labels[indices], indices

@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from torchvision import transforms
 
 from trainers.augment import Augmentation
-from trainers.data import DataError, ImageDataset, Sample, collate_skip_none
+from trainers.data import DataError, ImageDataset, Sample, batch_count, batch_indices, collate_skip_none
 from trainers.progress import progress
 
 PIPELINES = {  # the --pipeline choices
@@ -175,12 +175,10 @@ class PreloadedBatches:
         self.sampler = order  # as on a DataLoader; benchmarks count images by it
 
     def __len__(self) -> int:
-        full, rest = divmod(len(self.order), self.batch_size)
-        return full + (1 if rest and not self.drop_last else 0)
+        return batch_count(len(self.order), self.batch_size, self.drop_last)
 
     def __iter__(self):
-        for b in range(len(self)):
-            indices = torch.tensor(self.order[b * self.batch_size:(b + 1) * self.batch_size])
+        for b, indices in enumerate(batch_indices(self.order, self.batch_size, self.drop_last)):
             # Seeded by (seed, batch number in the epoch): a resumed run draws the same crops.
             generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.first_batch + b)
             images, labels = self.augment.batch(indices, generator)
