@@ -86,7 +86,7 @@ def main() -> None:
         product = time.perf_counter() - started
         trained = float(R.read_history(run).wall_s.iloc[-1])
         samples = D.load_dataset("cifar10", str(data_dir))
-        D.make_val_split(samples, 0.1, False, 42)  # the product's split: same images on both sides
+        D.make_val_split(samples, D.Carve(seed=42))  # the product's split: same images on both sides
         plain = plain_loop(samples, args)
     rows = [{"side": "product, whole run", "wall_s": product, "vs_plain": product / plain},
             {"side": "product, training (to the last validation)", "wall_s": trained, "vs_plain": trained / plain},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import pickle
+import re
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -14,6 +15,7 @@ from conftest import SAMPLE
 from PIL import Image
 
 from trainers import data as D
+from trainers.config import ConfigError, parse_config
 
 
 def test_folder_sample_shipped_in_repo():
@@ -111,7 +113,7 @@ def test_chest_xray_two_and_three_classes(shared_data):
 
 def test_balanced_validation_split(shared_data):
     splits = D.load_dataset("chest-xray-3", shared_data("chest_xray-train.tar.gz"))
-    D.make_val_split(splits, 0.1, balanced=True, seed=0)
+    D.make_val_split(splits, D.Carve(0.1, balanced=True))
     assert splits.counts("val") == [134, 134, 134]
     assert len(splits.train) + len(splits.val) == 5216
     assert not {s.sample_id for s in splits.train} & {s.sample_id for s in splits.val}
@@ -120,8 +122,8 @@ def test_balanced_validation_split(shared_data):
 def test_stratified_split_is_seeded(shared_data):
     root = shared_data("chest_xray-train.tar.gz")
     a, b = D.load_dataset("chest-xray", root), D.load_dataset("chest-xray", root)
-    D.make_val_split(a, 0.2, balanced=False, seed=7)
-    D.make_val_split(b, 0.2, balanced=False, seed=7)
+    D.make_val_split(a, D.Carve(0.2, seed=7))
+    D.make_val_split(b, D.Carve(0.2, seed=7))
     assert a.counts("val") == [268, 775]
     assert [s.sample_id for s in a.val] == [s.sample_id for s in b.val]
 
@@ -206,3 +208,44 @@ def test_subsample_keeps_the_class_proportions():
     assert len({s.sample_id for s in picked}) == 200
     three = [D.Sample(str(i), label, str(i)) for i, label in enumerate([0] * 5 + [1] * 3 + [2] * 2)]
     assert Counter(s.label for s in D.subsample(three, 5, seed=0)) == {0: 3, 1: 1, 2: 1}  # 2.5, 1.5, 1.0
+
+
+def subjects_split(names_by_class: dict[int, list[str]]) -> D.DatasetSplits:
+    samples = [D.Sample(f"/data/train/{label}/{name}", label, f"train/{label}/{name}")
+               for label, names in names_by_class.items() for name in names]
+    return D.DatasetSplits("folder", ["a", "b"], samples)
+
+
+def test_grouped_carve_keeps_each_subject_on_one_side():
+    """Ten images of each of 40 subjects, some subjects in both classes: no subject crosses the carve, and each class
+    gets at most its quota, close to it."""
+    a = [f"p{p}_{i}.jpg" for p in range(30) for i in range(10)]
+    b = [f"p{p}_b{i}.jpg" for p in range(20, 40) for i in range(10)]  # subjects 20-29 have images of both classes
+    splits = subjects_split({0: a, 1: b})
+    D.make_val_split(splits, D.Carve(0.2, seed=3, groups=r"^(p\d+)_"))
+    subject = lambda s: s.sample_id.split("/")[-1].split("_")[0]  # noqa: E731
+    assert not {subject(s) for s in splits.val} & {subject(s) for s in splits.train}
+    assert 40 <= splits.counts("val")[0] <= 60 and 20 <= splits.counts("val")[1] <= 40
+    assert len(splits.val) + len(splits.train) == 500 and "grouped by --val-groups" in splits.notes[-1]
+    again = subjects_split({0: a, 1: b})
+    D.make_val_split(again, D.Carve(0.2, seed=3, groups=r"^(p\d+)_"))
+    assert [s.sample_id for s in again.val] == [s.sample_id for s in splits.val]  # seeded
+
+
+def test_grouped_carve_refuses_a_pattern_that_matches_nothing():
+    splits = subjects_split({0: ["x1.jpg", "x2.jpg", "x3.jpg"], 1: ["y1.jpg", "y2.jpg", "y3.jpg"]})
+    with pytest.raises(D.DataError, match=r"--val-groups '\^patient' matches none of the file names \(e.g. 'x1.jpg'\)"):
+        D.make_val_split(splits, D.Carve(0.3, groups="^patient"))
+    assert len(splits.train) == 6 and not splits.val  # nothing moved
+    with pytest.raises(ConfigError, match=r"--val-groups '\(p': not a regular expression"):
+        parse_config(["--val-groups", "(p"])
+
+
+def test_grouped_carve_of_the_chest_xrays_by_patient(shared_data):
+    """The Kermany file names carry a patient id (personN, IM-NNNN, NORMAL2-IM-NNNN): a balanced carve by it."""
+    splits = D.load_dataset("chest-xray-3", shared_data("chest_xray-train.tar.gz"))
+    D.make_val_split(splits, D.Carve(0.1, balanced=True, seed=42, groups=r"^(person\d+|IM-\d+|NORMAL2-IM-\d+)"))
+    patient = re.compile(r"^(person\d+|IM-\d+|NORMAL2-IM-\d+)")
+    ids = [{patient.match(Path(s.sample_id).name)[1] for s in part} for part in (splits.train, splits.val)]
+    assert not ids[0] & ids[1]
+    assert all(120 <= n <= 134 for n in splits.counts("val")), splits.counts("val")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +41,7 @@ class ConfigError(ValueError):
 
 
 def _opt(default: Any, help: str, minimum: int | None = None, **argparse_kwargs: Any) -> Any:
-    """A TrainConfig field: its default, help, and for counts the least value a run can use (`check_ranges`)."""
+    """A TrainConfig field: its default, help, and for counts the least value a run can use (`check_values`)."""
     return field(default=default, metadata={"help": help, "minimum": minimum, **argparse_kwargs})
 
 
@@ -57,6 +58,9 @@ class TrainConfig:
     data_dir: str | None = _opt(None, "dataset root in its usual on-disk layout")
     val_split: float = _opt(0.1, "fraction of train carved out (stratified) when the dataset has no validation split")
     balanced_val: bool = _opt(False, "carve the same number of validation images from every class")
+    val_groups: str | None = _opt(None, "regex on image file names whose first group names the subject (a patient, a "
+                                        "person): each subject's images stay on one side of the carved validation "
+                                        r"split, e.g. '^(person\d+|IM-\d+|NORMAL2-IM-\d+)' for chest_xray")
     max_train_samples: int | None = _opt(None, "use at most N training images (class-stratified)", minimum=1)
     max_eval_samples: int | None = _opt(None, "use at most N validation/test images (class-stratified)", minimum=1)
     skip_corrupt: bool = _opt(False, "skip unreadable images (each is reported) instead of stopping")
@@ -213,15 +217,21 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
         # A resumed run continues with the configuration it was started with; flags given now override it.
         values |= load_yaml(Path(resume) / TRAIN_CONFIG)
     values |= args
-    return check_ranges(TrainConfig(**values))
+    return check_values(TrainConfig(**values))
 
 
-def check_ranges(cfg: TrainConfig) -> TrainConfig:
-    """Counts below their field's `minimum` are refused here, for flags and YAML alike (argparse sees only flags)."""
+def check_values(cfg: TrainConfig) -> TrainConfig:
+    """Counts below their field's `minimum` and a --val-groups that is no regex are refused here, for flags and YAML
+    alike (argparse sees only flags)."""
     for f in dataclasses.fields(cfg):
         value, minimum = getattr(cfg, f.name), f.metadata["minimum"]
         if minimum is not None and value is not None and value < minimum:
             raise ConfigError(f"--{f.name.replace('_', '-')} {value}: give at least {minimum}")
+    if cfg.val_groups is not None:
+        try:
+            re.compile(cfg.val_groups)
+        except re.error as err:
+            raise ConfigError(f"--val-groups {cfg.val_groups!r}: not a regular expression ({err})") from None
     return cfg
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import pickle
 import random
+import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -317,28 +318,70 @@ def _read_hf(dataset_id: str) -> DatasetSplits:
 # ------------------------------------------------------------------------------------------------ splits
 
 
-def make_val_split(splits: DatasetSplits, fraction: float, balanced: bool, seed: int) -> None:
+@dataclass(frozen=True)
+class Carve:
+    """How a validation split is carved from train when the dataset has none (--val-split, --balanced-val,
+    --val-groups and the carve seed)."""
+
+    fraction: float = 0.1
+    balanced: bool = False  # the same number of images from every class (the rarest class sets it)
+    seed: int = 0
+    groups: str | None = None  # a regex on file names; its first group (else its match) names an image's subject
+
+
+def make_val_split(splits: DatasetSplits, carve: Carve) -> None:
     """Carve a stratified validation split from train when the dataset has none.
 
-    `balanced`: the same number of images from every class (the rarest class sets it), as the chest
-    X-ray report did, so validation accuracy is not dominated by the majority class.
+    `carve.balanced`, as the chest X-ray report did, so validation accuracy is not dominated by the majority class.
+    `carve.groups` keeps each subject's images (a patient's X-rays, a person's faces) on one side, so validation
+    does not score the network on subjects it trained on.
     """
     if splits.val:
         return
-    if not 0 < fraction < 1:
-        raise DataError(f"--val-split must be between 0 and 1, got {fraction}")
-    by_class = _by_class(splits.train, seed)
-    per_class = {c: max(1, round(len(items) * fraction)) for c, items in by_class.items()}
-    if balanced:
-        n = min(per_class.values())
-        per_class = dict.fromkeys(per_class, n)
+    if not 0 < carve.fraction < 1:
+        raise DataError(f"--val-split must be between 0 and 1, got {carve.fraction}")
+    by_class = _by_class(splits.train, carve.seed)
+    quota = {c: max(1, round(len(items) * carve.fraction)) for c, items in by_class.items()}
+    if carve.balanced:
+        quota = dict.fromkeys(quota, min(quota.values()))
     for c, items in by_class.items():
-        if len(items) - per_class[c] < 1:
+        if len(items) - quota[c] < 1:
             raise DataError(f"class {splits.classes[c]!r} has {len(items)} images: too few to split off validation")
-    splits.val = [s for c, items in by_class.items() for s in items[: per_class[c]]]
-    splits.train = [s for c, items in by_class.items() for s in items[per_class[c]:]]
-    kind = "balanced" if balanced else "stratified"
+    kind = "balanced" if carve.balanced else "stratified"
+    if carve.groups:
+        val_ids = _grouped_val_ids(splits, quota, carve)
+        kind += f", grouped by --val-groups {carve.groups!r}"
+    else:
+        val_ids = {s.sample_id for c, items in by_class.items() for s in items[: quota[c]]}
+    splits.val = [s for items in by_class.values() for s in items if s.sample_id in val_ids]
+    splits.train = [s for items in by_class.values() for s in items if s.sample_id not in val_ids]
     splits.notes.append(f"validation: {len(splits.val)} images carved from train ({kind})")
+
+
+def _grouped_val_ids(splits: DatasetSplits, quota: dict[int, int], carve: Carve) -> set[str]:
+    """Whole subjects, in seeded random order, each taken while it fits every class's quota. Hand-written: sklearn's
+    StratifiedGroupKFold cuts folds of one fraction and has no per-class quotas (--balanced-val)."""
+    pattern = re.compile(carve.groups)
+    subjects: dict[str, list[Sample]] = defaultdict(list)
+    for sample in splits.train:
+        name = Path(sample.sample_id).name
+        match = pattern.search(name)
+        subjects[(match.group(1) if match.groups() else match.group(0)) if match else name].append(sample)
+    if len(subjects) == len(splits.train) and not any(pattern.search(Path(s.sample_id).name) for s in splits.train):
+        raise DataError(f"--val-groups {carve.groups!r} matches none of the file names (e.g. "
+                        f"{Path(splits.train[0].sample_id).name!r})")
+    keys = sorted(subjects)
+    random.Random(carve.seed).shuffle(keys)
+    taken: Counter[int] = Counter()
+    val_ids: set[str] = set()
+    for key in keys:
+        need = Counter(s.label for s in subjects[key])
+        if all(taken[c] + n <= quota[c] for c, n in need.items()):
+            taken += need
+            val_ids |= {s.sample_id for s in subjects[key]}
+    if empty := [splits.classes[c] for c in quota if not taken[c]]:
+        raise DataError(f"--val-groups: no subject of {empty} fits the validation quota; carve a larger --val-split")
+    return val_ids
 
 
 def subsample(samples: list[Sample], limit: int | None, seed: int) -> list[Sample]:
