@@ -24,19 +24,18 @@ def unnormalise(images: torch.Tensor) -> torch.Tensor:
 
 def test_whole_image_crop_and_flip_are_exact():
     images = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8)
-    kept = P.crop_flip_normalise(images, 8, scale=(1, 1), ratio=(1, 1), hflip=0.0, mean=MEAN, std=STD,
-                                 generator=torch.Generator().manual_seed(0))
-    flipped = P.crop_flip_normalise(images, 8, scale=(1, 1), ratio=(1, 1), hflip=1.0, mean=MEAN, std=STD,
-                                    generator=torch.Generator().manual_seed(0))
+    whole = AUGMENTATIONS["none"]  # the whole image, never flipped
+    kept = P.crop_flip_normalise(images, 8, whole, MEAN, STD, torch.Generator().manual_seed(0))
+    flipped = P.crop_flip_normalise(images, 8, replace(whole, hflip=1.0), MEAN, STD, torch.Generator().manual_seed(0))
     torch.testing.assert_close(unnormalise(kept), images.float(), atol=1e-3, rtol=0)
     torch.testing.assert_close(unnormalise(flipped), images.float().flip(-1), atol=1e-3, rtol=0)
 
 
 def test_crops_are_per_image_inside_the_image_and_seeded():
     gradient = torch.arange(32, dtype=torch.uint8).mul(8).expand(16, 3, 32, 32).contiguous()  # x-position coded
-    args = {"scale": (0.2, 0.3), "ratio": (3 / 4, 4 / 3), "hflip": 0.5, "mean": MEAN, "std": STD}
-    out = unnormalise(P.crop_flip_normalise(gradient, 16, generator=torch.Generator().manual_seed(1), **args))
-    again = unnormalise(P.crop_flip_normalise(gradient, 16, generator=torch.Generator().manual_seed(1), **args))
+    small_crops = replace(AUGMENTATIONS["light"], scale=(0.2, 0.3))  # aspect ratio 3/4 to 4/3, flip one in two
+    out = unnormalise(P.crop_flip_normalise(gradient, 16, small_crops, MEAN, STD, torch.Generator().manual_seed(1)))
+    again = unnormalise(P.crop_flip_normalise(gradient, 16, small_crops, MEAN, STD, torch.Generator().manual_seed(1)))
     torch.testing.assert_close(out, again)
     assert out.shape == (16, 3, 16, 16)
     assert out.min() >= -1e-3 and out.max() <= 248 + 1e-3  # no padding sampled outside the image

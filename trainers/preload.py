@@ -96,24 +96,24 @@ def preload(samples: list[Sample], img_size: int, mode: str, device: torch.devic
     return PreloadedImages(images[:len(kept)], labels, kept_samples)
 
 
-def crop_flip_normalise(images: torch.Tensor, size: int, scale: tuple[float, float], ratio: tuple[float, float],
-                        hflip: float, mean: tuple[float, ...], std: tuple[float, ...],
-                        generator: torch.Generator) -> torch.Tensor:
-    """Per-image random-resized crop + horizontal flip + normalisation of a uint8 batch, in one grid_sample.
+def crop_flip_normalise(images: torch.Tensor, size: int, augment: Augmentation, mean: tuple[float, ...],
+                        std: tuple[float, ...], generator: torch.Generator) -> torch.Tensor:
+    """Per-image random-resized crop + horizontal flip (`augment`'s scale, ratio and flip probability) +
+    normalisation of a uint8 batch, in one grid_sample.
 
     Written here rather than taken from a library: torchvision's v2 transforms draw one set of parameters per
     batch, and kornia (per-image parameters) is not on the GPU machines. The crop follows timm's
     RandomResizedCrop (area fraction uniform in `scale`, aspect ratio log-uniform in `ratio`), with the sides
     clamped to the image instead of timm's ten rejection-sampling attempts.
     """
-    n = len(images)
-    area = torch.empty(n).uniform_(*scale, generator=generator)
+    n, ratio = len(images), augment.ratio
+    area = torch.empty(n).uniform_(*augment.scale, generator=generator)
     log_ratio = torch.empty(n).uniform_(math.log(ratio[0]), math.log(ratio[1]), generator=generator)
     width = (area * log_ratio.exp()).sqrt().clamp(max=1.0)  # fractions of the image side
     height = (area / log_ratio.exp()).sqrt().clamp(max=1.0)
     centre_x = (torch.rand(n, generator=generator) * (1 - width) + width / 2) * 2 - 1  # in grid units, [-1, 1]
     centre_y = (torch.rand(n, generator=generator) * (1 - height) + height / 2) * 2 - 1
-    flip = torch.where(torch.rand(n, generator=generator) < hflip, -1.0, 1.0)
+    flip = torch.where(torch.rand(n, generator=generator) < augment.hflip, -1.0, 1.0)
     zero = torch.zeros(n)
     theta = torch.stack([torch.stack([width * flip, zero, centre_x], 1),
                          torch.stack([zero, height, centre_y], 1)], 1)
@@ -159,9 +159,7 @@ class DeviceAugment:
             with torch.random.fork_rng(devices=[]):  # torchvision draws its operations from the global generator
                 torch.manual_seed(policy_seed)
                 images = torch.cat([self.policy(group) for group in images.split(POLICY_GROUP)])
-        images = crop_flip_normalise(
-            images, self.size, scale=self.augment.scale, ratio=self.augment.ratio, hflip=self.augment.hflip,
-            mean=self.mean, std=self.std, generator=generator)
+        images = crop_flip_normalise(images, self.size, self.augment, self.mean, self.std, generator)
         return images, self.store.labels[on_device]
 
 
