@@ -84,11 +84,6 @@ COLUMN_CONFIG = {
     "files": st.column_config.TextColumn("files", help="⚠: the run folder has missing or corrupt files"),
 }
 HEADLINE = (*SCORES, "params", "latency_ms")  # compare's metric cards: the scores, size and speed
-CURVES = {  # title: (history.csv column: legend name, y tick format)
-    "Loss": ({"train_loss": "train", "val_loss": "val"}, ""),
-    "Accuracy": ({"train_acc": "train", "val_acc": "val", "val_top5": "val top-5"}, ".0%"),
-    "Learning rate": ({"lr": "lr"}, ".1e"),
-}
 
 
 def script_args() -> list[str]:
@@ -315,7 +310,7 @@ def curves_view(runs: pd.DataFrame) -> None:
         return
     if all(len(history) == 1 for history in histories.values()):
         st.caption("One epoch per run: each curve is a single point.")
-    for title, (columns, tickformat) in CURVES.items():
+    for title, (columns, tickformat) in data.CURVES.items():
         st.plotly_chart(plots.training_curves(histories, columns, title, tickformat), key=f"curves_{title}")
 
 

@@ -52,6 +52,11 @@ TABLE_COLUMNS = ["run_id", "best", "tier", "dataset", "model", "pretrained_on", 
 CSV_EXTRA_COLUMNS = ["family", "eval_split", "num_classes", "params", "macs", "wall_s", "git_rev", "hub_repo",
                      "run_path", *(column for column in VERDICT_COLUMNS if column not in TABLE_COLUMNS)]
 FILES_OK, HUB_ONLY = "ok", "Hub only"
+CURVES = {  # title: (history.csv column, a runfolder.EpochRow field: legend name, y tick format)
+    "Loss": ({"train_loss": "train", "val_loss": "val"}, ""),
+    "Accuracy": ({"train_acc": "train", "val_acc": "val", "val_top5": "val top-5"}, ".0%"),
+    "Learning rate": ({"lr": "lr"}, ".1e"),
+}
 BEST_MARK = "★"  # in DejaVu Sans: emoji fonts are often missing on Linux browsers
 OVERLAP_NOTE = "ImageNet-pretrained: pretraining overlaps the evaluation classes"
 UNKNOWN_PRETRAINING_NOTE = "pretraining data unknown: may overlap ImageNet"

@@ -15,6 +15,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -168,7 +169,28 @@ def _export_kwargs(model: nn.Module, data_config: dict, takes_data_config: bool 
     return {}
 
 
+@dataclass(frozen=True)
+class EpochRow:
+    """One row of history.csv: an epoch's training and validation figures (epoch 0: the starting weights of an
+    `--epochs 0` run). Its field names are the file's columns, which the dashboard's curves read."""
+
+    epoch: int
+    train_loss: float
+    train_acc: float
+    val_loss: float
+    val_acc: float  # validation top-1
+    val_top5: float | None  # 5 classes or more
+    val_macro_f1: float
+    lr: float  # the largest of the optimizer's parameter groups
+    seconds: float  # this epoch's training
+    train_images_per_s: float
+    wall_s: float  # since the run started, data loading included, when this epoch's validation ended
+    val_per_class_recall: list[float]
+    val_confusion_matrix: list[list[int]] | None  # up to HISTORY_MATRIX_MAX_CLASSES classes
+
+
 def write_history(run_dir: Path, rows: list[dict]) -> None:
+    """`rows`: EpochRow fields (as dicts: checkpoints keep them so), one per epoch."""
     with atomic_path(run_dir / HISTORY) as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False)
 

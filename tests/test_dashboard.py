@@ -528,3 +528,12 @@ def test_dashboard_data_does_not_import_torch():
     repo = Path(__file__).resolve().parents[1]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repo)
     assert out.stdout.strip() == "False"
+
+
+def test_the_curves_are_history_columns_the_trainer_writes(tiny_run):
+    """history.csv's columns are runfolder.EpochRow's fields, and every curve the dashboard draws is one of them."""
+    from dataclasses import fields
+
+    columns = [f.name for f in fields(R.EpochRow)]
+    assert list(R.read_history(tiny_run).columns) == columns
+    assert {column for curves, _ in data.CURVES.values() for column in curves} <= set(columns)

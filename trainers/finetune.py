@@ -720,17 +720,15 @@ def predict(model: torch.nn.Module, loader: Iterable, device: torch.device, amp:
 
 
 def history_row(epoch: int, stats: EpochStats, val: dict, optimizer: torch.optim.Optimizer, wall_s: float) -> dict:
-    """history.csv's row of `epoch` (1-based; 0: the starting weights of an `--epochs 0` run). `wall_s`: seconds since
-    the run started, data loading included, when this epoch's validation ended."""
-    row = {"epoch": epoch, "train_loss": stats.loss, "train_acc": stats.acc, "val_loss": val["loss"],
-           "val_acc": val["top1"], "val_top5": val.get("top5"), "val_macro_f1": val["macro_f1"],
-           "lr": max(g["lr"] for g in optimizer.param_groups), "seconds": stats.seconds,
-           "train_images_per_s": stats.images_per_s, "wall_s": wall_s}
-    # Every epoch's per-class recall and, up to HISTORY_MATRIX_MAX_CLASSES classes, its confusion matrix.
+    """history.csv's row of `epoch` (1-based; 0: the starting weights of an `--epochs 0` run), as the dict the
+    checkpoint keeps."""
     matrix = val["confusion_matrix"]
-    row["val_per_class_recall"] = [c["recall"] for c in val["per_class"]]  # torchmetrics' (evaluate.py)
-    row["val_confusion_matrix"] = matrix if len(matrix) <= R.HISTORY_MATRIX_MAX_CLASSES else None
-    return row
+    return dataclasses.asdict(R.EpochRow(
+        epoch=epoch, train_loss=stats.loss, train_acc=stats.acc, val_loss=val["loss"], val_acc=val["top1"],
+        val_top5=val.get("top5"), val_macro_f1=val["macro_f1"], lr=max(g["lr"] for g in optimizer.param_groups),
+        seconds=stats.seconds, train_images_per_s=stats.images_per_s, wall_s=wall_s,
+        val_per_class_recall=[c["recall"] for c in val["per_class"]],  # torchmetrics' (evaluate.py)
+        val_confusion_matrix=matrix if len(matrix) <= R.HISTORY_MATRIX_MAX_CLASSES else None))
 
 
 def record_epoch(trainer: Trainer, state: TrainState, stats: EpochStats, val: dict) -> None:
