@@ -12,7 +12,7 @@ import pickle
 import random
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
@@ -363,11 +363,13 @@ def _grouped_val_ids(splits: DatasetSplits, quota: dict[int, int], carve: Carve)
     StratifiedGroupKFold cuts folds of one fraction and has no per-class quotas (--balanced-val)."""
     pattern = re.compile(carve.groups)
     subjects: dict[str, list[Sample]] = defaultdict(list)
+    matched = False
     for sample in splits.train:
         name = Path(sample.sample_id).name
         match = pattern.search(name)
-        subjects[(match.group(1) if match.groups() else match.group(0)) if match else name].append(sample)
-    if len(subjects) == len(splits.train) and not any(pattern.search(Path(s.sample_id).name) for s in splits.train):
+        matched |= match is not None
+        subjects[match.group(1 if match.groups() else 0) if match else name].append(sample)  # unmatched: alone
+    if not matched:
         raise DataError(f"--val-groups {carve.groups!r} matches none of the file names (e.g. "
                         f"{Path(splits.train[0].sample_id).name!r})")
     keys = sorted(subjects)
@@ -405,19 +407,6 @@ def _by_class(samples: list[Sample], seed: int) -> dict[int, list[Sample]]:
     for items in groups.values():
         rng.shuffle(items)
     return dict(sorted(groups.items()))
-
-
-def batch_count(samples: int, batch_size: int, drop_last: bool) -> int:
-    """How many batches a DataLoader makes of `samples` (the last one partial unless `drop_last`)."""
-    full, rest = divmod(samples, batch_size)
-    return full + (1 if rest and not drop_last else 0)
-
-
-def batch_indices(order: list[int], batch_size: int, drop_last: bool) -> Iterator[torch.Tensor]:
-    """`order` cut into batches of sample indices, as a DataLoader over it would: for the loaders that batch
-    preloaded images or cached features themselves."""
-    for b in range(batch_count(len(order), batch_size, drop_last)):
-        yield torch.tensor(order[b * batch_size:(b + 1) * batch_size])
 
 
 def class_weights(counts: list[int]) -> torch.Tensor:

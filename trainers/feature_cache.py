@@ -24,10 +24,10 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
+from torch.utils.data import BatchSampler
 
 import runfolder as R
 from trainers.custom_models import PooledHead
-from trainers.data import batch_count, batch_indices
 from trainers.progress import progress
 
 
@@ -164,9 +164,10 @@ class CachedBatches:
     drop_last: bool = False
 
     def __len__(self) -> int:
-        return batch_count(len(self.order), self.batch_size, self.drop_last)
+        return len(BatchSampler(self.order, self.batch_size, self.drop_last))
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         features, labels = self.cache.features[self.split], self.cache.labels[self.split]
-        for indices in batch_indices(self.order, self.batch_size, self.drop_last):
+        for batch in BatchSampler(self.order, self.batch_size, self.drop_last):  # as a DataLoader over `order`
+            indices = torch.tensor(batch)
             yield features[indices], labels[indices], indices

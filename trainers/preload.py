@@ -21,11 +21,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torch.utils.data import DataLoader
+from torch.utils.data import BatchSampler, DataLoader
 from torchvision import transforms
 
 from trainers.augment import Augmentation
-from trainers.data import DataError, ImageDataset, Sample, batch_count, batch_indices, collate_skip_none
+from trainers.data import DataError, ImageDataset, Sample, collate_skip_none
 from trainers.progress import progress
 
 PIPELINES = {  # the --pipeline choices
@@ -173,10 +173,11 @@ class PreloadedBatches:
         self.sampler = order  # as on a DataLoader; benchmarks count images by it
 
     def __len__(self) -> int:
-        return batch_count(len(self.order), self.batch_size, self.drop_last)
+        return len(BatchSampler(self.order, self.batch_size, self.drop_last))
 
     def __iter__(self):
-        for b, indices in enumerate(batch_indices(self.order, self.batch_size, self.drop_last)):
+        for b, batch in enumerate(BatchSampler(self.order, self.batch_size, self.drop_last)):  # as a DataLoader
+            indices = torch.tensor(batch)
             # Seeded by (seed, batch number in the epoch): a resumed run draws the same crops.
             generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.first_batch + b)
             images, labels = self.augment.batch(indices, generator)
