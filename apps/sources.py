@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from runfolder import CONFIG, METRICS, NO_PRETRAINING, find_runs, read_metrics
+from runfolder import CONFIG, HUB_PREFIX, METRICS, NO_PRETRAINING, find_runs, read_metrics
 from runfolder.metrics import PERCENT
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,7 @@ def store_runs(db: Path | None, notes: list[str]) -> list[ModelEntry]:
         if row.get("run_path") and (Path(row["run_path"]) / CONFIG).is_file():
             entries.append(entry_from_metrics(row["run_id"], str(Path(row["run_path"]).resolve()), metrics))
         elif row.get("hub_repo"):
-            entries.append(entry_from_metrics(row["run_id"], f"hf-hub:{row['hub_repo']}", metrics))
+            entries.append(entry_from_metrics(row["run_id"], f"{HUB_PREFIX}{row['hub_repo']}", metrics))
     return entries
 
 
@@ -138,7 +138,7 @@ def hub_runs(repo_ids: Iterable[str], notes: list[str]) -> list[ModelEntry]:
         except Exception as err:  # offline, missing repo, no metrics.json: report it, keep starting
             notes.append(f"Hub model {repo_id} unavailable: {type(err).__name__}: {err}".splitlines()[0])
             continue
-        entries.append(entry_from_metrics(repo_id, f"hf-hub:{repo_id}", metrics))
+        entries.append(entry_from_metrics(repo_id, f"{HUB_PREFIX}{repo_id}", metrics))
     return entries
 
 

@@ -18,6 +18,7 @@ from model_cards.datasets import DatasetInfo, dataset_info
 from runfolder import (
     CARD,
     CONFUSION_PNG,
+    HUB_PREFIX,
     LINEAGE,
     NO_PRETRAINING,
     TRAIN_CONFIG,
@@ -38,7 +39,7 @@ TASK = "image-classification"
 
 def base_model_id(pretrained_tag: str | None) -> str | None:
     """Hub id of the pretrained weights: timm's `arch.tag` lives under `timm/`; no pretraining or files have none."""
-    tag = (pretrained_tag or "").removeprefix("hf-hub:")
+    tag = (pretrained_tag or "").removeprefix(HUB_PREFIX)
     if re.fullmatch(r"[\w\-.]+/[\w\-.]+", tag):
         return tag
     return f"timm/{tag}" if re.fullmatch(r"[\w\-]+\.[\w\-]+", tag) else None

@@ -42,6 +42,7 @@ METRICS_SCHEMA = 1
 SUPPORTED_SCHEMAS = {METRICS_SCHEMA}  # metrics.json `schema` values this code reads (absent = 1)
 LABEL_IDS = "label_ids"  # config.json: the dataset's own class ids, parallel to timm's label_names
 REQUIRED_METRICS = {"dataset": str, "eval_split": str, "num_classes": int, "model": str, "top1": float}
+HUB_PREFIX, LOCAL_PREFIX = "hf-hub:", "local-dir:"  # timm's model-name prefixes for a Hub repo and a local folder
 # Temperature scaling: the softmax temperature fit on the validation logits, a top-level key of config.json (timm's
 # `local-dir:`/`hf-hub:` loaders read only their own keys there) and of metrics.json. Absent: T = 1, uncalibrated.
 TEMPERATURE = "temperature"

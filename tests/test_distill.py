@@ -11,7 +11,7 @@ from conftest import SAMPLE, train_tiny
 import runfolder as R
 from trainers.data import DataError, Sample
 from trainers.distill import distillation_targets, local_teachers, teacher_probabilities
-from trainers.inference import LOCAL_PREFIX, ImageError
+from trainers.inference import ImageError
 from trainers.models import ModelError
 
 
@@ -104,4 +104,4 @@ def test_an_unreadable_image_fails_the_teachers_unless_skipped(tiny_run, tmp_pat
 
 
 def test_local_dir_teachers_count_in_the_lineage(tiny_run):
-    assert local_teachers(f"{LOCAL_PREFIX}{tiny_run},hf-hub:org/elsewhere") == [tiny_run]
+    assert local_teachers(f"{R.LOCAL_PREFIX}{tiny_run},hf-hub:org/elsewhere") == [tiny_run]

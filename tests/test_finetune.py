@@ -23,8 +23,9 @@ from fixtures_runs import make_run
 from safetensors.torch import load_file
 
 import runfolder as R
+from trainers.config import TrainConfig
 from trainers.data import CIFAR10_CLASSES, load_dataset
-from trainers.finetune import EpochStats, history_row
+from trainers.finetune import EpochStats, default_run_name, history_row
 from trainers.inference import Predictor
 from trainers.models import (
     OFFLINE_WEIGHTS,
@@ -146,6 +147,33 @@ def test_larger_efficientnet_lites_start_from_their_packaged_weights(short):
     assert pretrained_tag(short, True, None) == f"tf_{short}.in1k"
     torch.testing.assert_close(model.conv_stem.weight, package_state_dict(f"tf_{short}")["conv_stem.weight"])
     assert not model.classifier.weight.any()  # a new head for 3 classes, at zero
+
+
+def test_a_run_on_the_hub_is_a_backbone_to_fine_tune_on(tmp_path, tiny_run, monkeypatch):
+    """`--model hf-hub:ORG/NAME` starts from a timm repo on the Hub (here a published run, read offline from the Hub
+    cache): its architecture, weights and head (the same classes), recorded as where the run was pretrained."""
+    from huggingface_hub import constants
+
+    commit = "0" * 40
+    cached_repo = tmp_path / "hub" / "models--acme--cifar-tiny"
+    (cached_repo / "refs").mkdir(parents=True)
+    (cached_repo / "refs" / "main").write_text(commit)
+    shutil.copytree(tiny_run, cached_repo / "snapshots" / commit, ignore=shutil.ignore_patterns(R.CHECKPOINT))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+
+    run_dir = train_tiny(tmp_path / "runs", "--model", "hf-hub:acme/cifar-tiny", "--strategy", "linear-probe",
+                         name="from-hub")
+    metrics = R.read_metrics(run_dir)
+    assert (metrics["model"], metrics["pretrained_tag"]) == ("tf_efficientnet_lite0", "hf-hub:acme/cifar-tiny")
+    published, trained = load_file(tiny_run / R.WEIGHTS), load_file(run_dir / R.WEIGHTS)
+    assert torch.equal(trained["conv_stem.weight"], published["conv_stem.weight"])  # the frozen body: the repo's
+    assert not torch.equal(published["conv_stem.weight"], package_state_dict()["conv_stem.weight"])  # not ImageNet's
+    assert Predictor.from_run(run_dir).labels == Predictor.from_run(tiny_run).labels
+    with pytest.raises(SystemExit, match="could not fetch pretrained weights for .hf-hub:acme/elsewhere. from the Hug"):
+        train_tiny(tmp_path / "runs", "--model", "hf-hub:acme/elsewhere", name="absent")
+    assert not (tmp_path / "runs" / "absent").exists()
+    assert default_run_name(TrainConfig(model="hf-hub:acme/cifar-tiny")).startswith("cifar10-hf-hub-acme-cifar-tiny-")
 
 
 @pytest.mark.parametrize("strategy", ["linear-probe", "gradual"])
@@ -317,6 +345,8 @@ def test_help_documents_every_flag():
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--model", "resnet5O"], "unknown model 'resnet5O'"),
+    (["--model", "hf-hub:acme/absent", "--no-pretrained"], "could not fetch the config of 'hf-hub:acme/absent'"),
+    (["--model", "hf-hub:acme/absent", "--weights", str(REPO / "README.md")], "the Hub repo brings its own weights"),
     (["--data-dir", "/nonexistent/data"], "data directory not found: /nonexistent/data"),
     (["--dataset", "chest-xray"], "expected chest_xray/train/NORMAL"),
     (["--model", "resnet50"], "could not fetch pretrained weights for 'resnet50.a1_in1k'.*--weights PATH.*"

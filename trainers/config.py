@@ -67,7 +67,8 @@ class TrainConfig:
     workers: int = _opt(2, "data-loading worker processes (0: load in the training process)", minimum=0)
     pipeline: str = _choice("workers", "training input pipeline", PIPELINES)
     # model
-    model: str = _opt("efficientnet_lite0", f"timm model name or short name ({', '.join(SHORT_NAMES)})")
+    model: str = _opt("efficientnet_lite0", f"timm model name, short name ({', '.join(SHORT_NAMES)}), or "
+                                            "hf-hub:ORG/NAME: a timm repo on the Hub, such as a published run")
     pretrained: bool = _opt(True, "start from pretrained weights (--no-pretrained: random init)")
     weights: str | None = _opt(None, "local weights file (.safetensors or .pth; timm or torchvision state dict) or "
                                      "run folder; several joined by commas start from their average, a model soup")

@@ -18,7 +18,7 @@ import torch
 
 import runfolder as R
 from trainers.data import DataError, Sample
-from trainers.inference import HUB_PREFIX, LOCAL_PREFIX, ImageError, Predictor
+from trainers.inference import ImageError, Predictor
 from trainers.models import ModelError, joined_parts, one_line
 from trainers.progress import progress
 
@@ -67,7 +67,7 @@ def teacher(run: str, classes: list[str], device: torch.device) -> Predictor:
     try:
         predictor = Predictor.from_run(run, str(device))
     except (OSError, ValueError) as err:  # huggingface_hub: offline, unreachable, missing (OSError); bad id
-        if not run.startswith(HUB_PREFIX):
+        if not run.startswith(R.HUB_PREFIX):
             raise
         raise ModelError(f"--teachers {run}: could not fetch it from the Hugging Face Hub ({one_line(err)}); give a "
                          "run folder here instead") from err
@@ -96,7 +96,7 @@ def teacher_metrics(teachers: str | None, weight: float) -> dict:
 def unknown_teachers(teachers: str | None) -> list[str]:
     """The teachers that name neither a finished run folder here nor a Hub repo."""
     return [run for run in teacher_runs(teachers or "")
-            if not run.startswith(HUB_PREFIX) and not R.is_run(teacher_folder(run))]
+            if not run.startswith(R.HUB_PREFIX) and not R.is_run(teacher_folder(run))]
 
 
 def local_teachers(teachers: str | None) -> list[Path]:
@@ -107,7 +107,7 @@ def local_teachers(teachers: str | None) -> list[Path]:
 
 def teacher_folder(teacher: str) -> Path:
     """A teacher given as a path or as `local-dir:PATH`, as the folder it names here."""
-    return Path(teacher.removeprefix(LOCAL_PREFIX))
+    return Path(teacher.removeprefix(R.LOCAL_PREFIX))
 
 
 def distillation_targets(labels: torch.Tensor, teacher_probs: torch.Tensor, weight: float,

@@ -766,7 +766,7 @@ def open_run_dir(cfg: TrainConfig, ddp: Distributed) -> Path:
 
 def default_run_name(cfg: TrainConfig) -> str:
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
-    return f"{cfg.dataset.replace(':', '-').replace('/', '-')}-{cfg.model}-{stamp}"
+    return "-".join(part.replace(':', '-').replace('/', '-') for part in (cfg.dataset, cfg.model, stamp))
 
 
 @dataclass

@@ -22,10 +22,18 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from timm.data import create_transform, resolve_data_config
 from torch import nn
 
-from runfolder import CONFIG, ONNX_FILE, WEIGHTS, config_labels, config_temperature, read_config
+from runfolder import (
+    CONFIG,
+    HUB_PREFIX,
+    LOCAL_PREFIX,
+    ONNX_FILE,
+    WEIGHTS,
+    config_labels,
+    config_temperature,
+    read_config,
+)
 from trainers import custom_models  # noqa: F401  (registers the source studies' networks with timm)
 
-HUB_PREFIX, LOCAL_PREFIX = "hf-hub:", "local-dir:"  # timm's model-name prefixes for a Hub repo and a local folder
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}  # files read as images
 
 

