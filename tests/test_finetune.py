@@ -25,6 +25,7 @@ from safetensors.torch import load_file
 import runfolder as R
 from trainers.config import TrainConfig
 from trainers.data import CIFAR10_CLASSES, load_dataset
+from trainers.evaluate import ClassificationMetrics, ClassMetrics
 from trainers.finetune import EpochStats, default_run_name, history_row
 from trainers.inference import Predictor
 from trainers.models import (
@@ -675,8 +676,9 @@ def test_mixup_keeps_the_class_weights():
 def test_history_keeps_each_epochs_matrix_up_to_its_class_limit(classes):
     """A 200-class run's per-epoch matrices were 3.6 MB of history.csv: above the limit only recall stays."""
     matrix = np.eye(classes, dtype=int).tolist()
-    val = {"loss": 1.0, "top1": 1.0, "macro_f1": 1.0, "confusion_matrix": matrix,
-           "per_class": [{"label": str(c), "recall": 1.0} for c in range(classes)]}
+    val = ClassificationMetrics(num_classes=classes, num_samples=classes, top1=1.0, loss=1.0, macro_f1=1.0, ece=0.0,
+                                per_class=[ClassMetrics(str(c), 1.0, 1.0, 1.0, 1) for c in range(classes)],
+                                confusion_matrix=matrix)
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
     row = history_row(1, EpochStats(loss=1.0, acc=1.0, images=8, seconds=1.0), val, optimizer, 2.0)
     assert row["val_per_class_recall"] == [1.0] * classes

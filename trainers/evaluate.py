@@ -3,7 +3,10 @@ temperature that calibrates the softmax."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 import torch
@@ -17,7 +20,43 @@ from runfolder import CALIBRATED_CONFIDENCE, RELIABILITY_BINS, TEMPERATURE
 TEMPERATURE_BOUNDS = (0.01, 100.0)
 
 
-def classification_metrics(logits: torch.Tensor, targets: torch.Tensor, classes: list[str]) -> dict:
+@dataclass(frozen=True)
+class ClassMetrics:
+    label: str
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+@dataclass(frozen=True)
+class ClassificationMetrics:
+    """What a split's logits score: the trainer reads it epoch by epoch, and `as_json` is metrics.json's share.
+
+    `top5` exists from five classes on; the binary figures (positive class = index 1) only for two classes.
+    """
+
+    num_classes: int
+    num_samples: int
+    top1: float
+    loss: float
+    macro_f1: float
+    per_class: list[ClassMetrics]
+    confusion_matrix: list[list[int]]
+    ece: float
+    top5: float | None = None
+    auroc: float | None = None
+    positive_label: str | None = None
+    sensitivity: float | None = None
+    specificity: float | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        """metrics.json's keys, leaving out the figures this task has none of."""
+        return {key: value for key, value in dataclasses.asdict(self).items() if value is not None}
+
+
+def classification_metrics(logits: torch.Tensor, targets: torch.Tensor,
+                           classes: list[str]) -> ClassificationMetrics:
     """Top-1/top-5, per-class precision/recall/F1/support, confusion matrix, macro-F1, ECE, and for
     binary tasks AUROC, sensitivity and specificity (positive class = index 1)."""
     n = len(classes)
@@ -29,30 +68,24 @@ def classification_metrics(logits: torch.Tensor, targets: torch.Tensor, classes:
     f1 = tmf.multiclass_f1_score(probs, targets, **common)
     support = torch.bincount(targets, minlength=n)
     confusion = tmf.multiclass_confusion_matrix(probs, targets, num_classes=n)
-    metrics = {
-        "num_classes": n,
-        "num_samples": int(targets.numel()),
-        "top1": _micro_accuracy(probs, targets, n, 1),
-        "loss": float(torch.nn.functional.cross_entropy(logits.float(), targets)),
-        "macro_f1": float(tmf.multiclass_f1_score(probs, targets, num_classes=n, average="macro")),
-        "per_class": [
-            {"label": c, "precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
-            for c, p, r, f, s in zip(classes, precision, recall, f1, support, strict=True)
-        ],
-        "confusion_matrix": confusion.tolist(),
-        "ece": expected_calibration_error(probs, targets),
-    }
-    if n >= 5:
-        metrics["top5"] = _micro_accuracy(probs, targets, n, 5)
+    binary = {}
     if n == 2:
         tn, fp, fn, tp = confusion.flatten().tolist()
-        metrics |= {
-            "auroc": float(tmf.binary_auroc(probs[:, 1], targets)),
-            "positive_label": classes[1],
-            "sensitivity": tp / max(1, tp + fn),
-            "specificity": tn / max(1, tn + fp),
-        }
-    return metrics
+        binary = dict(auroc=float(tmf.binary_auroc(probs[:, 1], targets)), positive_label=classes[1],
+                      sensitivity=tp / max(1, tp + fn), specificity=tn / max(1, tn + fp))
+    return ClassificationMetrics(
+        num_classes=n,
+        num_samples=int(targets.numel()),
+        top1=_micro_accuracy(probs, targets, n, 1),
+        loss=float(torch.nn.functional.cross_entropy(logits.float(), targets)),
+        macro_f1=float(tmf.multiclass_f1_score(probs, targets, num_classes=n, average="macro")),
+        per_class=[ClassMetrics(c, float(p), float(r), float(f), int(s))
+                   for c, p, r, f, s in zip(classes, precision, recall, f1, support, strict=True)],
+        confusion_matrix=confusion.tolist(),
+        ece=expected_calibration_error(probs, targets),
+        top5=_micro_accuracy(probs, targets, n, 5) if n >= 5 else None,
+        **binary,
+    )
 
 
 def expected_calibration_error(probs: torch.Tensor, targets: torch.Tensor) -> float:

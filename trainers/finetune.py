@@ -52,6 +52,7 @@ from trainers.distill import (
     unknown_teachers,
 )
 from trainers.evaluate import (
+    ClassificationMetrics,
     calibration_metrics,
     classification_metrics,
     fit_temperature,
@@ -273,7 +274,7 @@ def finish(run: Run, last_val: tuple[torch.Tensor, torch.Tensor, torch.Tensor] |
     if ddp.main:
         eval_samples = splits.test or splits.val
         evaluation = Evaluation(logits, targets, [eval_samples[i].sample_id for i in indices.tolist()],
-                                fit_temperature(val_logits, val_targets), val["top1"])  # on validation, never test
+                                fit_temperature(val_logits, val_targets), val.top1)  # on validation, never test
         metrics = final_metrics(trainer, splits, run.inputs.data_config, evaluation, state, run.wall_s())
         write_run(run.run_dir, trainer.eval_model, splits, run.inputs.data_config, evaluation, metrics)
         print_summary(run.run_dir, metrics)
@@ -719,27 +720,28 @@ def predict(model: torch.nn.Module, loader: Iterable, device: torch.device, amp:
     return logits[order], targets[order], indices[order]
 
 
-def history_row(epoch: int, stats: EpochStats, val: dict, optimizer: torch.optim.Optimizer, wall_s: float) -> dict:
+def history_row(epoch: int, stats: EpochStats, val: ClassificationMetrics, optimizer: torch.optim.Optimizer,
+                wall_s: float) -> dict:
     """history.csv's row of `epoch` (1-based; 0: the starting weights of an `--epochs 0` run), as the dict the
     checkpoint keeps."""
-    matrix = val["confusion_matrix"]
+    matrix = val.confusion_matrix
     return dataclasses.asdict(R.EpochRow(
-        epoch=epoch, train_loss=stats.loss, train_acc=stats.acc, val_loss=val["loss"], val_acc=val["top1"],
-        val_top5=val.get("top5"), val_macro_f1=val["macro_f1"], lr=max(g["lr"] for g in optimizer.param_groups),
+        epoch=epoch, train_loss=stats.loss, train_acc=stats.acc, val_loss=val.loss, val_acc=val.top1,
+        val_top5=val.top5, val_macro_f1=val.macro_f1, lr=max(g["lr"] for g in optimizer.param_groups),
         seconds=stats.seconds, train_images_per_s=stats.images_per_s, wall_s=wall_s,
-        val_per_class_recall=[c["recall"] for c in val["per_class"]],  # torchmetrics' (evaluate.py)
+        val_per_class_recall=[c.recall for c in val.per_class],  # torchmetrics' (evaluate.py)
         val_confusion_matrix=matrix if len(matrix) <= R.HISTORY_MATRIX_MAX_CLASSES else None))
 
 
-def record_epoch(trainer: Trainer, state: TrainState, stats: EpochStats, val: dict) -> None:
+def record_epoch(trainer: Trainer, state: TrainState, stats: EpochStats, val: ClassificationMetrics) -> None:
     """The epoch just ended (`state.end_epoch`), on the main process: its history row and printed line, and the
     best epoch so far (lowest validation loss)."""
     state.history.append(history_row(state.epoch, stats, val, trainer.opt.optimizer, state.wall_s))
-    if state.best is None or val["loss"] < state.best.loss:
+    if state.best is None or val.loss < state.best.loss:
         weights = {key: value.detach().cpu().clone() for key, value in trainer.eval_model.state_dict().items()}
-        state.best = BestEpoch(state.epoch, weights, val["loss"])
+        state.best = BestEpoch(state.epoch, weights, val.loss)
     print(f"epoch {state.epoch}/{trainer.cfg.epochs}: train loss {stats.loss:.4f} acc {stats.acc:.3f} | "
-          f"val loss {val['loss']:.4f} top1 {val['top1']:.3f} | {stats.images_per_s:.1f} img/s")
+          f"val loss {val.loss:.4f} top1 {val.top1:.3f} | {stats.images_per_s:.1f} img/s")
 
 
 def early_stop(cfg: TrainConfig, state: TrainState) -> bool:
@@ -927,7 +929,7 @@ def final_metrics(trainer: Trainer, splits: D.DatasetSplits, data_config: dict, 
         "schema": R.METRICS_SCHEMA, "dataset": cfg.dataset, "eval_split": splits.eval_split,
         "model": model.pretrained_cfg.get("architecture", cfg.model), "pretrained_tag":
             pretrained_tag(cfg.model, cfg.pretrained, cfg.weights), "strategy": cfg.strategy,
-        **classification_metrics(evaluation.logits, evaluation.targets, splits.classes),
+        **classification_metrics(evaluation.logits, evaluation.targets, splits.classes).as_json(),
         R.VAL_TOP1: evaluation.val_top1,
         **calibration_metrics(evaluation.logits, evaluation.targets, evaluation.temperature),
         **measure_cost(model, data_config["input_size"], device),
