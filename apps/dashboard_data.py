@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 import verdict as V
 from leaderboard.columns import short_model_name
@@ -446,7 +447,7 @@ def comparable(a: dict[str, Any], b: dict[str, Any]) -> bool:
 def class_disagreement(
     a: dict[str, Any], b: dict[str, Any], preds_a: pd.DataFrame | None = None, preds_b: pd.DataFrame | None = None
 ) -> pd.DataFrame:
-    """Per class: recall and F1 of both runs and, with both prediction files, the test samples they disagree on.
+    """Per class: recall and F1 of both runs and, with both (paired) prediction files, the samples they disagree on.
 
     Sorted by where the two runs differ most: sample disagreements when known, else the recall gap.
     """
@@ -459,20 +460,13 @@ def class_disagreement(
     )
     order = table["Δ recall"].abs()
     if preds_a is not None and preds_b is not None:
-        joined = preds_a.merge(preds_b, on="sample_id", suffixes=(" A", " B"))
-        right_a, right_b = joined["correct A"].astype(bool), joined["correct B"].astype(bool)
-        samples = (
-            pd.DataFrame(
-                {
-                    "class": joined["true_label A"],
-                    "samples disagreeing": joined["pred_label A"] != joined["pred_label B"],
-                    V.OUTCOMES["only_a"]: right_a & ~right_b,
-                    V.OUTCOMES["only_b"]: right_b & ~right_a,
-                }
-            )
-            .groupby("class")
-            .sum()
-        )
+        out_a, out_b = V.outcomes_frame(preds_a), V.outcomes_frame(preds_b)
+        cells = V.paired_outcomes(out_a, out_b)
+        samples = pd.DataFrame({
+            "class": out_a.true_label.to_pylist(),
+            "samples disagreeing": pc.not_equal(out_a.pred_label, out_b.pred_label).to_numpy(zero_copy_only=False),
+            **{V.OUTCOMES[cell]: cells[cell] for cell in ("only_a", "only_b")},
+        }).groupby("class").sum()
         table = table.join(samples, on="class")
         table[samples.columns] = table[samples.columns].fillna(0).astype(int)
         order = table["samples disagreeing"] + order  # counts first, recall gap (< 1) breaks ties
