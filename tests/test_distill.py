@@ -10,9 +10,10 @@ from conftest import SAMPLE, train_tiny
 
 import runfolder as R
 from trainers.data import DataError, Sample
-from trainers.distill import distillation_targets, local_teachers, teacher_probabilities
+from trainers.distill import distillation_targets, load_teachers, local_teachers, teacher_probabilities
 from trainers.inference import ImageError
-from trainers.models import ModelError
+
+CPU = torch.device("cpu")
 
 
 def run_samples(run) -> tuple[list[Sample], pd.DataFrame]:
@@ -28,9 +29,8 @@ def test_teacher_rows_are_its_predictions_of_those_images(tiny_run):
     reproduce its predictions.parquet, image by image, in a shuffled order."""
     samples, predictions = run_samples(tiny_run)
     order = torch.randperm(len(samples), generator=torch.Generator().manual_seed(0)).tolist()
-    probs = teacher_probabilities(str(tiny_run), [samples[i] for i in order], R.read_config(tiny_run)["label_names"],
-                                  torch.device("cpu"))
     classes = R.read_config(tiny_run)["label_names"]
+    probs = teacher_probabilities(load_teachers(str(tiny_run), classes, CPU), [samples[i] for i in order])
     expected = predictions.iloc[order]
     assert [classes[i] for i in probs.argmax(1).tolist()] == expected["pred_label"].tolist()
     assert probs.max(1).values.numpy() == pytest.approx(expected[R.CALIBRATED_CONFIDENCE].to_numpy(), abs=1e-3)
@@ -38,19 +38,20 @@ def test_teacher_rows_are_its_predictions_of_those_images(tiny_run):
 
 
 def test_a_teacher_of_other_classes_is_refused(tiny_run):
-    samples, _ = run_samples(tiny_run)
     classes = R.read_config(tiny_run)["label_names"]
     with pytest.raises(DataError, match="are not this dataset's"):
-        teacher_probabilities(str(tiny_run), samples[:2], classes[::-1], torch.device("cpu"))
+        load_teachers(str(tiny_run), classes[::-1], CPU)
 
 
-def test_a_hub_teacher_out_of_reach_is_named(tiny_run, tmp_path, monkeypatch):
-    """The suite runs with HF_HUB_OFFLINE=1 (conftest) and an empty Hub cache: a clear error, not a traceback."""
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
-    samples, _ = run_samples(tiny_run)
-    with pytest.raises(ModelError, match="--teachers hf-hub:org/absent: could not fetch it from the Hugging Face Hub"):
-        teacher_probabilities("hf-hub:org/absent", samples[:2], R.read_config(tiny_run)["label_names"],
-                              torch.device("cpu"))
+def test_a_hub_teacher_out_of_reach_is_named_and_leaves_no_run_folder(tmp_path, monkeypatch):
+    """The suite runs with HF_HUB_OFFLINE=1 (conftest) and an empty Hub cache: a clear error, not a traceback, and
+    the teachers load before the run folder is made."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(SystemExit, match="--teachers hf-hub:org/absent: could not fetch it from the Hugging Face Hub"):
+        train_tiny(tmp_path / "runs", "--teachers", "hf-hub:org/absent", name="student")
+    assert not (tmp_path / "runs").exists()
 
 
 def test_targets_mix_the_smoothed_label_and_the_teachers():
@@ -83,8 +84,8 @@ def test_teachers_of_one_preprocessing_share_each_decoded_image(tiny_run):
     samples, _ = run_samples(tiny_run)
     classes = R.read_config(tiny_run)["label_names"]
     assert [len(g) for g in same_preprocessing([teacher(str(tiny_run), classes, torch.device("cpu"))] * 2)] == [2]
-    once = teacher_probabilities(str(tiny_run), samples, classes, torch.device("cpu"))
-    twice = teacher_probabilities(f"{tiny_run},{tiny_run}", samples, classes, torch.device("cpu"))
+    once = teacher_probabilities(load_teachers(str(tiny_run), classes, CPU), samples)
+    twice = teacher_probabilities(load_teachers(f"{tiny_run},{tiny_run}", classes, CPU), samples)
     assert torch.allclose(once, twice, atol=1e-6)
 
 
@@ -96,10 +97,11 @@ def test_an_unreadable_image_fails_the_teachers_unless_skipped(tiny_run, tmp_pat
     corrupt = tmp_path / "corrupt.jpg"
     corrupt.write_bytes(b"not a jpeg")
     mixed = [samples[0], Sample(str(corrupt), 0, "corrupt.jpg"), samples[1]]
+    teachers = load_teachers(str(tiny_run), classes, CPU)
     with pytest.raises(ImageError):
-        teacher_probabilities(str(tiny_run), mixed, classes, torch.device("cpu"))
-    probs = teacher_probabilities(str(tiny_run), mixed, classes, torch.device("cpu"), skip_corrupt=True)
-    alone = teacher_probabilities(str(tiny_run), [samples[0], samples[1]], classes, torch.device("cpu"))
+        teacher_probabilities(teachers, mixed)
+    probs = teacher_probabilities(teachers, mixed, skip_corrupt=True)
+    alone = teacher_probabilities(teachers, [samples[0], samples[1]])
     assert not probs[1].any() and torch.allclose(probs[[0, 2]], alone, atol=1e-6)
 
 

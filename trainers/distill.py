@@ -30,12 +30,17 @@ def teacher_runs(teachers: str) -> list[str]:
     return [run for run in joined_parts(teachers) if run]
 
 
-def teacher_probabilities(teachers: str, samples: Sequence[Sample], classes: list[str], device: torch.device,
+def load_teachers(teachers: str, classes: list[str], device: torch.device) -> list[Predictor]:
+    """`--teachers` as predictors of `classes`, loaded before the run folder is made: a teacher that cannot be
+    had (unreachable, other classes) leaves nothing behind."""
+    return [teacher(run, classes, device) for run in teacher_runs(teachers)]
+
+
+def teacher_probabilities(predictors: list[Predictor], samples: Sequence[Sample],
                           skip_corrupt: bool = False) -> torch.Tensor:
     """The teachers' averaged probabilities, one row per training sample in `samples` order (float32, CPU). With
     `skip_corrupt` (--skip-corrupt), an image that cannot be read keeps a row of zeros: training skips it too."""
-    predictors = [teacher(run, classes, device) for run in teacher_runs(teachers)]
-    total = torch.zeros(len(samples), len(classes))
+    total = torch.zeros(len(samples), len(predictors[0].labels))
     for group in same_preprocessing(predictors):  # each image decoded once per preprocessing, not per teacher
         first = group[0]
         desc = f"{len(group)} teacher(s) at {first.input_size[-1]} px"

@@ -46,6 +46,7 @@ from trainers.augment import AUGMENTATIONS
 from trainers.config import REPO_ROOT, ConfigError, TrainConfig, parse_config
 from trainers.distill import (
     distillation_targets,
+    load_teachers,
     local_teachers,
     teacher_metrics,
     teacher_probabilities,
@@ -59,7 +60,7 @@ from trainers.evaluate import (
     predictions_frame,
 )
 from trainers.feature_cache import FeatureCache, FeatureHead, cache_key, cacheable
-from trainers.inference import ImageError, eval_resize_side, image_mode
+from trainers.inference import ImageError, Predictor, eval_resize_side, image_mode
 from trainers.lr_find import LR_FIND_STEPS, LRRangeTest
 from trainers.models import (
     ModelError,
@@ -161,9 +162,10 @@ def train(cfg: TrainConfig) -> Path:
     inputs = model_inputs(cfg, model, splits, device, ddp)
     steps_per_epoch = math.ceil(len(splits.train) / (cfg.batch_size * ddp.world))
     trainer = build_trainer(cfg, model, splits.counts("train"), steps_per_epoch, device, ddp)
+    teachers = load_teachers(cfg.teachers, splits.classes, device) if cfg.teachers else []
 
     # ---- run folder: created now, checkpointed every epoch, completed at the end
-    run = Run(trainer, splits, inputs, open_run_dir(cfg, ddp), started)
+    run = Run(trainer, splits, inputs, open_run_dir(cfg, ddp), started, teachers)
     if ddp.main:
         R.write_train_config(run.run_dir, cfg.to_dict() | {"resume": None})
         for note in notes + splits.notes:
@@ -211,10 +213,10 @@ def before_first_epoch(run: Run) -> None:
         trainer.features = run.inputs.train_transform = cache_features(cfg, trainer.model, run.splits,
                                                                        run.inputs.data_config, run.image_loader)
         trainer.train_model = FeatureHead(trainer.model)
-    if cfg.teachers:
+    if run.teachers:
         started = time.time()
-        trainer.teacher_probs = teacher_probabilities(cfg.teachers, run.splits.train, run.splits.classes,
-                                                      trainer.device, cfg.skip_corrupt)
+        trainer.teacher_probs = teacher_probabilities(run.teachers, run.splits.train, cfg.skip_corrupt)
+        run.teachers = []  # their probabilities are all the training needs of them
         if run.ddp.main:
             print(f"teachers: their probabilities on {len(run.splits.train):,} training images in "
                   f"{time.time() - started:.0f} s")
@@ -821,6 +823,7 @@ class Run:
     inputs: Inputs
     run_dir: Path
     started: float  # time.time() when this process began the run
+    teachers: list[Predictor]  # --teachers, until before_first_epoch has their probabilities
     state: TrainState = field(default_factory=TrainState)
     resumed_wall_s: float = 0.0  # what the processes before this one spent, up to the checkpoint resumed from
 
