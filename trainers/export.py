@@ -207,31 +207,47 @@ def _tile(batch: torch.Tensor, n: int) -> torch.Tensor:
 # ------------------------------------------------------------------------------------------------ command
 
 
-def export_run(run_dir: Path, opset: int = DEFAULT_OPSET, dynamic: bool = True, batch_size: int = 1,
-               half: bool = False, images: list[str] | None = None, max_images: int = 64) -> Validation:
+@dataclass(frozen=True)
+class ExportOptions:
+    """How the ONNX file is built (the CLI's flags)."""
+
+    opset: int = DEFAULT_OPSET
+    dynamic: bool = True  # a dynamic batch axis; else a static batch of `batch_size`
+    batch_size: int = 1
+    half: bool = False  # float16 weights and inputs
+
+    @property
+    def precision(self) -> str:
+        return "float16" if self.half else "float32"
+
+    def __str__(self) -> str:
+        batch = "dynamic batch" if self.dynamic else f"static batch {self.batch_size}"
+        return f"{self.precision} (opset {self.opset}, {batch})"
+
+
+def export_run(run_dir: Path, options: ExportOptions = ExportOptions(), images: list[str] | None = None,
+               max_images: int = 64) -> Validation:
     """Export, validate, and only then install RUN_DIR/model.onnx. Raises ExportError with the reason."""
     model = load_run_model(run_dir)
     reference = Predictor(model)
     sources, described = validation_images(run_dir, images, max_images)
     batch = preprocess_all(reference, sources)
     print(f"validation images: {described}")
-    precision = "float16" if half else "float32"
     # Real images as the example; 2 of them for a dynamic axis, as torch.export turns a batch of 1 into a constant.
-    example = _tile(batch, 2)[:2] if dynamic else _tile(batch[:1], batch_size)
-    export_model = copy.deepcopy(model).half() if half else model
+    example = _tile(batch, 2)[:2] if options.dynamic else _tile(batch[:1], options.batch_size)
+    export_model = copy.deepcopy(model).half() if options.half else model
     started = time.perf_counter()
-    proto, exporter = export_onnx(export_model, example.half() if half else example, dynamic, opset)
+    proto, exporter = export_onnx(export_model, example.half() if options.half else example, options.dynamic,
+                                  options.opset)
     weights = run_dir / WEIGHTS
-    onnx.helper.set_model_props(proto, metadata(model, precision, exporter,
+    onnx.helper.set_model_props(proto, metadata(model, options.precision, exporter,
                                                 file_sha256(weights) if weights.is_file() else None))
     target = run_dir / ONNX_FILE
     with atomic_path(target) as tmp:
         onnx.save_model(proto, tmp)
-        size_mb = tmp.stat().st_size / 1e6
-        print(f"exported {precision} ({exporter} exporter, opset {opset}, "
-              f"{'dynamic batch' if dynamic else f'static batch {batch_size}'}): {size_mb:.1f} MB "
-              f"in {time.perf_counter() - started:.1f} s")
-        result = validate(reference, tmp, batch, precision)
+        print(f"exported {options} with the {exporter} exporter: {tmp.stat().st_size / 1e6:.1f} MB in "
+              f"{time.perf_counter() - started:.1f} s")
+        result = validate(reference, tmp, batch, options.precision)
         print(result)
         if not result.ok:
             raise ExportError(f"the ONNX model does not reproduce PyTorch ({result}); {target} not written")
@@ -244,8 +260,8 @@ def main(argv: list[str] | None = None) -> Validation:
     if not (args.run_dir / CONFIG).is_file():
         raise SystemExit(f"error: {args.run_dir} is not a run folder (no {CONFIG})")
     try:
-        return export_run(args.run_dir, args.opset, args.dynamic_batch, args.batch_size, args.half, args.images,
-                          args.max_images)
+        options = ExportOptions(args.opset, args.dynamic_batch, args.batch_size, args.half)
+        return export_run(args.run_dir, options, args.images, args.max_images)
     except ExportError as err:
         raise SystemExit(f"error: {err}") from None
 
