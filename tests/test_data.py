@@ -239,12 +239,15 @@ def test_grouped_carve_refuses_a_pattern_that_matches_nothing():
     assert len(splits.train) == 6 and not splits.val  # nothing moved
     with pytest.raises(ConfigError, match=r"--val-groups '\(p': not a regular expression"):
         parse_config(["--val-groups", "(p"])
+    with pytest.raises(D.DataError, match="--val-groups subject: the file names of --dataset cifar10 name no subject"):
+        D.subject_regex("cifar10", D.BY_SUBJECT)
 
 
 def test_grouped_carve_of_the_chest_xrays_by_patient(shared_data):
-    """The Kermany file names carry a patient id (personN, IM-NNNN, NORMAL2-IM-NNNN): a balanced carve by it."""
+    """The Kermany file names carry a patient id (personN, IM-NNNN, NORMAL2-IM-NNNN): a balanced carve by it
+    (`--val-groups subject`)."""
     splits = D.load_dataset("chest-xray-3", shared_data("chest_xray-train.tar.gz"))
-    D.make_val_split(splits, D.Carve(0.1, balanced=True, seed=42, groups=r"^(person\d+|IM-\d+|NORMAL2-IM-\d+)"))
+    D.make_val_split(splits, D.Carve(0.1, balanced=True, seed=42, groups=D.subject_regex("chest-xray-3", "subject")))
     patient = re.compile(r"^(person\d+|IM-\d+|NORMAL2-IM-\d+)")
     ids = [{patient.match(Path(s.sample_id).name)[1] for s in part} for part in (splits.train, splits.val)]
     assert not ids[0] & ids[1]

@@ -17,7 +17,7 @@ import yaml
 
 from runfolder import RUNS_DIR, TRAIN_CONFIG
 from trainers.augment import AUGMENTATIONS
-from trainers.data import DATASETS
+from trainers.data import BY_SUBJECT, DATASETS, SUBJECT_PATTERNS
 from trainers.models import HEAD_INITS, SHORT_NAMES, STRATEGIES
 from trainers.preload import PIPELINES
 
@@ -60,7 +60,7 @@ class TrainConfig:
     balanced_val: bool = _opt(False, "carve the same number of validation images from every class")
     val_groups: str | None = _opt(None, "regex on image file names whose first group names the subject (a patient, a "
                                         "person): each subject's images stay on one side of the carved validation "
-                                        r"split, e.g. '^(person\d+|IM-\d+|NORMAL2-IM-\d+)' for chest_xray")
+                                        f"split; '{BY_SUBJECT}': the dataset's own ({', '.join(SUBJECT_PATTERNS)})")
     max_train_samples: int | None = _opt(None, "use at most N training images (class-stratified)", minimum=1)
     max_eval_samples: int | None = _opt(None, "use at most N validation/test images (class-stratified)", minimum=1)
     skip_corrupt: bool = _opt(False, "skip unreadable images (each is reported) instead of stopping")
@@ -228,7 +228,7 @@ def check_values(cfg: TrainConfig) -> TrainConfig:
         value, minimum = getattr(cfg, f.name), f.metadata["minimum"]
         if minimum is not None and value is not None and value < minimum:
             raise ConfigError(f"--{f.name.replace('_', '-')} {value}: give at least {minimum}")
-    if cfg.val_groups is not None:
+    if cfg.val_groups not in (None, BY_SUBJECT):
         try:
             re.compile(cfg.val_groups)
         except re.error as err:

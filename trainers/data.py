@@ -285,6 +285,11 @@ READERS: dict[str, Callable[[Path], DatasetSplits]] = {
     "folder": _read_folder,
 }
 DATASETS = tuple(READERS)
+# `--val-groups subject`: the datasets whose file names say whose image it is, and the regex that reads it. The
+# Kermany X-rays name their patient: person1_bacteria_1.jpeg, IM-0115-0001.jpeg, NORMAL2-IM-0123-0001.jpeg.
+BY_SUBJECT = "subject"
+_KERMANY_PATIENT = r"^(person\d+|IM-\d+|NORMAL2-IM-\d+)"
+SUBJECT_PATTERNS = {"chest-xray": _KERMANY_PATIENT, "chest-xray-3": _KERMANY_PATIENT}
 
 
 def _read_hf(dataset_id: str) -> DatasetSplits:
@@ -327,6 +332,16 @@ class Carve:
     balanced: bool = False  # the same number of images from every class (the rarest class sets it)
     seed: int = 0
     groups: str | None = None  # a regex on file names; its first group (else its match) names an image's subject
+
+
+def subject_regex(dataset: str, val_groups: str | None) -> str | None:
+    """--val-groups as a regex: `subject` is the dataset's own (SUBJECT_PATTERNS)."""
+    if val_groups != BY_SUBJECT:
+        return val_groups
+    if dataset not in SUBJECT_PATTERNS:
+        raise DataError(f"--val-groups {BY_SUBJECT}: the file names of --dataset {dataset} name no subject known here "
+                        f"(known for {', '.join(SUBJECT_PATTERNS)}); give a regex whose first group names it")
+    return SUBJECT_PATTERNS[dataset]
 
 
 def make_val_split(splits: DatasetSplits, carve: Carve) -> None:

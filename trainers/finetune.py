@@ -304,7 +304,8 @@ def prepare_data(cfg: TrainConfig) -> D.DatasetSplits:
     if data_dir and not Path(data_dir).exists() and (REPO_ROOT / data_dir).exists():
         data_dir = str(REPO_ROOT / data_dir)  # recipes name repo-relative sample paths
     splits = D.load_dataset(cfg.dataset, data_dir)
-    D.make_val_split(splits, D.Carve(cfg.val_split, cfg.balanced_val, cfg.carve_seed, cfg.val_groups))
+    groups = D.subject_regex(cfg.dataset, cfg.val_groups)
+    D.make_val_split(splits, D.Carve(cfg.val_split, cfg.balanced_val, cfg.carve_seed, groups))
     splits.train = D.subsample(splits.train, cfg.max_train_samples, cfg.carve_seed)
     splits.val = D.subsample(splits.val, cfg.max_eval_samples, cfg.carve_seed)
     splits.test = D.subsample(splits.test, cfg.max_eval_samples, cfg.carve_seed)
