@@ -47,14 +47,19 @@ RUN_ID_WIDTH_PX = 8  # per character of the longest run id: the column shows who
 
 
 def number_column(label: str, number: Format, help: str | None = None) -> st.column_config.NumberColumn:
-    """A grid column that shows a value as `number.number` writes it in text (a percent: 94.4%)."""
-    if number.style is Style.PERCENT:  # Streamlit shows (decimals of `step`) − 2 decimals of a percent
-        shown = {"format": "percent", "step": 10 ** -(number.digits + 2)}
-    elif number.style is Style.SIGNIFICANT:
+    """A grid column that shows a value as `number.number` writes it in text (a percent: 94.4%), once `rounded`."""
+    if number.style is Style.SIGNIFICANT:
         shown = {"format": f"%.{number.digits}g"}
-    else:
-        shown = {"format": "localized", "step": 10**-number.digits}
+    else:  # Streamlit shows the decimals of `step` (of a percent: two fewer)
+        shown = {"format": "percent" if number.style is Style.PERCENT else "localized", "step": 10**-number.decimals}
     return st.column_config.NumberColumn(label, help=help, **shown)
+
+
+def rounded(table: pd.DataFrame, formats: dict[str, Format]) -> pd.DataFrame:
+    """`table` with the numbers of grid columns rounded as `Format.number` rounds them: Streamlit cuts the decimals
+    past `step` off instead (0.9276 would show as 92.7%, beside a 92.8% elsewhere)."""
+    decimals = {column: f.decimals for column, f in formats.items() if column in table and f.decimals is not None}
+    return table.round(decimals)
 
 
 def metric_column(spec: MetricSpec) -> st.column_config.NumberColumn:
@@ -208,7 +213,8 @@ def leaderboard_view(runs: pd.DataFrame) -> None:
             "whose pretraining data overlaps the evaluation classes. Compare them with care."
         )
     config = table_config(ranked)
-    st.dataframe(ranked[data.TABLE_COLUMNS], column_config=config, hide_index=True, placeholder="", key="leaderboard")
+    grid = rounded(ranked[data.TABLE_COLUMNS], {column: spec.format for column, spec in data.DISPLAY_COLUMNS.items()})
+    st.dataframe(grid, column_config=config, hide_index=True, placeholder="", key="leaderboard")
     st.caption(
         f"**Tier**: tier 1 holds the runs that {V.TIER_RULE}; tier 2 repeats this among the rest. A run without "
         "readable predictions has no tier."
@@ -288,7 +294,8 @@ def most_confused_table(metrics: dict) -> None:
         "most, with the share of the true class's images that went to the predicted class."
     )
     share = {"share of true class": number_column("share of true class", PERCENT)}
-    st.dataframe(data.most_confused(metrics), column_config=share, hide_index=True, key="most_confused")
+    pairs = rounded(data.most_confused(metrics), {"share of true class": PERCENT})
+    st.dataframe(pairs, column_config=share, hide_index=True, key="most_confused")
 
 
 def curves_view(runs: pd.DataFrame) -> None:
@@ -423,7 +430,7 @@ def gallery_view(runs: pd.DataFrame) -> None:
         return
     st.caption("The most confident mistakes first: wrong and sure, often a label error or a genuinely hard image.")
     confidence = {"confidence": number_column("confidence", PERCENT)}
-    st.dataframe(mistakes, column_config=confidence, hide_index=True, key="mistakes")
+    st.dataframe(rounded(mistakes, {"confidence": PERCENT}), column_config=confidence, hide_index=True, key="mistakes")
     image_grid(row, folder, mistakes, lambda m: f"{m.true_label} → {m.pred_label} ({m.confidence:.0%})")
 
 

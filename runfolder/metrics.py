@@ -38,6 +38,11 @@ class Format:
             return f"{float(f'{value:.{self.digits}g}'):,g}"
         return str(value)
 
+    @property
+    def decimals(self) -> int | None:
+        """The decimals of the value (a percent: of its fraction) that `number` shows; None: it keeps its digits."""
+        return {Style.PERCENT: self.digits + 2, Style.FIXED: self.digits}.get(self.style)
+
 
 PERCENT = Format(Style.PERCENT, 1)  # the one precision of every percentage the product shows
 SCORE = Format(Style.FIXED, 3)  # a 0–1 score that is not a share (AUROC, calibration error)
