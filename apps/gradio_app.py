@@ -45,6 +45,7 @@ DISPLAY_SIDE = 320  # px: smaller pictures (32 px CIFAR-10, a 96 px Grad-CAM) ar
 PICTURE_HEIGHT = 340  # px: the input, face crop and Grad-CAM boxes side by side
 PICTURE_BUTTONS = ["download", "fullscreen"]  # not "share": visitors' images are not posted to the Hub from here
 SMALL_INPUT = "small-input"  # CSS class of the upload box while it holds an image below DISPLAY_SIDE
+PREDICTION = "prediction"  # CSS class of the per-model result panels
 CONCURRENCY = 2  # requests computed at once; the rest wait in the queue
 LOADED_MODELS = 8  # predictors kept in memory
 TOP_CLASS = "top prediction"
@@ -61,9 +62,12 @@ HOW_TO_TRAIN = (
     "`ARENA_HUB_MODELS` / `apps/hub_models.txt`."
 )
 
-# Summary table cells never wrap (numbers and tags broken mid-word are unreadable); a small upload is drawn
-# enlarged with nearest-neighbour pixels, as the model's own low-resolution input really looks.
+# Summary table cells never wrap (numbers and tags broken mid-word are unreadable): a narrow screen scrolls the
+# table instead; a prediction panel's title (a long run name and its time) takes its own lines above the class
+# rather than floating over it; a small upload is drawn enlarged with nearest-neighbour pixels, as the model's own
+# low-resolution input really looks.
 APP_CSS = f"""
+#summary {{ overflow-x: auto !important; max-width: 100%; }}
 #summary table {{ width: auto; border-collapse: collapse; }}
 #summary th, #summary td {{ white-space: nowrap; padding: 4px 12px; text-align: left; }}
 #summary td.number {{ text-align: right; font-variant-numeric: tabular-nums; }}
@@ -71,6 +75,7 @@ APP_CSS = f"""
 #summary .note {{ font-size: 0.85em; opacity: 0.75; margin-top: 4px; }}
 .{SMALL_INPUT} img {{ image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain; }}
 #status.error, #status.error * {{ color: #b91c1c; }}
+.{PREDICTION} [data-testid="block-label"] {{ position: static; white-space: normal; margin-bottom: 4px; }}
 """
 log = logging.getLogger("apps.gradio_app")
 
@@ -315,6 +320,8 @@ def compare(pool: ModelPool, image: dict | None, models: list[str], use_face: bo
             cam_model: str | None = None, cam_class: str | None = None) -> Results:
     """Top-5 of every selected model side by side, the summary table, the face crop if used, and the Grad-CAM
     of `cam_model` (the first model unless it is one of those selected)."""
+    if pool.catalog.models and not models:  # the page compares the task's models; "all" would mix other tasks in
+        raise refuse("choose at least one model to compare")
     names = chosen(pool, models)
     notes = []
     if len(names) > SLOTS:
@@ -509,7 +516,8 @@ def compare_page(catalog: Catalog) -> ComparePage:
             cam_class = gr.Dropdown([TOP_CLASS], value=TOP_CLASS, label="Grad-CAM class")
             cam_run = gr.Button("Show Grad-CAM", scale=0, min_width=200)
         with gr.Row():
-            slots = [gr.Label(num_top_classes=5, visible=False, min_width=200) for _ in range(SLOTS)]
+            slots = [gr.Label(num_top_classes=5, visible=False, min_width=200, elem_classes=[PREDICTION])
+                     for _ in range(SLOTS)]
     return ComparePage(dataset, models, image, use_face, run, example_columns, status, summary, face, cam_image,
                        cam_caption, cam_model, cam_class, cam_run, slots)
 
@@ -555,12 +563,12 @@ def api_help() -> str:
 
 ```python
 from gradio_client import Client, handle_file
-client = Client("http://127.0.0.1:7860/")
+client = Client("http://127.0.0.1:7860/")  # the address this app runs at
 client.predict(handle_file("cat.jpg"), [], api_name="/predict")            # {model: {label: probability}}
 client.predict([handle_file("a.jpg"), handle_file("b.png")], [], api_name="/predict_batch")
 ```
-The second argument names models (empty: all). An unreadable image is refused with a message (`/predict`) or gets an
-`error` entry (`/predict_batch`)."""
+The second argument names models (empty: every model of every task, each answering in its own classes). An
+unreadable image is refused with a message (`/predict`) or gets an `error` entry (`/predict_batch`)."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -351,6 +351,8 @@ def test_an_error_replaces_every_result_with_one_message(pool, tmp_path):
     assert status.visible and "empty.jpg: empty file" in status.value and "error" in status.elem_classes
     assert summary.visible is False and face.visible is False and cam.value is None and not caption.value
     assert all(slot.visible is False for slot in slots)
+    with pytest.raises(gr.Error, match="choose at least one model"):  # not every task's models on one picture
+        app.compare(pool, upload(EXAMPLE), [], False)
 
 
 def test_a_non_image_upload_is_refused_at_upload_time(tmp_path):

@@ -192,3 +192,17 @@ def test_a_48px_face_and_its_crop_are_shown_enlarged_with_their_true_size(page, 
     assert face.evaluate("img => img.naturalWidth") == 48 * scale
     assert face.bounding_box()["width"] >= 250, "the crop is shown at a useful size"
     assert page.locator("#image img").bounding_box()["width"] >= 250, "and so is the input"
+
+
+def test_on_a_phone_the_summary_table_scrolls_and_panel_titles_sit_above_their_class(page):
+    """At 390 px the table is wider than its column: it scrolls inside it rather than losing its speed and prediction
+    columns; a panel's title takes its own line above the predicted class instead of floating over it."""
+    page.set_viewport_size({"width": 390, "height": 844})
+    give(page, CAT)
+    predict(page)
+    summary = page.locator("#summary").evaluate(
+        "e => [e.scrollWidth, e.clientWidth, getComputedStyle(e).overflowX]")
+    assert summary[0] > summary[1] and summary[2] in ("auto", "scroll"), summary
+    panel = page.locator(".prediction").first
+    title, heading = panel.get_by_test_id("block-label").bounding_box(), panel.locator("h2").first.bounding_box()
+    assert title["y"] + title["height"] <= heading["y"], (title, heading)
