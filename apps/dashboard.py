@@ -340,12 +340,17 @@ def compare_view(runs: pd.DataFrame) -> None:
     columns = st.columns(max(len(headline), 1))
     for column, (metric, _, value, delta) in zip(columns, headline.itertuples(index=False, name=None), strict=False):
         spec = METRIC_SPECS[metric]
+        change = data.signed(spec.number, delta)
+        unchanged = change is not None and spec.number(abs(delta)) == spec.number(0.0)  # shown as 0: not coloured
         column.metric(
             f"{spec.heading} (B)",
             spec.number(value),
-            ("+" if delta >= 0 else "") + spec.number(delta),  # the same format, signed
-            delta_color="inverse" if metric in data.LOWER_IS_BETTER else "normal",
+            change,
+            delta_color="off" if unchanged else "inverse" if metric in data.LOWER_IS_BETTER else "normal",
         )
+    if not data.same_task(metrics_a, metrics_b):
+        st.caption(f"{metrics_a.get('dataset')} against {metrics_b.get('dataset')}: scores of two tasks are no "
+                   "change of one, so only the costs show B − A.")
     st.dataframe(data.formatted_deltas(deltas), hide_index=True, key="deltas")
     if (
         not data.comparable(metrics_a, metrics_b)
@@ -379,8 +384,9 @@ def verdict_section(
     if not result.pairing.paired:
         st.warning(f"Not comparable sample by sample: {result.pairing.reason} Each run's own interval is above.")
         return False
-    low, high = result.difference_interval.low, result.difference_interval.high
-    columns[2].metric("A − B", f"{result.difference * 100:+.1f} points")
+    # B − A, as every other change on this page (result.difference and its interval are A − B)
+    low, high = -result.difference_interval.high, -result.difference_interval.low
+    columns[2].metric("B − A", f"{-result.difference * 100:+.1f} points")
     columns[2].caption(f"95% CI {low * 100:+.1f} to {high * 100:+.1f} (paired bootstrap, "
                        f"{data.V.BOOTSTRAP_RESAMPLES:,} resamples)")  # fmt: skip
     columns[3].metric("McNemar p", data.V.format_p(result.p_value), help="exact test on the samples only one got right")

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -415,28 +416,42 @@ def image_file(sample_id: str, root: Path | None) -> Path | None:
 # --- comparing two runs ------------------------------------------------------------------------------------------
 
 DELTA_METRICS = [*SCORES, "loss", "ece", *COSTS, "train_images_per_s", "epochs", "wall_s", "whole_wall_s"]
+TASK_FIGURES = {*SCORES, "loss", "ece"}  # what a run scores on its dataset: no change between two datasets
 LOWER_IS_BETTER = {key for key in DELTA_METRICS if METRIC_SPECS[key].higher_is_better is False}
 
 
+def same_task(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Both runs scored on one dataset's task, so their scores can be subtracted."""
+    return a.get("dataset") == b.get("dataset")
+
+
 def metric_deltas(a: dict[str, Any], b: dict[str, Any]) -> pd.DataFrame:
-    """Each metric both runs have: A, B and B − A."""
+    """Each metric both runs have: A, B and B − A (NaN for an evaluation figure of two tasks: no change of one)."""
+    task = same_task(a, b)
     rows = [
-        {"metric": key, "A": float(a[key]), "B": float(b[key]), "delta (B − A)": float(b[key]) - float(a[key])}
+        {"metric": key, "A": float(a[key]), "B": float(b[key]),
+         "delta (B − A)": float(b[key]) - float(a[key]) if task or key not in TASK_FIGURES else math.nan}
         for key in DELTA_METRICS
         if isinstance(a.get(key), int | float) and isinstance(b.get(key), int | float)
     ]
     return pd.DataFrame(rows, columns=["metric", "A", "B", "delta (B − A)"])
 
 
+def signed(render: Callable[[float], str], delta: float) -> str | None:
+    """A change as `render` writes it (a MetricSpec's `number` or `text`), with its sign; None when there is none."""
+    if math.isnan(delta):
+        return None
+    return ("+" if delta >= 0 else "") + render(delta)
+
+
 def formatted_deltas(deltas: pd.DataFrame) -> pd.DataFrame:
     """`metric_deltas` as the page shows it: each metric's label, and values in its display format and unit."""
     specs = deltas["metric"].map(METRIC_SPECS)
-    signed = [("+" if delta >= 0 else "") + spec.text(delta) for spec, delta in zip(specs, deltas["delta (B − A)"],
-                                                                                     strict=True)]
     return pd.DataFrame({"metric": [spec.label for spec in specs],
                          "A": [spec.text(v) for spec, v in zip(specs, deltas["A"], strict=True)],
                          "B": [spec.text(v) for spec, v in zip(specs, deltas["B"], strict=True)],
-                         "B − A": signed})
+                         "B − A": [signed(spec.text, d) or "—" for spec, d in zip(specs, deltas["delta (B − A)"],
+                                                                                  strict=True)]})
 
 
 def comparable(a: dict[str, Any], b: dict[str, Any]) -> bool:

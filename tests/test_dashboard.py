@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from streamlit.proto.Metric_pb2 import Metric
 from streamlit.testing.v1 import AppTest
 
 import runfolder as R
@@ -398,7 +399,9 @@ def test_compare_two_runs_of_one_dataset(app, runs_root):
     assert deltas.loc["top-1", "B − A"] == f"{b['top1'] - a['top1']:+.1%}"
     training_time = METRIC_SPECS["whole_wall_s"].text(a["wall_s"])  # built on no other run: its own wall time
     assert deltas.loc["training time", "A"] == training_time and training_time.endswith(" min")
-    assert {"top-1 (B)", "params (M) (B)", "latency (ms) (B)"} <= {m.label for m in app.metric}
+    cards = {m.label: m.proto for m in app.metric}
+    assert {"top-1 (B)", "params (M) (B)", "latency (ms) (B)"} <= set(cards)
+    assert a["params"] == b["params"] and cards["params (M) (B)"].color == Metric.MetricColor.GRAY  # +0 is no loss
     diff = matrix(charts(app)["confusion_diff"]["data"][0])
     assert np.allclose(diff.sum(axis=1), 0)  # rows of two normalised matrices both sum to 1
     classes = table(app, "samples disagreeing")
@@ -420,6 +423,10 @@ def test_compare_across_datasets_explains_why_no_class_view(app):
     assert not app.exception
     assert "same dataset and classes" in texts(app.info)
     assert "confusion_diff" not in charts(app)
+    deltas = table(app, "B − A").set_index("metric")  # scores of two tasks: no change; costs: one
+    assert deltas.loc["top-1", "B − A"] == "—" and deltas.loc["params", "B − A"] != "—"
+    cards = {m.label: m for m in app.metric}
+    assert cards["top-1 (B)"].proto.delta == "" and cards["params (M) (B)"].proto.delta
 
 
 def test_error_gallery_shows_confident_mistakes_with_images(app):

@@ -93,7 +93,7 @@ def test_compare_paired_runs_shows_the_verdict_and_the_two_by_two_table(app, sto
     expected = V.compare_runs(CIFAR, store_path.parent / "runs" / "cifar10-flipped")
     metrics = {m.label: m.value for m in app.metric}
     assert metrics["A: top-1"] == f"{expected.a.top1:.1%}"
-    assert metrics["A − B"] == f"{expected.difference * 100:+.1f} points"
+    assert metrics["B − A"] == f"{-expected.difference * 100:+.1f} points"  # the page's one direction of change
     assert metrics["McNemar p"] == V.format_p(expected.p_value)
     assert f"Verdict: cifar10-efficientnet_lite0 is better, p = {V.format_p(expected.p_value)}" in texts(app.success)
     cells = {b.key: b.label for b in app.button if b.key and b.key.startswith("cell_")}
