@@ -467,26 +467,28 @@ def image_grid(row: pd.Series, folder: Path | None, samples: pd.DataFrame, capti
     root = data.image_root(folder, samples["sample_id"].tolist())
     images = [(data.image_file(s.sample_id, root), s) for s in samples.itertuples(index=False)]
     reachable = [(path, s) for path, s in images if path is not None]
+    missing = [s.sample_id for path, s in images if path is None]
     grid = st.columns(4)
     for index, (path, s) in enumerate(reachable):
         grid[index % 4].image(str(path), caption=caption(s))
-    if len(reachable) < len(images):
-        st.warning(f"{len(images) - len(reachable)} of {len(images)} images not found under `{folder or '—'}`: "
-                   f"set the data directory above to your copy of the {row['dataset']} images (the folder given to "
-                   f"`--data-dir`, or the one it was unpacked into); e.g. `{samples['sample_id'].iloc[0]}` is "
-                   "looked for below it.")
+    if missing:
+        st.warning(f"{len(missing)} of {len(images)} images not found under `{folder or '—'}`: set the data "
+                   f"directory above to your copy of the {row['dataset']} images (the folder given to `--data-dir`, "
+                   f"or the one it was unpacked into); e.g. `{missing[0]}` is looked for below it.")
 
 
 def data_dir_setting(row: pd.Series) -> Path | None:
     """The gallery's visible "data directory" for the run's dataset: remembered per dataset beside the store, first
-    filled with the run's own data_dir (right for runs trained on this machine)."""
+    filled with the run's own data_dir when that exists here (a run trained on this machine); else empty, naming
+    the recorded one (a shipped run's `path/to/...` placeholder, another machine's folder)."""
     db, dataset = data.db_path(script_args()), row["dataset"]
     saved = data.saved_data_dirs(db).get(dataset)
     trained_on = data_dir(row["run_path"]) if row["run_path"] else None
-    shown = saved or (str(trained_on) if trained_on else "")
+    shown = saved or (str(trained_on) if trained_on and trained_on.is_dir() else "")
     folder = st.text_input(
         f"Data directory of {dataset}",
         value=shown,
+        placeholder=f"your copy of {trained_on.name}" if trained_on else "the folder given to --data-dir",
         key=f"data_dir_{dataset}",
         help="The folder holding this dataset's images, as given to `--data-dir` when training. The sample ids of "
              "predictions.parquet are relative to it. Remembered for every run of this dataset.",

@@ -462,8 +462,11 @@ def test_error_gallery_finds_a_moved_dataset_once_its_data_directory_is_set(tiny
     Store(db).record_run(run)
     monkeypatch.setenv("ARENA_DB", str(db))
     at = show(AppTest.from_file(APP, default_timeout=TIMEOUT).run(), "Error gallery")
-    assert at.text_input(key="data_dir_cifar10").value == "path/to/cifar10"
-    assert len(at.image) == 0 and "not found under `path/to/cifar10`" in texts(at.warning)
+    field = at.text_input(key="data_dir_cifar10")
+    assert field.value == "" and field.placeholder == "your copy of cifar10"  # not a path that is nowhere here
+    first_missing = table(at, "sample_id")["sample_id"].iloc[0]
+    assert len(at.image) == 0 and "not found under `—`: set the data directory" in texts(at.warning)
+    assert f"e.g. `{first_missing}` is looked for" in texts(at.warning)
     at.text_input(key="data_dir_cifar10").set_value(str(SAMPLE.parent)).run()  # the folder above works too
     assert not at.exception and len(at.image) == len(table(at, "sample_id")) > 0
     assert data.saved_data_dirs(db) == {"cifar10": str(SAMPLE.parent)}
