@@ -87,6 +87,7 @@ COLUMN_CONFIG = {
     "date": st.column_config.DatetimeColumn("date", format="YYYY-MM-DD HH:mm"),
     "hub_url": st.column_config.LinkColumn("Hub", display_text=r"https://huggingface\.co/(.*)"),
     "files": st.column_config.TextColumn("files", help="⚠: the run folder has missing or corrupt files"),
+    "note": st.column_config.TextColumn("note", width="large"),
 }
 HEADLINE = (*SCORES, "params", "latency_ms")  # compare's metric cards: the scores, size and speed
 
@@ -194,7 +195,7 @@ def leaderboard_view(runs: pd.DataFrame) -> None:
     rank = left.selectbox("Rank by", RANK_METRICS, format_func=metric_label, key="rank_by")
     expand = right.toggle("Expand seed groups", key="expand_seeds", help="one row per run instead of per seed group")
     shown = runs if expand else data.collapse_seed_groups(runs)
-    ranked = data.mark_best(shown, rank).sort_values(rank, ascending=False, na_position="last", kind="stable")
+    ranked = data.ranked(data.mark_best(shown, rank), rank)
     flagged = ranked[ranked["flagged"]]
     ranked = ranked.assign(files=np.where(ranked["flagged"], "⚠ " + ranked["files"], ranked["files"]))
     counts = st.columns(4)
@@ -214,7 +215,7 @@ def leaderboard_view(runs: pd.DataFrame) -> None:
         )
     config = table_config(ranked)
     grid = rounded(ranked[data.TABLE_COLUMNS], {column: spec.format for column, spec in data.DISPLAY_COLUMNS.items()})
-    st.dataframe(grid, column_config=config, hide_index=True, placeholder="", key="leaderboard")
+    st.dataframe(grid, column_config=config, hide_index=True, placeholder="", height="content", key="leaderboard")
     st.caption(
         f"**Tier**: tier 1 holds the runs that {V.TIER_RULE}; tier 2 repeats this among the rest. A run without "
         "readable predictions has no tier."

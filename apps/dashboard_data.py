@@ -49,8 +49,9 @@ from runfolder.metrics import COSTS, METRIC_SPECS, SCORES
 # params → params_m, in millions).
 TRAINING_COSTS = ("train_images_per_s", "whole_wall_s")
 DISPLAY_COLUMNS = {METRIC_SPECS[key].column: METRIC_SPECS[key] for key in (*SCORES, *COSTS, *TRAINING_COSTS)}
-TABLE_COLUMNS = ["run_id", "best", "tier", "dataset", "model", "pretrained_on", "pretrained_tag", "strategy",
-                 "top1_ci", "seeds", *DISPLAY_COLUMNS, "epochs", "date", "hub_url", "files", "note"]  # fmt: skip
+# What a run scored comes before how it was made, so the figures it is ranked by show without scrolling sideways.
+TABLE_COLUMNS = ["run_id", "best", "tier", "dataset", "top1_ci", "seeds", *DISPLAY_COLUMNS, "model", "strategy",
+                 "pretrained_on", "pretrained_tag", "epochs", "date", "hub_url", "files", "note"]  # fmt: skip
 CSV_EXTRA_COLUMNS = ["family", "eval_split", "num_classes", "params", "macs", "wall_s", "git_rev", "hub_repo",
                      "run_path", *(column for column in VERDICT_COLUMNS if column not in TABLE_COLUMNS)]
 FILES_OK, HUB_ONLY = "ok", "Hub only"
@@ -205,6 +206,11 @@ def filter_runs(
     if pretrained is not None:
         keep &= table["pretrained"] == pretrained
     return table[keep]
+
+
+def ranked(table: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Each dataset's runs together (scores of two tasks do not rank against each other), best `metric` first."""
+    return table.sort_values(["dataset", metric], ascending=[True, False], na_position="last", kind="stable")
 
 
 def mark_best(table: pd.DataFrame, metric: str = "top1") -> pd.DataFrame:

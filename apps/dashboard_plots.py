@@ -203,7 +203,7 @@ def training_curves(
     figure = go.Figure()
     for index, (run_id, history) in enumerate(histories.items()):
         for dash, (column, name) in zip(dashes, columns.items(), strict=False):
-            if column in history:
+            if column in history and history[column].notna().any():  # no top-5 line (or legend) for 2 classes
                 figure.add_trace(
                     go.Scatter(
                         x=history["epoch"],
