@@ -568,6 +568,31 @@ def test_a_damaged_run_folder_is_named_on_resume_and_left_as_it_is(tiny_run, tmp
     assert {path: path.read_bytes() for path in run.rglob("*") if path.is_file()} == before
 
 
+def test_a_resume_that_would_make_another_run_is_refused_and_changes_nothing(tmp_path):
+    """Another model, other classes under the same count, fewer epochs than it trained: one line each, and the run
+    folder (its train_config.yaml included) stays as it was, so a plain --resume still works."""
+    from trainers.finetune import main
+
+    pets, fruit = tmp_path / "pets", tmp_path / "fruit"
+    for split in ("train", "val"):  # the same images, under other class names
+        for label, other in (("cat", "apple"), ("dog", "pear")):
+            shutil.copytree(SAMPLE / split / label, pets / split / label)
+            shutil.copytree(SAMPLE / split / label, fruit / split / other)
+    run = train_tiny(tmp_path / "runs", "--dataset", "folder", "--data-dir", str(pets), "--model", "resnet18",
+                     "--no-pretrained", name="pets")
+    before = {path: path.read_bytes() for path in run.rglob("*") if path.is_file()}
+    with pytest.raises(SystemExit, match=r"^error: --resume .*: --model vgg16 \(the run's: resnet18\): a resumed "
+                                         "run goes on as it was started; .* give --weights"):
+        main(["--resume", str(run), "--model", "vgg16"])
+    with pytest.raises(SystemExit, match="--lr 0.5 .*--max-train-samples 8 "):
+        main(["--resume", str(run), "--lr", "0.5", "--max-train-samples", "8", "--epochs", "3"])
+    with pytest.raises(SystemExit, match=r"it trains on the classes \['cat', 'dog'\], this data has \['apple', 'pear'"):
+        main(["--resume", str(run), "--data-dir", str(fruit)])
+    with pytest.raises(SystemExit, match="--epochs 0: it has trained 1 epochs already; give at least as many"):
+        main(["--resume", str(run), "--epochs", "0"])
+    assert {path: path.read_bytes() for path in run.rglob("*") if path.is_file()} == before
+
+
 def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
     flags = ["--dataset", "cifar10", "--data-dir", str(SAMPLE), *TINY, "--epochs", "3", "--deterministic",
              "--max-train-samples", "64"]

@@ -215,10 +215,33 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
         # No data named: the default recipe, with the flags given on top (`--model resnet50` alone runs).
         values |= load_yaml(DEFAULT_RECIPE)
     if resume := args.get("resume"):
-        # A resumed run continues with the configuration it was started with; flags given now override it.
-        values |= load_yaml(Path(resume) / TRAIN_CONFIG)
+        # A resumed run continues with the configuration it was started with; flags given now may change only how
+        # and where it goes on (RESUME_MAY_CHANGE).
+        recorded = load_yaml(Path(resume) / TRAIN_CONFIG)
+        check_resume_flags(resume, recorded, args)
+        values |= recorded
     values |= args
     return check_values(TrainConfig(**values))
+
+
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+# What a resumed run may be given anew: how and where it goes on (up to more epochs), and how it is evaluated.
+# Everything else made its checkpoint (the model, the data's classes and carve, the optimisation) and stays.
+RESUME_MAY_CHANGE = frozenset({
+    "data_dir", "skip_corrupt", "workers", "pipeline", "feature_cache_dir", "test_img_size", "crop_pct", "epochs",
+    "keep", "early_stop", "time_limit", "amp", "channels_last", "compile", "fused_optimizer", "deterministic",
+    "device", "checkpoint_every", "output", "name", "resume", "record", "db", "push_to_hub", "private",
+})
+
+
+def check_resume_flags(resume: str, recorded: dict[str, Any], given: dict[str, Any]) -> None:
+    """Refuse flags that would make a resumed run another one (before anything is read or written)."""
+    changed = [f"--{key.replace('_', '-')} {value} (the run's: {recorded.get(key, _DEFAULTS.get(key))})"
+               for key, value in given.items()
+               if key not in RESUME_MAY_CHANGE and value != recorded.get(key, _DEFAULTS.get(key))]
+    if changed:
+        raise ConfigError(f"--resume {resume}: {'; '.join(changed)}: a resumed run goes on as it was started; "
+                          f"to train on from its weights as a new run, give --weights {resume} instead")
 
 
 def check_values(cfg: TrainConfig) -> TrainConfig:

@@ -68,6 +68,7 @@ from trainers.models import (
     create_backbone,
     first_stage_metrics,
     first_stages,
+    one_line,
     param_groups,
     pretrained_tag,
     set_trainable,
@@ -123,10 +124,10 @@ def main(argv: list[str] | None = None) -> Path:
         cfg = parse_config(argv)
         return train(cfg) if cfg.seeds == 1 else train_seeds(cfg)[0]
     except USER_ERRORS as err:  # said in one line; a killed run's last checkpoint stays resumable
-        raise SystemExit(f"error: {one_line(err)}") from None
+        raise SystemExit(f"error: {user_message(err)}") from None
 
 
-def one_line(error: Exception) -> str:
+def user_message(error: Exception) -> str:
     """The error's message. Raised in a DataLoader worker, it comes back as that worker's traceback, whose last
     line is `module.ErrorType: message`: the message is kept, the traceback left out."""
     text = str(error).strip()
@@ -166,6 +167,11 @@ def train(cfg: TrainConfig) -> Path:
 
     # ---- run folder: created now, checkpointed every epoch, completed at the end
     run = Run(trainer, splits, inputs, open_run_dir(cfg, ddp), started, teachers)
+    if cfg.resume:  # before its train_config.yaml is rewritten: a resume that cannot go on leaves the run as it was
+        run.state = resume_from(run.run_dir, trainer, splits.classes)
+        run.resumed_wall_s = run.state.wall_s
+    else:
+        run.state.classes = splits.classes
     if ddp.main:
         R.write_train_config(run.run_dir, cfg.to_dict() | {"resume": None})
         for note in notes + splits.notes:
@@ -173,8 +179,6 @@ def train(cfg: TrainConfig) -> Path:
         print(f"run folder: {run.run_dir}")
     before_first_epoch(run)
     if cfg.resume:
-        run.state = resume_from(run.run_dir, trainer)
-        run.resumed_wall_s = run.state.wall_s
         print(f"resuming {run.run_dir} at epoch {run.state.epoch + 1}, step {run.state.step}")
 
     # ---- epochs, then the kept weights evaluated and written
@@ -795,6 +799,7 @@ class TrainState:
     train_images: int = 0
     rng: dict | None = None  # RNG states at a mid-epoch checkpoint
     wall_s: float = 0.0  # the run's wall time at this checkpoint, over every process so far (a resumed run adds on)
+    classes: list[str] | None = None  # what the head's outputs mean (None: a checkpoint from before it was kept)
 
     def end_epoch(self, stats: EpochStats, wall_s: float) -> None:
         """Epoch `self.epoch` has trained and validated: the next starts at its first step."""
@@ -873,13 +878,24 @@ def save_state(run_dir: Path, trainer: Trainer, state: TrainState) -> None:
     })
 
 
-def resume_from(run_dir: Path, trainer: Trainer) -> TrainState:
+def resume_from(run_dir: Path, trainer: Trainer, classes: list[str]) -> TrainState:
+    """The checkpoint's state, loaded into `trainer`; a RunError when it cannot go on with this data and config."""
     try:
         checkpoint = R.load_checkpoint(run_dir)
     except Exception as err:  # a damaged pickle fails in many ways (RuntimeError, EOFError, OSError, ...)
         raise RunError(f"--resume {run_dir}: {R.CHECKPOINT}/{R.CHECKPOINT_FILE} is unreadable ({err}); it is "
                        "written atomically, so it was damaged afterwards: train the run again") from err
-    trainer.model.load_state_dict(checkpoint["model"])
+    if checkpoint.get("classes") not in (None, classes):
+        raise RunError(f"--resume {run_dir}: it trains on the classes {checkpoint['classes']}, this data has "
+                       f"{classes}; give --data-dir the run's dataset")
+    if checkpoint["epoch"] > trainer.cfg.epochs:
+        raise RunError(f"--resume {run_dir} --epochs {trainer.cfg.epochs}: it has trained {checkpoint['epoch']} "
+                       "epochs already; give at least as many (more train on)")
+    try:
+        trainer.model.load_state_dict(checkpoint["model"])
+    except RuntimeError as err:  # a train_config.yaml edited by hand to another model or class count
+        raise RunError(f"--resume {run_dir}: its checkpoint does not fit this model ({one_line(err)}); "
+                       f"{R.TRAIN_CONFIG} no longer says how the run was started") from err
     trainer.opt.optimizer.load_state_dict(checkpoint["optimizer"])
     trainer.opt.scheduler.load_state_dict(checkpoint["scheduler"])
     if trainer.opt.ema is not None and checkpoint["ema"] is not None:
