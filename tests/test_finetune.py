@@ -313,6 +313,36 @@ def test_config_file_and_flag_precedence(tmp_path):
         main(["--config", str(recipe)])
 
 
+@pytest.mark.parametrize(("line", "message"), [
+    ("epochs: five", "epochs: 'five': give an integer"),
+    ("batch_size: 4.5", "batch_size: 4.5: give an integer"),
+    ("batch_size: null", "batch_size: None: give a value"),
+    ("pretrained: 'no'", "pretrained: 'no': give true or false"),
+    ("epochs: true", "epochs: True: give an integer"),
+    ("strategy: frozen", "strategy: 'frozen': choose from linear-probe, full, gradual"),
+    ("aug: heavy", "aug: 'heavy': choose from "),
+    ("label_smoothing: 1.5", "--label-smoothing 1.5: give at most 1"),
+    ("lr: -1", "--lr -1.0: give at least 0"),
+])
+def test_a_config_files_values_are_checked_as_their_flags_are(tmp_path, line, message):
+    """YAML types its own way: every value must be what its flag would accept, named with the file and key."""
+    from trainers.config import ConfigError, parse_config
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"dataset: cifar10\n{line}\n")
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        parse_config(["--config", str(recipe)])
+
+
+def test_yaml_reads_1e_3_as_a_string_and_the_config_as_the_float_its_flag_makes(tmp_path):
+    from trainers.config import parse_config
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("lr: 1e-3\nema_decay: '0.99'\n")
+    cfg = parse_config(["--config", str(recipe)])
+    assert (cfg.lr, cfg.ema_decay) == (0.001, 0.99)
+
+
 def test_flags_without_data_apply_the_default_recipe(tmp_path):
     """`--model X` alone is the default run with another model, not a demand for --data-dir."""
     from trainers.config import DEFAULT_RECIPE, load_yaml, parse_config
@@ -360,6 +390,9 @@ def test_help_documents_every_flag():
     (["--crop-pct", "1.5"], r"--crop-pct 1.5: .* in \(0, 1\]"),
     (["--test-img-size", "0"], "--test-img-size 0: give a size in pixels"),
     (["--batch-size", "0"], "--batch-size 0: give at least 1"),
+    (["--label-smoothing", "1.5"], "--label-smoothing 1.5: give at most 1"),
+    (["--weight-decay", "-1"], "--weight-decay -1.0: give at least 0"),
+    (["--decay-epochs", "0"], "--decay-epochs 0.0: give at least 0.01"),
     (["--workers", "-1"], "--workers -1: give at least 0"),
     (["--max-train-samples", "0"], "--max-train-samples 0: give at least 1"),
     (["--opt", "adamm"], "--opt adamm: .*timm.optim.list_optimizers"),

@@ -40,9 +40,10 @@ class ConfigError(ValueError):
     """An option value that no run can use, named with the flag."""
 
 
-def _opt(default: Any, help: str, minimum: int | None = None, **argparse_kwargs: Any) -> Any:
-    """A TrainConfig field: its default, help, and for counts the least value a run can use (`check_values`)."""
-    return field(default=default, metadata={"help": help, "minimum": minimum, **argparse_kwargs})
+def _opt(default: Any, help: str, minimum: float | None = None, maximum: float | None = None,
+         **argparse_kwargs: Any) -> Any:
+    """A TrainConfig field: its default, help, and for numbers the least and most a run can use (`check_values`)."""
+    return field(default=default, metadata={"help": help, "minimum": minimum, "maximum": maximum, **argparse_kwargs})
 
 
 def _choice(default: str, help: str, described: dict[str, str]) -> Any:
@@ -81,7 +82,7 @@ class TrainConfig:
     crop_pct: float | None = _opt(None, "evaluation centre crop, as a share of the resized image (default: the "
                                         "backbone's, 0.875 for ImageNet models); 1.0 keeps the whole image, which "
                                         "small images such as CIFAR-10's 32 px want")
-    drop_rate: float = _opt(0.2, "dropout before the classifier")
+    drop_rate: float = _opt(0.2, "dropout before the classifier", minimum=0, maximum=1)
     head_init: str = _choice("auto", "the new classifier's starting weights", HEAD_INITS)
     # strategy and optimisation
     strategy: str = _choice("full", "what learns", STRATEGIES)
@@ -95,21 +96,21 @@ class TrainConfig:
     epochs: int = _opt(10, "training epochs (0: evaluate the starting weights, e.g. a soup of --weights, and "
                                 "write their run folder)", minimum=0)
     batch_size: int = _opt(32, "images per step (per process under torchrun)", minimum=1)
-    lr: float = _opt(1e-3, "learning rate of the new head")
+    lr: float = _opt(1e-3, "learning rate of the new head", minimum=0)
     backbone_lr_scale: float = _opt(1.0, "backbone learning rate = lr x this (full/gradual); benchmarks/RESULTS.md "
                                          "section 6 compares 0.1 and 1 on held-out data")
     opt: str = _opt("adamw", "optimizer, any timm.optim name (adamw, sgd, lamb, ...)")
-    momentum: float = _opt(0.9, "momentum for SGD-style optimizers")
-    weight_decay: float = _opt(0.05, "weight decay (not applied to norms and biases)")
+    momentum: float = _opt(0.9, "momentum for SGD-style optimizers", minimum=0, maximum=1)
+    weight_decay: float = _opt(0.05, "weight decay (not applied to norms and biases)", minimum=0)
     sched: str = _opt("cosine", "LR schedule, any timm.scheduler name (cosine, step, plateau, none)")
     warmup_epochs: int = _opt(0, "linear warm-up epochs", minimum=0)
     cycles: int = _opt(1, "split the schedule (cosine, tanh or poly) into N equal cycles, each restarting at --lr "
                           "(SGDR warm restarts, timm's cycle_limit); --epochs must be a multiple of N", minimum=1)
-    decay_epochs: float = _opt(30, "epochs between decays for --sched step")
-    decay_rate: float = _opt(0.1, "decay factor for --sched step/plateau")
-    label_smoothing: float = _opt(0.1, "label smoothing of the cross-entropy")
-    mixup: float = _opt(0.0, "mixup alpha (0 = off)")
-    cutmix: float = _opt(0.0, "cutmix alpha (0 = off)")
+    decay_epochs: float = _opt(30, "epochs between decays for --sched step", minimum=0.01)
+    decay_rate: float = _opt(0.1, "decay factor for --sched step/plateau", minimum=0, maximum=1)
+    label_smoothing: float = _opt(0.1, "label smoothing of the cross-entropy", minimum=0, maximum=1)
+    mixup: float = _opt(0.0, "mixup alpha (0 = off)", minimum=0)
+    cutmix: float = _opt(0.0, "cutmix alpha (0 = off)", minimum=0)
     aug: str = _choice("light", "training augmentation", {a.name: a.help for a in AUGMENTATIONS.values()})
     teachers: str | None = _opt(None, "finished run folders (or hf-hub: ids), joined by commas: their averaged "
                                       "probabilities on each training image become part of its target, knowledge "
@@ -118,9 +119,9 @@ class TrainConfig:
                                       "smoothed by --label-smoothing")
     class_weights: bool = _opt(False, "weight the loss by inverse class frequency (imbalanced data)")
     balanced_sampler: bool = _opt(False, "sample training images so classes are seen equally often")
-    clip_grad: float | None = _opt(None, "clip gradient norm to this value")
+    clip_grad: float | None = _opt(None, "clip gradient norm to this value", minimum=0)
     ema: bool = _opt(False, "keep an exponential moving average of the weights (timm ModelEmaV3) and evaluate it")
-    ema_decay: float = _opt(0.998, "EMA decay")
+    ema_decay: float = _opt(0.998, "EMA decay", minimum=0, maximum=1)
     ema_warmup: bool = _opt(True, "timm's EMA warm-up, decay min(ema_decay, 1 - (1 + step)^-2/3): the average "
                                   "forgets the starting weights (without it, 0.998^1340 = 7%% of a 1,340-step run's "
                                   "average is its start)")
@@ -248,9 +249,11 @@ def check_values(cfg: TrainConfig) -> TrainConfig:
     """Counts below their field's `minimum` and a --val-groups that is no regex are refused here, for flags and YAML
     alike (argparse sees only flags)."""
     for f in dataclasses.fields(cfg):
-        value, minimum = getattr(cfg, f.name), f.metadata["minimum"]
+        value, minimum, maximum = getattr(cfg, f.name), f.metadata["minimum"], f.metadata["maximum"]
         if minimum is not None and value is not None and value < minimum:
             raise ConfigError(f"--{f.name.replace('_', '-')} {value}: give at least {minimum}")
+        if maximum is not None and value is not None and value > maximum:
+            raise ConfigError(f"--{f.name.replace('_', '-')} {value}: give at most {maximum}")
     if cfg.val_groups not in (None, BY_SUBJECT):
         try:
             re.compile(cfg.val_groups)
@@ -268,8 +271,32 @@ def load_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid YAML ({err})".replace("\n", " ")) from err
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected option: value lines, found a {type(data).__name__}")
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(data) - known)
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ConfigError(f"{path}: unknown options {unknown}")
-    return data
+    return {key: _yaml_value(fields[key], value, path) for key, value in data.items()}
+
+
+def _yaml_value(f: dataclasses.Field, value: Any, path: Path) -> Any:
+    """A YAML value as its flag would take it: of the field's type, one of its choices. YAML reads `1e-3` as a
+    string, which becomes the float its flag would make of it; `4.5` is no integer and `'no'` no boolean."""
+    where = f"{path}: {f.name}: {value!r}"
+    if value is None:
+        if "None" not in f.type:
+            raise ConfigError(f"{where}: give a value")
+        return None
+    if f.type == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: give true or false")
+        return value
+    kind = _arg_type(f.type)
+    if isinstance(value, bool) or (kind is int and isinstance(value, float)) or isinstance(value, list | dict):
+        raise ConfigError(f"{where}: give {'an integer' if kind is int else f'a {kind.__name__}'}")
+    try:
+        value = kind(value)
+    except ValueError:
+        raise ConfigError(f"{where}: give {'an integer' if kind is int else f'a {kind.__name__}'}") from None
+    if (choices := f.metadata.get("choices")) and value not in choices:
+        raise ConfigError(f"{where}: choose from {', '.join(map(str, choices))}")
+    return value
