@@ -187,6 +187,19 @@ def test_generic_folder_layout_errors(tmp_path):
         D.load_dataset("imagenet", tmp_path)
 
 
+def test_a_folder_zipped_on_a_mac_reads_as_its_classes(tmp_path):
+    """`__MACOSX/` is no class, and the AppleDouble `._x.jpg` beside each image (no image) is no sample."""
+    for label in ("cat", "dog"):
+        shutil.copytree(SAMPLE / "train" / label, tmp_path / "train" / label)
+        for image in list((tmp_path / "train" / label).glob("*.jpg")):
+            (image.parent / f"._{image.name}").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+        (tmp_path / "train" / "__MACOSX" / label).mkdir(parents=True)
+        (tmp_path / "train" / "__MACOSX" / label / "._x.jpg").write_bytes(b"\x00\x05\x16\x07")
+    splits = D.load_dataset("folder", tmp_path)
+    assert splits.classes == ["cat", "dog"]
+    assert splits.train and not [s for s in splits.train if Path(s.source).name.startswith("._")]
+
+
 def test_hub_dataset_offline_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(D.DataError, match="cannot load Hub dataset 'uoft-cs/cifar10'.*--dataset folder"):

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from trainers.inference import ImageError, images_in, load_image
+from trainers.inference import ImageError, images_in, is_litter, load_image
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 FER_CLASSES = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
@@ -104,7 +104,7 @@ def _check_classes(splits: DatasetSplits, root: Path) -> None:
 
 def _class_folders(split_dir: Path, classes: list[str] | None = None) -> tuple[list[str], list[Sample]]:
     """`split_dir/<class>/**/*.jpg` -> (class names, samples). Class order: `classes` or sorted names."""
-    found = sorted(d.name for d in split_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
+    found = sorted(d.name for d in split_dir.iterdir() if d.is_dir() and not is_litter(d.name))
     if not found:
         raise DataError(f"expected one folder per class in {split_dir}, found none")
     classes = classes or found

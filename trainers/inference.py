@@ -41,9 +41,17 @@ def is_image_file(path: str | Path) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
+def is_litter(name: str) -> bool:
+    """A file or folder name that holds no one's images: hidden ones (`.ipynb_checkpoints`) and what macOS adds to
+    archives (`__MACOSX/`, and the AppleDouble `._name.jpg` beside each file, which is no image)."""
+    return name.startswith(".") or name == "__MACOSX"
+
+
 def images_in(folder: Path) -> list[Path]:
-    """The image files under `folder` (recursively), sorted."""
-    return sorted(p for p in Path(folder).rglob("*") if is_image_file(p) and p.is_file())
+    """The image files under `folder` (recursively, litter left out), sorted."""
+    folder = Path(folder)
+    return sorted(p for p in folder.rglob("*") if is_image_file(p) and p.is_file()
+                  and not any(is_litter(part) for part in p.relative_to(folder).parts))
 
 
 # Decompression-bomb guard: 64 megapixels is far above any dataset image; PIL raises beyond 2x this.
