@@ -129,6 +129,9 @@ def test_resume_skips_finished_rows_and_retries_errors(tiny_run, image_dir, tmp_
 
     with pytest.raises(SystemExit, match="--topk"):
         run_cli(tiny_run, image_dir, "--out", out, "--resume", "--topk", "2")
+    faces = Path(__file__).parents[1] / "reference" / "fer2013-mini_xception"  # 7 expressions, not CIFAR-10's
+    with pytest.raises(SystemExit, match="--resume: .* holds labels this model does not have .*another model"):
+        run_cli(faces, image_dir, "--out", out, "--resume")
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
@@ -167,6 +170,11 @@ def test_bad_arguments_are_refused(tiny_run, tmp_path):
         run_cli(tiny_run, tmp_path)
     with pytest.raises(SystemExit, match="cannot load"):
         run_cli(tmp_path / "no-such-run", REAL[0])
+    (tmp_path / "notes.txt").write_text("no image\n")
+    out = tmp_path / "all-failed.csv"
+    with pytest.raises(SystemExit, match="none of the 2 input.s. could be read; the error column says why"):
+        run_cli(tiny_run, tmp_path / "missing.png", tmp_path / "notes.png", "--out", out)
+    assert pd.read_csv(out)["error"].notna().all()  # the rows that say why are still written
 
 
 def assert_same_rows(got: list[dict], expected: list[dict]) -> None:

@@ -142,8 +142,9 @@ class Journal:
         self.path.unlink(missing_ok=True)
 
 
-def finished_rows(out: Path, journal: Journal, k: int) -> dict[str, dict]:
-    """path -> row for images predicted without error by an earlier run (its output and its journal)."""
+def finished_rows(out: Path, journal: Journal, k: int, labels: list[str]) -> dict[str, dict]:
+    """path -> row for images predicted without error by an earlier run (its output and its journal), which must
+    have had the columns of `k` and a model of these `labels`."""
     try:
         rows = read_rows(out) if out.is_file() else []
     except (ValueError, OSError) as err:  # pandas' and pyarrow's parse errors (ArrowInvalid is a ValueError)
@@ -155,6 +156,9 @@ def finished_rows(out: Path, journal: Journal, k: int) -> dict[str, dict]:
         if set(row) != expected:
             raise SystemExit(f"error: {out} has columns {sorted(row)}, not those of --topk {k}; "
                              "resume with the --topk it was written with, or write a new --out")
+    if foreign := sorted({row["label_1"] for row in rows if not row["error"]} - set(labels)):
+        raise SystemExit(f"error: --resume: {out} holds labels this model does not have ({', '.join(foreign[:5])}): "
+                         "another model wrote it; resume with that one, or write a new --out")
     return {row["path"]: row for row in rows if not row["error"]}
 
 
@@ -177,7 +181,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         raise SystemExit(f"error: cannot load {args.model}: {err}") from None
     k = min(args.topk, len(predictor.labels))
     journal = Journal(args.out) if args.out else None
-    done = finished_rows(args.out, journal, k) if args.resume else {}
+    done = finished_rows(args.out, journal, k, predictor.labels) if args.resume else {}
     if journal and not args.resume:
         journal.remove()  # a fresh run must not inherit rows of an abandoned one
     todo = [p for p in dict.fromkeys(paths) if p not in done]
@@ -209,6 +213,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print(f"{len(todo)} images in {seconds:.1f} s ({rate:.1f} images/s, {predictor.backend} on {device}), "
           f"{errors} unreadable; softmax temperature {predictor.temperature:.3g}"
           + (f"; wrote {args.out}" if args.out else ""), file=sys.stderr)
+    if all(row["error"] for row in rows):  # a script must not take a file of only errors for predictions
+        raise SystemExit(f"error: none of the {len(rows)} input(s) could be read; the error column says why")
     return rows
 
 
