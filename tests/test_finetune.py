@@ -492,6 +492,21 @@ def test_a_soup_of_other_networks_is_refused(tmp_path):
         read_weights(f"{tmp_path / 'a.safetensors'},{tmp_path / 'b.safetensors'}")
 
 
+def test_a_soup_of_runs_of_other_classes_is_refused_and_another_tasks_head_is_noted(tmp_path, tiny_run):
+    """Two runs of as many classes but other ones average heads whose rows mean different things: refused. One
+    such run as a start keeps its head (same size) and says whose classes its rows are."""
+    from trainers.models import ModelError, check_weight_labels
+
+    other = Path(shutil.copytree(tiny_run, tmp_path / "other", ignore=shutil.ignore_patterns(R.CHECKPOINT)))
+    config = json.loads((other / R.CONFIG).read_text())
+    (other / R.CONFIG).write_text(json.dumps(config | {"label_names": [f"c{i}" for i in range(10)]}))
+    with pytest.raises(ModelError, match="the runs were trained on other classes .*a soup averages runs of one task"):
+        check_weight_labels(f"{tiny_run},{other}", CIFAR10_CLASSES)
+    assert check_weight_labels(f"{tiny_run},{tiny_run}", CIFAR10_CLASSES) == []
+    notes = check_weight_labels(str(other), CIFAR10_CLASSES)
+    assert len(notes) == 1 and "trained on the classes ['c0', 'c1', 'c2', 'c3']" in notes[0]
+
+
 def test_swa_keeps_the_average_of_each_cycles_end_across_a_resume(tmp_path):
     """--cycles 2 --swa over 4 epochs: the learning rate restarts after epoch 2, and the kept weights are the mean
     of the weights at the two cycles' ends, the first of them checkpointed by a process that stopped there."""

@@ -65,6 +65,7 @@ from trainers.lr_find import LR_FIND_STEPS, LRRangeTest
 from trainers.models import (
     ModelError,
     channels_last_hazard,
+    check_weight_labels,
     create_backbone,
     first_stage_metrics,
     first_stages,
@@ -157,6 +158,7 @@ def train(cfg: TrainConfig) -> Path:
     splits = prepare_data(cfg)
 
     # ---- model, its input pipeline and its optimisation
+    weight_notes = check_weight_labels(cfg.weights, splits.classes)
     model, notes = create_backbone(cfg.model, len(splits.classes), cfg.pretrained, cfg.weights,
                                    drop_rate=cfg.drop_rate,
                                    class_ids=splits.class_ids if cfg.head_init == "auto" else None)
@@ -174,7 +176,7 @@ def train(cfg: TrainConfig) -> Path:
         run.state.classes = splits.classes
     if ddp.main:
         R.write_train_config(run.run_dir, cfg.to_dict() | {"resume": None})
-        for note in notes + splits.notes:
+        for note in notes + weight_notes + splits.notes:
             print(f"note: {note}")
         print(f"run folder: {run.run_dir}")
     before_first_epoch(run)

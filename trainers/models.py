@@ -345,6 +345,20 @@ def first_stages(weights: str | Path | None) -> list[Path]:
     return [path.parent for path in files if path.name == R.WEIGHTS and R.is_run(path.parent)]
 
 
+def check_weight_labels(weights: str | Path | None, classes: list[str]) -> list[str]:
+    """Runs whose weights these are must share their classes (a soup averages heads row by row); notes for a run
+    trained on other classes than `classes`, whose head rows then mean other things."""
+    labels = {run.name: R.read_config(run).get("label_names") or [] for run in first_stages(weights)}
+    if len({tuple(names) for names in labels.values()}) > 1:
+        shown = "; ".join(f"{run}: {', '.join(names[:4])}{' ...' if len(names) > 4 else ''}"
+                          for run, names in labels.items())
+        raise ModelError(f"--weights {weights}: the runs were trained on other classes ({shown}); a soup averages "
+                         "runs of one task")
+    return [f"--weights {run}: trained on the classes {names[:4]}, this data has {classes[:4]}; a head of the same "
+            "size is kept, its rows meaning the run's classes" for run, names in labels.items()
+            if names and names != classes][:1]
+
+
 def weights_tag(weights: str | Path) -> str:
     """A run's own weights (a second stage, or a soup of runs pretrained alike) carry on what that run was
     pretrained on; any other file is named."""
