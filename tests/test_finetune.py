@@ -390,6 +390,8 @@ def test_help_documents_every_flag():
     (["--crop-pct", "1.5"], r"--crop-pct 1.5: .* in \(0, 1\]"),
     (["--test-img-size", "0"], "--test-img-size 0: give a size in pixels"),
     (["--batch-size", "0"], "--batch-size 0: give at least 1"),
+    (["--name", "../elsewhere"], "--name '../elsewhere': give a folder name, not a path"),
+    (["--output", str(REPO / "README.md")], "--output .*README.md: a file, not a folder"),
     (["--label-smoothing", "1.5"], "--label-smoothing 1.5: give at most 1"),
     (["--weight-decay", "-1"], "--weight-decay -1.0: give at least 0"),
     (["--decay-epochs", "0"], "--decay-epochs 0.0: give at least 0.01"),
@@ -539,6 +541,15 @@ def test_cycles_and_swa_that_cannot_run_are_refused_before_any_write(tmp_path, f
     with pytest.raises(SystemExit, match=message):
         train_tiny(tmp_path, *flags, name="refused")
     assert not (tmp_path / "refused").exists()
+
+
+def test_a_seed_groups_folder_clash_is_refused_before_any_seed_trains(tmp_path):
+    taken = tmp_path / "sg-seed43"
+    taken.mkdir()
+    (taken / R.METRICS).write_text("{}")
+    with pytest.raises(SystemExit, match="run folder .*sg-seed43 already exists"):
+        train_tiny(tmp_path, "--seeds", "2", "--seed", "42", name="sg")
+    assert not (tmp_path / "sg-seed42").exists()
 
 
 def test_split_seed_keeps_the_images_while_the_seed_changes(tmp_path):

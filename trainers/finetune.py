@@ -142,6 +142,8 @@ def train_seeds(cfg: TrainConfig) -> list[Path]:
         raise ConfigError("--seeds trains new runs: no --resume (resume each run folder on its own)")
     base = cfg.name or default_run_name(cfg)
     seeds = range(cfg.seed, cfg.seed + cfg.seeds)
+    for seed in seeds:  # every folder before the first training: a clash must not cost a finished run's time
+        new_run_dir(Path(cfg.output), f"{base}-seed{seed}")
     runs = [train(dataclasses.replace(cfg, seed=seed, seeds=1, name=f"{base}-seed{seed}")) for seed in seeds]
     print(f"seed group of {len(runs)} runs: {', '.join(run.name for run in runs)}")
     return runs
@@ -766,12 +768,24 @@ def open_run_dir(cfg: TrainConfig, ddp: Distributed) -> Path:
         if not (run_dir / R.CHECKPOINT / R.CHECKPOINT_FILE).is_file():
             raise RunError(f"--resume {run_dir}: no {R.CHECKPOINT}/{R.CHECKPOINT_FILE} in it")
         return run_dir
-    run_dir = Path(cfg.output) / ddp.broadcast(cfg.name or default_run_name(cfg))
-    if ddp.main:
-        # A folder holding only train_config.yaml is a run that stopped before its first checkpoint: nothing to lose.
-        if run_dir.exists() and {path.name for path in run_dir.iterdir()} - {R.TRAIN_CONFIG}:
-            raise RunError(f"run folder {run_dir} already exists (choose another --name, or --resume it)")
-        run_dir.mkdir(parents=True, exist_ok=True)
+    name = ddp.broadcast(cfg.name or default_run_name(cfg))
+    if not ddp.main:
+        return Path(cfg.output) / name
+    run_dir = new_run_dir(Path(cfg.output), name)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def new_run_dir(output: Path, name: str) -> Path:
+    """A new run's folder: `name` (a folder name, not a path) under the folder `output`, holding no earlier run. A
+    folder holding only train_config.yaml is a run that stopped before its first checkpoint: nothing to lose."""
+    if Path(name).name != name or name in (".", ".."):
+        raise RunError(f"--name {name!r}: give a folder name, not a path (--output says where)")
+    if output.exists() and not output.is_dir():
+        raise RunError(f"--output {output}: a file, not a folder")
+    run_dir = output / name
+    if run_dir.exists() and {path.name for path in run_dir.iterdir()} - {R.TRAIN_CONFIG}:
+        raise RunError(f"run folder {run_dir} already exists (choose another --name, or --resume it)")
     return run_dir
 
 
