@@ -250,6 +250,8 @@ def test_grouped_carve_refuses_a_pattern_that_matches_nothing():
     with pytest.raises(D.DataError, match=r"--val-groups '\^patient' matches none of the file names \(e.g. 'x1.jpg'\)"):
         D.make_val_split(splits, D.Carve(0.3, groups="^patient"))
     assert len(splits.train) == 6 and not splits.val  # nothing moved
+    D.make_val_split(splits, D.Carve(0.3, groups="^(z)?[xy]"))  # a group that takes no part: each image alone
+    assert len(splits.val) == 2
     with pytest.raises(ConfigError, match=r"--val-groups '\(p': not a regular expression"):
         parse_config(["--val-groups", "(p"])
     with pytest.raises(D.DataError, match="--val-groups subject: the file names of --dataset cifar10 name no subject"):

@@ -390,6 +390,8 @@ def test_help_documents_every_flag():
     (["--crop-pct", "1.5"], r"--crop-pct 1.5: .* in \(0, 1\]"),
     (["--test-img-size", "0"], "--test-img-size 0: give a size in pixels"),
     (["--batch-size", "0"], "--batch-size 0: give at least 1"),
+    (["--device", "tpu"], "--device tpu: give cpu, cuda or cuda:N"),
+    (["--teachers", ","], "--teachers ',': names no run"),
     (["--name", "../elsewhere"], "--name '../elsewhere': give a folder name, not a path"),
     (["--output", str(REPO / "README.md")], "--output .*README.md: a file, not a folder"),
     (["--label-smoothing", "1.5"], "--label-smoothing 1.5: give at most 1"),

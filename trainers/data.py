@@ -383,7 +383,8 @@ def _grouped_val_ids(splits: DatasetSplits, quota: dict[int, int], carve: Carve)
         name = Path(sample.sample_id).name
         match = pattern.search(name)
         matched |= match is not None
-        subjects[match.group(1 if match.groups() else 0) if match else name].append(sample)  # unmatched: alone
+        subject = match and (match.group(1) if match.groups() else match.group(0))
+        subjects[subject or name].append(sample)  # unmatched, or its group unmatched (`(x)?y`): alone
     if not matched:
         raise DataError(f"--val-groups {carve.groups!r} matches none of the file names (e.g. "
                         f"{Path(splits.train[0].sample_id).name!r})")
@@ -397,7 +398,10 @@ def _grouped_val_ids(splits: DatasetSplits, quota: dict[int, int], carve: Carve)
             taken += need
             val_ids |= {s.sample_id for s in subjects[key]}
     if empty := [splits.classes[c] for c in quota if not taken[c]]:
-        raise DataError(f"--val-groups: no subject of {empty} fits the validation quota; carve a larger --val-split")
+        largest = max(len(images) for images in subjects.values())
+        raise DataError(f"--val-groups {carve.groups!r}: no subject of {empty} fits the validation quota (the "
+                        f"largest subject has {largest} images): does the first group name one subject? Else carve "
+                        "a larger --val-split")
     return val_ids
 
 

@@ -50,6 +50,7 @@ from trainers.distill import (
     local_teachers,
     teacher_metrics,
     teacher_probabilities,
+    teacher_runs,
     unknown_teachers,
 )
 from trainers.evaluate import (
@@ -292,7 +293,10 @@ def finish(run: Run, last_val: tuple[torch.Tensor, torch.Tensor, torch.Tensor] |
 
 
 def training_device(cfg: TrainConfig, ddp: Distributed) -> torch.device:
-    device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    try:
+        device = torch.device(cfg.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    except RuntimeError:
+        raise ConfigError(f"--device {cfg.device}: give cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"--device {cfg.device}: PyTorch sees no CUDA device")
     if device.type == "cuda":
@@ -362,6 +366,8 @@ def check_distillation(cfg: TrainConfig) -> None:
                        "saw each image whole)")
     if unknown := unknown_teachers(cfg.teachers):
         raise ConfigError(f"--teachers: {', '.join(unknown)}: neither a finished run folder nor an hf-hub: id")
+    if cfg.teachers is not None and not teacher_runs(cfg.teachers):
+        raise ConfigError(f"--teachers {cfg.teachers!r}: names no run")
 
 
 def data_configs(cfg: TrainConfig, model: torch.nn.Module) -> tuple[dict, dict]:
