@@ -92,6 +92,12 @@ def leaderboard_table(frame: pd.DataFrame, wide: bool, width: int) -> tuple[Tabl
 def show(store: Store, dataset: str | None, model: str | None, sort: str, ascending: bool, layout: str) -> None:
     """Print the leaderboard: a table that fits the terminal, every column in full (`wide`), or the run ids."""
     frame = with_verdict(store.runs(dataset=dataset, model=model))
+    if frame.empty and (dataset or model):
+        runs = store.runs()
+        asked = " and ".join(f"--{key} {value}" for key, value in (("dataset", dataset), ("model", model)) if value)
+        raise ValueError(f"no run of {asked} in {store.path}; it holds datasets "
+                         f"{', '.join(sorted(runs['dataset'].unique())) or 'none'} and models "
+                         f"{', '.join(sorted(runs['model'].unique())) or 'none'}")
     frame = frame.assign(seeds=frame.apply(seed_text, axis=1) if len(frame) else None)
     frame = frame.sort_values(sort, ascending=ascending, na_position="last")
     frame = frame.astype(object).where(frame.notna(), None)  # pandas' NA of a run without tier: an empty cell
@@ -209,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
             show(Store.existing(args.db), args.dataset, args.model, args.sort, args.ascending, args.layout)
         elif args.command == "compare":
             (name_a, run_a), (name_b, run_b) = (resolve_run(args.db, ref) for ref in (args.run_a, args.run_b))
+            if run_a.resolve() == run_b.resolve():
+                raise ValueError(f"{args.run_a} and {args.run_b} are the same run folder: name two runs")
             result = V.compare_runs(run_a, run_b, name_a, name_b)
             if args.json:
                 print(json.dumps(result.to_dict(), indent=2))

@@ -117,7 +117,12 @@ class Store:
 
     def __init__(self, path: Path | str | None = None) -> None:
         self.path = Path(path) if path else default_db_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.is_dir():
+            raise StoreError(f"--db {self.path}: a folder; name the store file in it, e.g. {self.path / 'arena.db'}")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise StoreError(f"--db {self.path}: {self.path.parent} is a file, not a folder") from None
         self._migrate()
 
     @classmethod

@@ -162,6 +162,14 @@ def test_cli_ingest_show_export(runs_root: Path, tmp_path: Path, capsys: pytest.
     (tmp_path / "empty").mkdir()
     assert main(["ingest", str(tmp_path / "empty"), "--db", db]) == 1
     assert f"no run folder (one holding metrics.json) in {tmp_path / 'empty'}" in capsys.readouterr().err
+    assert main(["show", "--db", db, "--dataset", "Cifar10"]) == 1
+    err = capsys.readouterr().err
+    assert "no run of --dataset Cifar10 in " in err and "datasets chest-xray, cifar10" in err
+    assert main(["ingest", str(runs_root), "--db", str(tmp_path)]) == 1  # a folder is no store file
+    assert f"--db {tmp_path}: a folder; name the store file in it" in capsys.readouterr().err
+    run = str(runs_root / "nested" / "cifar-b")
+    assert main(["compare", run, run, "--db", db]) == 1
+    assert "are the same run folder: name two runs" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("command", [["show"], ["export", "--csv", "out.csv"]])
