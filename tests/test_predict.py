@@ -170,6 +170,10 @@ def test_bad_arguments_are_refused(tiny_run, tmp_path):
         run_cli(tiny_run, tmp_path)
     with pytest.raises(SystemExit, match="cannot load"):
         run_cli(tmp_path / "no-such-run", REAL[0])
+    damaged = Path(shutil.copytree(tiny_run, tmp_path / "damaged", ignore=shutil.ignore_patterns("checkpoint")))
+    (damaged / "model.safetensors").write_bytes((damaged / "model.safetensors").read_bytes()[:100])
+    with pytest.raises(SystemExit, match=f"cannot load {damaged}: SafetensorError: "):
+        run_cli(damaged, REAL[0])
     (tmp_path / "notes.txt").write_text("no image\n")
     out = tmp_path / "all-failed.csv"
     with pytest.raises(SystemExit, match="none of the 2 input.s. could be read; the error column says why"):

@@ -177,8 +177,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         raise SystemExit("error: --device cuda: PyTorch sees no CUDA device")
     try:
         predictor = Predictor.from_run(args.model, device, backend=args.backend, calibrated=args.calibrated)
-    except (OSError, ValueError, RuntimeError) as err:
-        raise SystemExit(f"error: cannot load {args.model}: {err}") from None
+    except Exception as err:  # a damaged run folder fails in many ways (safetensors, JSON, timm's loader, torch)
+        raise SystemExit(f"error: cannot load {args.model}: {one_line(err)}") from None
     k = min(args.topk, len(predictor.labels))
     journal = Journal(args.out) if args.out else None
     done = finished_rows(args.out, journal, k, predictor.labels) if args.resume else {}
