@@ -352,6 +352,9 @@ def compare_view(runs: pd.DataFrame) -> None:
     if not data.same_task(metrics_a, metrics_b):
         st.caption(f"{metrics_a.get('dataset')} against {metrics_b.get('dataset')}: scores of two tasks are no "
                    "change of one, so only the costs show B − A.")
+    if not data.same_hardware(metrics_a, metrics_b):
+        st.caption(f"Timed on different machines or threads (A: {metrics_a.get('hardware', 'unknown')}; B: "
+                   f"{metrics_b.get('hardware', 'unknown')}): latency, speed and training time show no B − A.")
     st.dataframe(data.formatted_deltas(deltas), hide_index=True, key="deltas")
     if (
         not data.comparable(metrics_a, metrics_b)

@@ -423,6 +423,7 @@ def image_file(sample_id: str, root: Path | None) -> Path | None:
 
 DELTA_METRICS = [*SCORES, "loss", "ece", *COSTS, "train_images_per_s", "epochs", "wall_s", "whole_wall_s"]
 TASK_FIGURES = {*SCORES, "loss", "ece"}  # what a run scores on its dataset: no change between two datasets
+TIMED_FIGURES = {"latency_ms", "train_images_per_s", "wall_s", "whole_wall_s"}  # what the machine (and threads) set
 LOWER_IS_BETTER = {key for key in DELTA_METRICS if METRIC_SPECS[key].higher_is_better is False}
 
 
@@ -431,12 +432,18 @@ def same_task(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return a.get("dataset") == b.get("dataset")
 
 
+def same_hardware(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Both runs timed on one kind of machine with as many threads (metrics.json `hardware`), so times compare."""
+    return a.get("hardware") == b.get("hardware")
+
+
 def metric_deltas(a: dict[str, Any], b: dict[str, Any]) -> pd.DataFrame:
-    """Each metric both runs have: A, B and B − A (NaN for an evaluation figure of two tasks: no change of one)."""
-    task = same_task(a, b)
+    """Each metric both runs have: A, B and B − A (NaN where it is no change: scores of two tasks, times of two
+    machines)."""
+    apart = (set() if same_task(a, b) else TASK_FIGURES) | (set() if same_hardware(a, b) else TIMED_FIGURES)
     rows = [
         {"metric": key, "A": float(a[key]), "B": float(b[key]),
-         "delta (B − A)": float(b[key]) - float(a[key]) if task or key not in TASK_FIGURES else math.nan}
+         "delta (B − A)": math.nan if key in apart else float(b[key]) - float(a[key])}
         for key in DELTA_METRICS
         if isinstance(a.get(key), int | float) and isinstance(b.get(key), int | float)
     ]

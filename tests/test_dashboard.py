@@ -556,3 +556,13 @@ def test_the_curves_are_history_columns_the_trainer_writes(tiny_run):
     columns = [f.name for f in fields(R.EpochRow)]
     assert list(R.read_history(tiny_run).columns) == columns
     assert {column for curves, _ in data.CURVES.values() for column in curves} <= set(columns)
+
+
+def test_times_of_two_machines_and_scores_of_two_tasks_get_no_change():
+    a = {"dataset": "cifar10", "hardware": "AMD EPYC CPU (x86_64, 1 thread)", "top1": 0.9, "latency_ms": 15.0,
+         "params": 3e6}
+    b = a | {"hardware": "AMD EPYC CPU (x86_64, 2 threads)", "top1": 0.8, "latency_ms": 70.0}
+    deltas = data.metric_deltas(a, b).set_index("metric")["delta (B − A)"]
+    assert deltas["top1"] == pytest.approx(-0.1) and np.isnan(deltas["latency_ms"]) and deltas["params"] == 0
+    across = data.metric_deltas(a, a | {"dataset": "fer2013"}).set_index("metric")["delta (B − A)"]
+    assert np.isnan(across["top1"]) and across["latency_ms"] == 0
