@@ -23,6 +23,14 @@ LABEL_POSITIONS = ("top center", "bottom center")  # tried in turn; a label with
 SCORE_AXIS = (0.0, 1.08)  # every score is a fraction: the whole scale, with room for the labels of a 100% point
 
 
+def score_axis(scores: pd.Series) -> tuple[float, float]:
+    """The scores' own span with a quarter of it (at least 2.5 points) spare on each side, within SCORE_AXIS: runs
+    of one task crowd into a few points, which the whole 0-100% scale would draw as one clump."""
+    low, high = float(scores.min()), float(scores.max())
+    spare = max(high - low, 0.1) / 4
+    return max(SCORE_AXIS[0], low - spare), min(SCORE_AXIS[1], high + spare)
+
+
 def axis_format(column: str) -> str:
     """d3 format of a metric axis: percentages as 94%, other scores with their spec's decimals."""
     spec = DISPLAY_COLUMNS[column]
@@ -45,15 +53,16 @@ def log_ticks(values: pd.Series) -> dict:
     return {"tickmode": "array", "tickvals": ticks, "ticktext": [f"{t:,.12g}" for t in ticks]}
 
 
-def label_positions(x: pd.Series, y: pd.Series, texts: pd.Series) -> pd.Series:
+def label_positions(x: pd.Series, y: pd.Series, texts: pd.Series,
+                    axis: tuple[float, float] = SCORE_AXIS) -> pd.Series:
     """Where each point's label goes (a LABEL_POSITIONS entry), or None where it would cover another label.
 
     Plotly draws text labels where they are told, overlapping or not: two runs of one model at one cost (a linear
     probe and a full fine-tune) would print their names on top of each other. Greedy, highest score first, in
-    plot-area fractions of the log cost axis and of the score axis (SCORE_AXIS)."""
+    plot-area fractions of the log cost axis and of the score `axis`."""
     log_x = np.log10(x)
     px_ = (log_x - log_x.min()) / max(log_x.max() - log_x.min(), 1e-12)
-    py_ = (y - SCORE_AXIS[0]) / (SCORE_AXIS[1] - SCORE_AXIS[0])
+    py_ = (y - axis[0]) / (axis[1] - axis[0])
     placed: list[tuple[float, float, float, float]] = []  # boxes: left, right, bottom, top
     positions: dict = {}
     for i in py_.sort_values(ascending=False).index:
@@ -86,8 +95,9 @@ def tradeoff(table: pd.DataFrame, cost: str, metric: str) -> go.Figure:
         labels={cost: cost_label, metric: metric_label, "model_short": "model"},
         title=f"{metric_label} vs {cost_label}",
     )
+    axis = score_axis(points[metric]) if len(points) else SCORE_AXIS
     if len(points) <= LABELLED_POINTS:
-        label_points(figure, points, label_positions(points[cost], points[metric], points["model_short"]))
+        label_points(figure, points, label_positions(points[cost], points[metric], points["model_short"], axis))
     figure.add_trace(
         go.Scatter(
             x=front[cost],
@@ -103,7 +113,7 @@ def tradeoff(table: pd.DataFrame, cost: str, metric: str) -> go.Figure:
         )
     )
     figure.update_xaxes(**log_ticks(points[cost]))
-    figure.update_yaxes(tickformat=axis_format(metric), range=SCORE_AXIS)
+    figure.update_yaxes(tickformat=axis_format(metric), range=axis)
     return figure
 
 

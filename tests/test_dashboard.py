@@ -91,9 +91,12 @@ def charts(at: AppTest) -> dict[str, dict]:
     }
 
 
-def matrix(trace: dict) -> np.ndarray:
-    """A heatmap's z: plotly serialises numpy arrays as base64 typed arrays ({dtype, bdata, shape})."""
-    z = trace["z"]
+def matrix(trace: dict, key: str = "z") -> np.ndarray:
+    """A heatmap's z (or a trace's x, y): plotly serialises numpy arrays as base64 typed arrays ({dtype, bdata,
+    shape})."""
+    z = trace[key]
+    if isinstance(z, dict) and "shape" not in z:
+        return np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"])
     if isinstance(z, dict):
         shape = tuple(int(n) for n in str(z["shape"]).split(","))
         return np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"]).reshape(shape)
@@ -284,6 +287,9 @@ def test_accuracy_vs_cost_with_pareto_frontier_and_grouped_bars(app):
         points = [trace for trace in figures[key]["data"] if trace.get("name") != "Pareto frontier"]
         labels = [text for trace in points for text in trace["text"]]  # short model names, blank where crowded
         assert "efficientnet_lite0" in labels and set(labels) <= {"efficientnet_lite0", ""}
+        scores = np.concatenate([matrix(trace, "y") for trace in points])
+        low, high = figures[key]["layout"]["yaxis"]["range"]  # the scores' own span, not the whole 0-100%
+        assert 0 <= low < min(scores) and max(scores) < high <= 1.08 and high - low < 1
         axis = figures[key]["layout"]["xaxis"]
         assert axis["type"] == "log"
         for value, text in zip(axis.get("tickvals", []), axis.get("ticktext", []), strict=True):
