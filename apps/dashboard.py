@@ -88,6 +88,8 @@ COLUMN_CONFIG = {
     "hub_url": st.column_config.LinkColumn("Hub", display_text=r"https://huggingface\.co/(.*)"),
     "files": st.column_config.TextColumn("files", help="⚠: the run folder has missing or corrupt files"),
     "note": st.column_config.TextColumn("note", width="large"),
+    "epochs": st.column_config.NumberColumn("epochs", format="%d", help="epochs this run trained itself: 0 for a soup "
+                                            "(it averages runs), a second stage's after its first's"),
 }
 HEADLINE = (*SCORES, "params", "latency_ms")  # compare's metric cards: the scores, size and speed
 
@@ -318,6 +320,10 @@ def curves_view(runs: pd.DataFrame) -> None:
         return
     if all(len(history) == 1 for history in histories.values()):
         st.caption("One epoch per run: each curve is a single point.")
+    for run_id in histories:
+        if stages := data.run_metrics(runs[runs["run_id"] == run_id].iloc[0]).get("soup_of"):
+            st.caption(f"{run_id} averages the weights of {len(stages)} runs ({', '.join(stages)}): trained by them, "
+                       "it has no epochs of its own, and its one point (epoch 0) is its evaluation.")
     for title, (columns, tickformat) in data.CURVES.items():
         st.plotly_chart(plots.training_curves(histories, columns, title, tickformat), key=f"curves_{title}")
 

@@ -136,3 +136,13 @@ def test_compare_same_classes_other_samples_never_counts_disagreements(store_pat
     classes = next(f.value for f in app.dataframe if "Δ recall" in f.value.columns)
     assert "samples disagreeing" not in classes.columns
     assert json.loads((other / "metrics.json").read_text()) == json.loads((CIFAR / "metrics.json").read_text())
+
+
+def test_a_soups_one_point_curve_says_what_it_is(app):
+    """The CIFAR-10 reference run averages runs: its history is one evaluation at epoch 0, and the page says so."""
+    app.sidebar.radio(key="view").set_value("Training curves").run()
+    app.selectbox(key="curve_dataset").set_value("cifar10").run()
+    app.multiselect(key="curve_runs_cifar10").set_value([CIFAR.name]).run()
+    assert not app.exception
+    soup = json.loads((CIFAR / "metrics.json").read_text())["soup_of"]
+    assert f"{CIFAR.name} averages the weights of {len(soup)} runs" in texts(app.caption)
