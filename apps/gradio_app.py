@@ -312,7 +312,8 @@ def gradcam_view(pool: ModelPool, picture: Image.Image, model: str, target: str 
         except GradCamError as err:
             raise refuse(str(err)) from None
     caption = (f"Where **{model}** looked for **{predictor.labels[index]}**: Grad-CAM on the model's input, "
-               f"{size_caption(overlay)}.")
+               f"{size_caption(overlay)}. Red: the regions that raised that class's score most; blue: least (scaled "
+               "per image).")
     return enlarged(overlay), caption
 
 

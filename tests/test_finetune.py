@@ -177,6 +177,11 @@ def test_a_run_on_the_hub_is_a_backbone_to_fine_tune_on(tmp_path, tiny_run, monk
     assert default_run_name(TrainConfig(model="hf-hub:acme/cifar-tiny")).startswith("cifar10-hf-hub-acme-cifar-tiny-")
 
 
+def test_a_cached_linear_probe_says_an_augmentation_does_not_apply(tmp_path, capsys):
+    train_tiny(tmp_path, "--strategy", "linear-probe", "--aug", "randaug", name="probe")
+    assert "note: --aug randaug does not apply: each image's features are cached once" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("strategy", ["linear-probe", "gradual"])
 def test_strategies(tmp_path, strategy):
     run_dir = train_tiny(tmp_path, "--strategy", strategy, "--epochs", "2", name=strategy)

@@ -449,6 +449,9 @@ def caches_features(cfg: TrainConfig, model: torch.nn.Module, ddp: Distributed) 
                                    "--cutmix cuts images, not features" if cfg.cutmix else None)
     if why_not and ddp.main:
         print(f"note: features not cached ({why_not}); the backbone runs at every step")
+    if why_not is None and cfg.aug != TrainConfig.aug and ddp.main:
+        print(f"note: --aug {cfg.aug} does not apply: each image's features are cached once, unaugmented "
+              "(--no-feature-cache trains the head on augmented images, the backbone running at every step)")
     return why_not is None
 
 
