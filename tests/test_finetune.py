@@ -550,6 +550,17 @@ def test_cycles_and_swa_that_cannot_run_are_refused_before_any_write(tmp_path, f
     assert not (tmp_path / "refused").exists()
 
 
+def test_ctrl_c_says_how_to_go_on(monkeypatch):
+    from trainers import finetune
+
+    def interrupted(cfg):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(finetune, "train", interrupted)
+    with pytest.raises(SystemExit, match="^interrupted: the run folder keeps its last checkpoint .*--resume"):
+        finetune.main(["--epochs", "1"])
+
+
 def test_a_seed_groups_folder_clash_is_refused_before_any_seed_trains(tmp_path):
     taken = tmp_path / "sg-seed43"
     taken.mkdir()

@@ -127,6 +127,9 @@ def main(argv: list[str] | None = None) -> Path:
         return train(cfg) if cfg.seeds == 1 else train_seeds(cfg)[0]
     except USER_ERRORS as err:  # said in one line; a killed run's last checkpoint stays resumable
         raise SystemExit(f"error: {user_message(err)}") from None
+    except KeyboardInterrupt:  # checkpoints are written atomically: the last one is whole
+        raise SystemExit("interrupted: the run folder keeps its last checkpoint (each epoch's end, and every "
+                         "--checkpoint-every steps); go on with --resume RUN_FOLDER") from None
 
 
 def user_message(error: Exception) -> str:
