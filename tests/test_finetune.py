@@ -429,6 +429,8 @@ def test_corrupt_image_is_named_or_skipped_when_asked(tmp_path, pipeline):
                 shutil.copy(image, data / split / class_dir.name)
     bad = data / "train" / "cat" / "0000.jpg"
     bad.write_bytes(bad.read_bytes()[:200])  # truncated JPEG
+    bad_val = next((data / "val" / "dog").iterdir())
+    bad_val.write_bytes(bad_val.read_bytes()[:200])
     flags = ["--dataset", "cifar10", "--data-dir", str(data), *TINY, "--batch-size", "64",  # one batch: all 30
              "--pipeline", pipeline, "--workers", "1", "--output", str(tmp_path), "--name", "corrupt"]
     result = run_cli(*flags)
@@ -438,6 +440,8 @@ def test_corrupt_image_is_named_or_skipped_when_asked(tmp_path, pipeline):
     result = run_cli(*flags, "--skip-corrupt")
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"skipping unreadable image: {bad}" in result.stdout
+    metrics = R.read_metrics(tmp_path / "corrupt")  # the validation image left out is said, not silently dropped
+    assert metrics["eval_unreadable"] == 1 and metrics["num_samples"] == 19
 
 
 def test_weights_file_with_other_head_is_adapted(tmp_path):

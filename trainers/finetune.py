@@ -992,8 +992,17 @@ def final_metrics(trainer: Trainer, splits: D.DatasetSplits, data_config: dict, 
         **lineage_metrics(cfg),
         **({R.FEATURE_CACHE_S: features.seconds, R.FEATURE_CACHE_READ: features.read} if features else {}),
         **({"swa_cycles": int(swa.n_averaged)} if swa is not None else {}),
+        **unreadable_metrics(splits, evaluation),
         **run_environment(device),
     }
+
+
+def unreadable_metrics(splits: D.DatasetSplits, evaluation: Evaluation) -> dict:
+    """metrics.json `eval_unreadable`: the evaluation images --skip-corrupt left out of every figure, when any."""
+    left_out = len(splits.test or splits.val) - len(evaluation.targets)
+    if left_out:
+        print(f"note: {left_out} unreadable evaluation image(s) left out of the metrics (--skip-corrupt)")
+    return {"eval_unreadable": left_out} if left_out else {}
 
 
 def lineage_metrics(cfg: TrainConfig) -> dict:
