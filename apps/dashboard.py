@@ -22,6 +22,7 @@ import streamlit as st
 import verdict as V
 from apps import dashboard_data as data
 from apps import dashboard_plots as plots
+from apps.sources import REFERENCE_RUNS
 from leaderboard.store import Store, StoreError
 from runfolder import data_dir
 from runfolder.metrics import COSTS, METRIC_SPECS, PERCENT, READABLE_CLASSES, SCORES, Format, MetricSpec, Style
@@ -41,7 +42,6 @@ python trainers/finetune.py --db {db}
 **Just looking?** Load the reference models that ship in `reference/` (on each task's real images: the source
 study's own network from scratch, EfficientNet-Lite0 as a linear probe and fully fine-tuned) with the button below.
 """
-REFERENCE = Path(__file__).resolve().parents[1] / "reference"  # the shipped reference runs
 RANK_METRICS = list(SCORES)
 RUN_ID_WIDTH_PX = 8  # per character of the longest run id: the column shows whole ids
 
@@ -532,7 +532,7 @@ def main() -> None:
         st.title("Backbone Arena leaderboard")
         st.info(EMPTY_HELP.format(db=db))
         if st.button("Load the reference models", key="load_reference", type="primary"):
-            store.ingest([REFERENCE])
+            store.ingest([REFERENCE_RUNS])
             st.rerun()  # the store's new signature: the table shows them at once
         return
     runs = sidebar_filters(table)

@@ -29,14 +29,14 @@ from PIL import Image
 
 from apps.faces import crop_face
 from apps.gradcam import GradCamError, gradcam
-from apps.sources import Catalog, ModelEntry, configured_hub_ids, discover
+from apps.sources import REFERENCE_RUNS, Catalog, ModelEntry, configured_hub_ids, discover
 from leaderboard.store import default_db_path
 from runfolder import RUNS_DIR
 from trainers.inference import BACKENDS, ImageError, Prediction, Predictor, images_in, load_image
 
 EXAMPLES = Path(__file__).resolve().parent / "examples"
 EXAMPLE_FOLDERS = {"chest-xray-3": "chest-xray"}  # datasets that share another's example images
-DEFAULT_RUN_ROOTS = [Path(RUNS_DIR), Path("reference")]
+DEFAULT_RUN_ROOTS = [Path(RUNS_DIR), REFERENCE_RUNS]  # the user's runs where the app starts, and the shipped ones
 FACE_DATASETS = {"fer2013"}
 SLOTS = 6  # models shown side by side at once
 MIN_SIDE = 8  # px: below this an "image" is a few flat colours, and any prediction would be noise

@@ -15,5 +15,6 @@ DASHBOARD = Path(__file__).with_name("dashboard.py")
 def dashboard() -> None:
     from streamlit.web import cli
 
-    sys.argv = ["streamlit", "run", str(DASHBOARD), *sys.argv[1:]]
+    # A page for reading results: no "Deploy" or cache-clearing developer menu (a later --client.toolbarMode wins).
+    sys.argv = ["streamlit", "run", str(DASHBOARD), "--client.toolbarMode", "viewer", *sys.argv[1:]]
     sys.exit(cli.main())

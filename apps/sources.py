@@ -18,6 +18,7 @@ from runfolder.metrics import PERCENT
 
 log = logging.getLogger(__name__)
 
+REFERENCE_RUNS = Path(__file__).resolve().parents[1] / "reference"  # the shipped runs, wherever an app starts
 HUB_MODELS_ENV = "ARENA_HUB_MODELS"
 HUB_MODELS_FILE = Path(__file__).resolve().parent / "hub_models.txt"
 

@@ -58,11 +58,11 @@ def wait_healthy(url: str, server: subprocess.Popen, log: Path) -> None:
 
 @contextmanager
 def serve(db: Path, tmp_path: Path) -> Iterator[str]:
-    """`streamlit run apps/dashboard.py -- --db PATH` on a free port; $ARENA_DB names another (empty) store, so the
-    page shows the runs only if `--db` wins as documented."""
+    """`arena-dashboard ... -- --db PATH` (`streamlit run apps/dashboard.py` with the page's own options) on a free
+    port; $ARENA_DB names another (empty) store, so the page shows the runs only if `--db` wins as documented."""
     port = free_port()
     log = tmp_path / "streamlit.log"
-    command = [sys.executable, "-m", "streamlit", "run", str(REPO / "apps" / "dashboard.py"),
+    command = [str(Path(sys.executable).with_name("arena-dashboard")),
                "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
                "--browser.gatherUsageStats", "false", "--", "--db", str(db)]  # fmt: skip
     env = os.environ | {"ARENA_DB": str(tmp_path / "not-this.db")}
@@ -130,6 +130,7 @@ def test_reference_runs_leaderboard_and_200_class_details(browser, tmp_path: Pat
         page.goto(url)
         settle(page, '[data-testid="stDataFrame"]')
         page.screenshot(path=tmp_path / "reference_leaderboard.png", full_page=True)
+        assert page.get_by_text("Deploy", exact=True).count() == 0  # a page for reading results, no developer menu
 
         page.get_by_text("Accuracy vs cost", exact=True).click()
         settle(page, ".js-plotly-plot")
