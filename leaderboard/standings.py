@@ -115,6 +115,8 @@ def export(runs: pd.DataFrame, path: Path, fmt: str | None = None) -> Path:
     if fmt not in EXPORT_WRITERS:
         raise ValueError(f"cannot export to {path}: use a {' or '.join('.' + f for f in EXPORT_WRITERS)} file "
                          "(or say which format)")
+    if path.suffix.removeprefix(".") in EXPORT_WRITERS and path.suffix != f".{fmt}":  # a .parquet file of CSV
+        raise ValueError(f"cannot export {fmt} to {path}: its suffix says {path.suffix}; name a .{fmt} file")
     with atomic_path(path) as tmp:
         EXPORT_WRITERS[fmt](with_verdict(runs), tmp)
     return path

@@ -157,6 +157,9 @@ def test_cli_ingest_show_export(runs_root: Path, tmp_path: Path, capsys: pytest.
     assert "cifar-b" in shown and "chest-a" not in shown
     assert main(["export", "--db", db, "--parquet", str(tmp_path / "e.parquet")]) == 0
     assert len(pd.read_parquet(tmp_path / "e.parquet")) == 2
+    assert main(["export", "--db", db, "--csv", str(tmp_path / "e.parquet")]) == 1  # CSV under a parquet name
+    assert "its suffix says .parquet; name a .csv file" in capsys.readouterr().err
+    assert len(pd.read_parquet(tmp_path / "e.parquet")) == 2  # the file it would have overwritten is intact
     assert main(["ingest", str(tmp_path / "nothing-here"), "--db", db]) == 1
     assert "nothing-here: no such file or directory" in capsys.readouterr().out
     (tmp_path / "empty").mkdir()
