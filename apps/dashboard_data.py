@@ -469,7 +469,7 @@ def formatted_deltas(deltas: pd.DataFrame) -> pd.DataFrame:
 
 def comparable(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """Class-level comparison needs the same dataset and the same classes in the same order."""
-    return a.get("dataset") == b.get("dataset") and class_labels(a) == class_labels(b)
+    return same_task(a, b) and class_labels(a) == class_labels(b)
 
 
 def class_disagreement(

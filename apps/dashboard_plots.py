@@ -20,7 +20,7 @@ LABELLED_POINTS = 30  # up to this many runs every point carries its model name;
 # A label's box as a fraction of the plot area, per character and in height (a 700 x 400 px plot, 11 px text).
 LABEL_CHAR_WIDTH, LABEL_HEIGHT = 0.0095, 0.045
 LABEL_POSITIONS = ("top center", "bottom center")  # tried in turn; a label with room at neither is left to hover
-SCORE_AXIS = (0.0, 1.08)  # every score is a fraction: the whole scale, with room for the labels of a 100% point
+SCORE_AXIS = (0.0, 1.08)  # the most a score axis spans (fractions, with room for a 100% point's label)
 
 
 def score_axis(scores: pd.Series) -> tuple[float, float]:

@@ -396,6 +396,7 @@ def test_help_documents_every_flag():
     (["--test-img-size", "0"], "--test-img-size 0: give a size in pixels"),
     (["--batch-size", "0"], "--batch-size 0: give at least 1"),
     (["--device", "tpu"], "--device tpu: give cpu, cuda or cuda:N"),
+    (["--lr", "nan"], "--lr nan: give a finite number"),
     (["--teachers", ","], "--teachers ',': names no run"),
     (["--name", "../elsewhere"], "--name '../elsewhere': give a folder name, not a path"),
     (["--output", str(REPO / "README.md")], "--output .*README.md: a file, not a folder"),
@@ -518,6 +519,7 @@ def test_a_soup_of_runs_of_other_classes_is_refused_and_another_tasks_head_is_no
     assert check_weight_labels(f"{tiny_run},{tiny_run}", CIFAR10_CLASSES) == []
     notes = check_weight_labels(str(other), CIFAR10_CLASSES)
     assert len(notes) == 1 and "trained on the classes ['c0', 'c1', 'c2', 'c3']" in notes[0]
+    assert check_weight_labels(str(other), ["cat", "dog"]) == []  # another count: the head is replaced, no note
 
 
 def test_swa_keeps_the_average_of_each_cycles_end_across_a_resume(tmp_path):
@@ -561,7 +563,7 @@ def test_ctrl_c_says_how_to_go_on(monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(finetune, "train", interrupted)
-    with pytest.raises(SystemExit, match="^interrupted: the run folder keeps its last checkpoint .*--resume"):
+    with pytest.raises(SystemExit, match="^interrupted: a run folder that has a checkpoint .* goes on with --resume"):
         finetune.main(["--epochs", "1"])
 
 
@@ -671,6 +673,8 @@ def test_a_resume_that_would_make_another_run_is_refused_and_changes_nothing(tmp
         main(["--resume", str(run), "--data-dir", str(fruit)])
     with pytest.raises(SystemExit, match="--epochs 0: it has trained 1 epochs already; give at least as many"):
         main(["--resume", str(run), "--epochs", "0"])
+    with pytest.raises(SystemExit, match="with --resume: a resumed run goes on with its own train_config.yaml"):
+        main(["--resume", str(run), "--config", str(run / R.TRAIN_CONFIG)])
     assert {path: path.read_bytes() for path in run.rglob("*") if path.is_file()} == before
 
 

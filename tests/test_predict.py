@@ -174,7 +174,7 @@ def test_bad_arguments_are_refused(tiny_run, tmp_path):
     (damaged / "model.safetensors").write_bytes((damaged / "model.safetensors").read_bytes()[:100])
     with pytest.raises(SystemExit, match=f"cannot load {damaged}: SafetensorError: "):
         run_cli(damaged, REAL[0])
-    (tmp_path / "notes.txt").write_text("no image\n")
+    (tmp_path / "notes.png").write_text("no image\n")  # an image's name, not an image
     out = tmp_path / "all-failed.csv"
     with pytest.raises(SystemExit, match="none of the 2 input.s. could be read; the error column says why"):
         run_cli(tiny_run, tmp_path / "missing.png", tmp_path / "notes.png", "--out", out)

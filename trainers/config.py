@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import re
 import sys
 from dataclasses import dataclass, field
@@ -210,7 +211,10 @@ def parse_config(argv: list[str] | None = None) -> TrainConfig:
     argv = sys.argv[1:] if argv is None else argv
     args = vars(build_parser().parse_args(argv))
     values: dict[str, Any] = {}
-    if path := args.pop("config", None):
+    if (path := args.pop("config", None)) and args.get("resume"):
+        raise ConfigError(f"--config {path} with --resume: a resumed run goes on with its own train_config.yaml; "
+                          "give the flags it may change instead")
+    if path:
         values |= load_yaml(Path(path))
     elif not {"dataset", "data_dir", "resume"} & set(args):
         # No data named: the default recipe, with the flags given on top (`--model resnet50` alone runs).
@@ -237,19 +241,24 @@ RESUME_MAY_CHANGE = frozenset({
 
 def check_resume_flags(resume: str, recorded: dict[str, Any], given: dict[str, Any]) -> None:
     """Refuse flags that would make a resumed run another one (before anything is read or written)."""
+    def same(key: str, value: Any) -> bool:
+        was = recorded.get(key, _DEFAULTS.get(key))
+        return SHORT_NAMES.get(value, value) == SHORT_NAMES.get(was, was) if key == "model" else value == was
+
     changed = [f"--{key.replace('_', '-')} {value} (the run's: {recorded.get(key, _DEFAULTS.get(key))})"
-               for key, value in given.items()
-               if key not in RESUME_MAY_CHANGE and value != recorded.get(key, _DEFAULTS.get(key))]
+               for key, value in given.items() if key not in RESUME_MAY_CHANGE and not same(key, value)]
     if changed:
         raise ConfigError(f"--resume {resume}: {'; '.join(changed)}: a resumed run goes on as it was started; "
                           f"to train on from its weights as a new run, give --weights {resume} instead")
 
 
 def check_values(cfg: TrainConfig) -> TrainConfig:
-    """Counts below their field's `minimum` and a --val-groups that is no regex are refused here, for flags and YAML
-    alike (argparse sees only flags)."""
+    """Numbers that are not finite or outside their field's `minimum`/`maximum`, and a --val-groups that is no regex,
+    are refused here, for flags and YAML alike (argparse sees only flags)."""
     for f in dataclasses.fields(cfg):
         value, minimum, maximum = getattr(cfg, f.name), f.metadata["minimum"], f.metadata["maximum"]
+        if isinstance(value, float) and not math.isfinite(value):  # NaN passes every comparison
+            raise ConfigError(f"--{f.name.replace('_', '-')} {value}: give a finite number")
         if minimum is not None and value is not None and value < minimum:
             raise ConfigError(f"--{f.name.replace('_', '-')} {value}: give at least {minimum}")
         if maximum is not None and value is not None and value > maximum:

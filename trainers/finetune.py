@@ -128,8 +128,9 @@ def main(argv: list[str] | None = None) -> Path:
     except USER_ERRORS as err:  # said in one line; a killed run's last checkpoint stays resumable
         raise SystemExit(f"error: {user_message(err)}") from None
     except KeyboardInterrupt:  # checkpoints are written atomically: the last one is whole
-        raise SystemExit("interrupted: the run folder keeps its last checkpoint (each epoch's end, and every "
-                         "--checkpoint-every steps); go on with --resume RUN_FOLDER") from None
+        raise SystemExit("interrupted: a run folder that has a checkpoint (each epoch's end, and every "
+                         "--checkpoint-every steps) goes on with --resume RUN_FOLDER; one without has nothing to "
+                         "resume") from None
 
 
 def user_message(error: Exception) -> str:
@@ -178,8 +179,7 @@ def train(cfg: TrainConfig) -> Path:
     if cfg.resume:  # before its train_config.yaml is rewritten: a resume that cannot go on leaves the run as it was
         run.state = resume_from(run.run_dir, trainer, splits.classes)
         run.resumed_wall_s = run.state.wall_s
-    else:
-        run.state.classes = splits.classes
+    run.state.classes = splits.classes  # also into a checkpoint from before it kept them
     if ddp.main:
         R.write_train_config(run.run_dir, cfg.to_dict() | {"resume": None})
         for note in notes + weight_notes + splits.notes:

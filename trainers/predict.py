@@ -156,7 +156,7 @@ def finished_rows(out: Path, journal: Journal, k: int, labels: list[str]) -> dic
         if set(row) != expected:
             raise SystemExit(f"error: {out} has columns {sorted(row)}, not those of --topk {k}; "
                              "resume with the --topk it was written with, or write a new --out")
-    if foreign := sorted({row["label_1"] for row in rows if not row["error"]} - set(labels)):
+    if foreign := sorted({str(row["label_1"]) for row in rows if not row["error"]} - set(labels)):
         raise SystemExit(f"error: --resume: {out} holds labels this model does not have ({', '.join(foreign[:5])}): "
                          "another model wrote it; resume with that one, or write a new --out")
     return {row["path"]: row for row in rows if not row["error"]}
