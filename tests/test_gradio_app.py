@@ -30,6 +30,7 @@ from apps.faces import crop_face
 from apps.gradcam import gradcam, target_layer
 from apps.sources import Catalog, discover
 from leaderboard.store import Store
+from runfolder import find_runs
 from trainers.inference import Predictor
 
 REPO = Path(__file__).resolve().parents[1]
@@ -120,8 +121,11 @@ def test_predict_matches_predictor_for_each_model(client, sources):
 
 
 def test_predict_without_model_list_uses_every_model(client, server):
+    """Every model: the --runs folders' and the store's, and the shipped reference runs, found from any folder."""
     result = client.predict(handle_file(EXAMPLE), [], api_name="/predict")
-    assert set(result) == {"cifar10-tiny", "cifar10-resnet", "fer-resnet", "chest-stored"}
+    shipped = {run.name for run in find_runs(REPO / "reference")}
+    assert len(shipped) >= 15
+    assert set(result) == {"cifar10-tiny", "cifar10-resnet", "fer-resnet", "chest-stored"} | shipped
     for probs in result.values():
         assert sum(probs.values()) == pytest.approx(1.0, abs=1e-4)
     assert f"Hub model {UNCACHED_HUB_ID} unavailable" in server["log"].read_text()
