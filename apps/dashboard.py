@@ -308,22 +308,24 @@ def curves_view(runs: pd.DataFrame) -> None:
     run_ids = runs.loc[runs["dataset"] == dataset, "run_id"].tolist()
     # one widget per dataset: each remembers its own choice, and a new dataset starts with its first runs
     chosen = right.multiselect("Runs", run_ids, default=run_ids[:3], key=f"curve_runs_{dataset}")
-    histories = {}
+    histories, soups = {}, {}
     for run_id in chosen:
-        history, problem = run_file(runs[runs["run_id"] == run_id].iloc[0], data.HISTORY)
+        row = runs[runs["run_id"] == run_id].iloc[0]
+        history, problem = run_file(row, data.HISTORY)
         if problem:
             st.warning(problem)
-        else:
-            histories[run_id] = history
+            continue
+        histories[run_id] = history
+        if stages := data.run_metrics(row).get("soup_of"):
+            soups[run_id] = stages
     if not histories:
         st.info("Choose runs with a readable history.csv to overlay their curves.")
         return
     if all(len(history) == 1 for history in histories.values()):
         st.caption("One epoch per run: each curve is a single point.")
-    for run_id in histories:
-        if stages := data.run_metrics(runs[runs["run_id"] == run_id].iloc[0]).get("soup_of"):
-            st.caption(f"{run_id} averages the weights of {len(stages)} runs ({', '.join(stages)}): trained by them, "
-                       "it has no epochs of its own, and its one point (epoch 0) is its evaluation.")
+    for run_id, stages in soups.items():
+        st.caption(f"{run_id} averages the weights of {len(stages)} runs ({', '.join(stages)}): trained by them, it "
+                   "has no epochs of its own, and its one point (epoch 0) is its evaluation.")
     for title, (columns, tickformat) in data.CURVES.items():
         st.plotly_chart(plots.training_curves(histories, columns, title, tickformat), key=f"curves_{title}")
 

@@ -184,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help=f"YAML file of these options; flags given here override it "
                                           f"(default: {recipe} when no data is named)")
     for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
+        flag = flag_of(f.name)
         # SUPPRESS keeps unset flags out of the namespace (a --config file may set them), so the help names the
         # dataclass default itself: ArgumentDefaultsHelpFormatter shows nothing for SUPPRESS.
         kwargs = {"help": _help(f.metadata["help"], f.default), "default": argparse.SUPPRESS}
@@ -195,6 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
             kwargs["choices"] = f.metadata.get("choices")
         parser.add_argument(flag, **kwargs)
     return parser
+
+
+def flag_of(field_name: str) -> str:
+    """The command-line flag of a TrainConfig field: `batch_size` -> `--batch-size`."""
+    return "--" + field_name.replace("_", "-")
 
 
 def _help(text: str, default: Any) -> str:
@@ -241,12 +246,12 @@ RESUME_MAY_CHANGE = frozenset({
 
 def check_resume_flags(resume: str, recorded: dict[str, Any], given: dict[str, Any]) -> None:
     """Refuse flags that would make a resumed run another one (before anything is read or written)."""
-    def same(key: str, value: Any) -> bool:
-        was = recorded.get(key, _DEFAULTS.get(key))
-        return SHORT_NAMES.get(value, value) == SHORT_NAMES.get(was, was) if key == "model" else value == was
+    def comparable(key: str, value: Any) -> Any:  # a short model name is its timm name
+        return SHORT_NAMES.get(value, value) if key == "model" else value
 
-    changed = [f"--{key.replace('_', '-')} {value} (the run's: {recorded.get(key, _DEFAULTS.get(key))})"
-               for key, value in given.items() if key not in RESUME_MAY_CHANGE and not same(key, value)]
+    was = {key: recorded.get(key, _DEFAULTS.get(key)) for key in given}
+    changed = [f"{flag_of(key)} {value} (the run's: {was[key]})" for key, value in given.items()
+               if key not in RESUME_MAY_CHANGE and comparable(key, value) != comparable(key, was[key])]
     if changed:
         raise ConfigError(f"--resume {resume}: {'; '.join(changed)}: a resumed run goes on as it was started; "
                           f"to train on from its weights as a new run, give --weights {resume} instead")
@@ -257,12 +262,13 @@ def check_values(cfg: TrainConfig) -> TrainConfig:
     are refused here, for flags and YAML alike (argparse sees only flags)."""
     for f in dataclasses.fields(cfg):
         value, minimum, maximum = getattr(cfg, f.name), f.metadata["minimum"], f.metadata["maximum"]
+        given = f"{flag_of(f.name)} {value}"
         if isinstance(value, float) and not math.isfinite(value):  # NaN passes every comparison
-            raise ConfigError(f"--{f.name.replace('_', '-')} {value}: give a finite number")
+            raise ConfigError(f"{given}: give a finite number")
         if minimum is not None and value is not None and value < minimum:
-            raise ConfigError(f"--{f.name.replace('_', '-')} {value}: give at least {minimum}")
+            raise ConfigError(f"{given}: give at least {minimum}")
         if maximum is not None and value is not None and value > maximum:
-            raise ConfigError(f"--{f.name.replace('_', '-')} {value}: give at most {maximum}")
+            raise ConfigError(f"{given}: give at most {maximum}")
     if cfg.val_groups not in (None, BY_SUBJECT):
         try:
             re.compile(cfg.val_groups)
@@ -300,12 +306,13 @@ def _yaml_value(f: dataclasses.Field, value: Any, path: Path) -> Any:
             raise ConfigError(f"{where}: give true or false")
         return value
     kind = _arg_type(f.type)
+    wrong_type = ConfigError(f"{where}: give {'an integer' if kind is int else f'a {kind.__name__}'}")
     if isinstance(value, bool) or (kind is int and isinstance(value, float)) or isinstance(value, list | dict):
-        raise ConfigError(f"{where}: give {'an integer' if kind is int else f'a {kind.__name__}'}")
+        raise wrong_type
     try:
         value = kind(value)
     except ValueError:
-        raise ConfigError(f"{where}: give {'an integer' if kind is int else f'a {kind.__name__}'}") from None
+        raise wrong_type from None
     if (choices := f.metadata.get("choices")) and value not in choices:
         raise ConfigError(f"{where}: choose from {', '.join(map(str, choices))}")
     return value
